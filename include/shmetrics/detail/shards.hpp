@@ -1,0 +1,116 @@
+// shmetrics::detail: per-thread value shards.
+//
+// Each registry has `shard_count` shards of value cells. Shard 0 is shared: gauges live
+// there, and threads that find no free shard fall back to it with real RMWs. Shards
+// 1..n-1 are leased to threads on their first write; the owner is the only writer, so
+// its increments are a relaxed load + store (no lock prefix, no shared cache line).
+//
+// A thread returns its shard when it exits, with the values intact: the next thread to
+// lease it keeps adding on top, so the sum a reader computes never goes backwards.
+#pragma once
+
+#include <atomic>   // free mask
+#include <bit>      // std::countr_zero
+#include <cstdint>  // std::uint64_t
+#include <memory>   // std::shared_ptr, enable_shared_from_this
+#include <vector>   // per-thread lease list (allocated on a thread's first write only)
+
+#include "../config.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+
+class shard_pool : public std::enable_shared_from_this<shard_pool> {
+ public:
+  shard_pool(std::uint32_t shard_count, std::uint64_t shard_stride) noexcept
+      : free_mask_(shard_count >= 64 ? ~std::uint64_t{1}
+                                     : ((std::uint64_t{1} << shard_count) - 1) & ~std::uint64_t{1}),
+        shard_stride_(shard_stride) {}
+
+  /// Leases a free shard; returns its byte offset from shard 0, or 0 (the shared
+  /// shard) when none is free. Lock-free; never allocates.
+  std::uint64_t acquire() noexcept {
+    std::uint64_t m = free_mask_.load(std::memory_order_relaxed);
+    while (m != 0) {
+      std::uint64_t bit = std::uint64_t{1} << std::countr_zero(m);
+      // acquire: pairs with the release in release(), so the previous owner's last
+      // stores happen-before our first load of the cells.
+      if (free_mask_.compare_exchange_weak(m, m & ~bit, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+        return static_cast<std::uint64_t>(std::countr_zero(bit)) * shard_stride_;
+    }
+    return 0;
+  }
+
+  void release(std::uint64_t offset) noexcept {
+    if (offset == 0) return;
+    // release: pairs with the acquire in acquire().
+    free_mask_.fetch_or(std::uint64_t{1} << (offset / shard_stride_), std::memory_order_release);
+  }
+
+  std::uint64_t free_mask() const noexcept { return free_mask_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> free_mask_;  // bit k set: shard k is free (bit 0 never set)
+  std::uint64_t shard_stride_;
+};
+
+/// The calling thread's last (pool, offset) pair. Constant-initialized and trivially
+/// destructible, so the hot path reads it without a TLS init guard.
+struct shard_cache {
+  const shard_pool* pool = nullptr;
+  std::uint64_t offset = 0;
+};
+inline constinit thread_local shard_cache tls_shard_cache{};
+
+/// The calling thread's leases; returned on thread exit.
+struct shard_leases {
+  struct lease {
+    std::shared_ptr<shard_pool> pool;  // keeps the pool alive while we hold a shard
+    std::uint64_t offset;
+  };
+  std::vector<lease> leases;
+  ~shard_leases() {
+    for (auto& l : leases)
+      l.pool->release(l.offset);
+    tls_shard_cache = {};
+  }
+};
+
+[[gnu::noinline, gnu::cold]] inline std::uint64_t shard_offset_slow(shard_pool* pool) noexcept {
+  thread_local shard_leases tls;
+  std::uint64_t offset = 0;
+  bool found = false;
+  for (std::size_t i = 0; i < tls.leases.size();) {
+    auto& l = tls.leases[i];
+    if (l.pool.get() == pool) {
+      offset = l.offset;
+      found = true;
+      ++i;
+    } else if (l.pool.use_count() == 1) {  // its registry is gone: give the shard back
+      l.pool->release(l.offset);
+      tls.leases[i] = std::move(tls.leases.back());
+      tls.leases.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  if (!found) {
+    offset = pool->acquire();
+    tls.leases.push_back({pool->shared_from_this(), offset});
+  }
+  tls_shard_cache = {pool, offset};
+  return offset;
+}
+
+/// Byte offset of the calling thread's shard in `pool`. Inline, no lock, no
+/// allocation except on a thread's first write to a registry.
+SHMETRICS_ALWAYS_INLINE std::uint64_t this_thread_shard(shard_pool* pool) noexcept {
+  const shard_cache& c = tls_shard_cache;
+  if (c.pool == pool) [[likely]]
+    return c.offset;
+  return shard_offset_slow(pool);
+}
+
+}  // namespace detail
+SHMETRICS_END_NAMESPACE

@@ -1,0 +1,153 @@
+// shmetrics: error codes shared by the writer and the reader.
+//
+// Every cold-path call (registration, segment creation, opening a segment) returns a
+// result<T>: a value or an error. Hot-path calls (inc/add/set/observe) never fail.
+#pragma once
+
+#include <cstdlib>      // std::abort when value() is called on an error
+#include <cstring>      // strerror
+#include <string>       // error::message
+#include <string_view>  // to_string
+#include <iterator>     // std::size
+#include <utility>      // std::move
+
+#include "config.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+/// Every way a shmetrics call can fail. The numeric values are not part of the
+/// segment format; the names and messages are stable.
+enum class errc : int {
+  ok = 0,
+  // registration (writer, cold path)
+  invalid_metric_name,
+  invalid_label_name,
+  reserved_label_name,
+  duplicate_label_name,
+  invalid_utf8,
+  label_count_mismatch,
+  invalid_buckets,
+  family_conflict,
+  wrong_family_type,
+  families_full,
+  series_full,
+  strings_full,
+  cells_full,
+  // segment creation (writer)
+  invalid_options,
+  segment_exists,
+  create_failed,
+  no_space,
+  map_failed,
+  // reading a segment (reader)
+  open_failed,
+  not_a_regular_file,
+  not_ready,
+  truncated,
+  bad_magic,
+  unsupported_major,
+  corrupt_header,
+  corrupt_record,
+  shrunk,
+  // number of codes; keep last
+  count_
+};
+
+/// A short, stable message for each code. A test checks that this table matches the enum.
+inline constexpr std::string_view errc_messages[] = {
+    "ok",
+    "invalid metric name (want [a-zA-Z_:][a-zA-Z0-9_:]*)",
+    "invalid label name (want [a-zA-Z_][a-zA-Z0-9_]*)",
+    "reserved label name (__* always, le for histograms)",
+    "duplicate label name",
+    "string is not valid UTF-8",
+    "wrong number of label values",
+    "invalid bucket bounds (want finite, strictly increasing)",
+    "family already registered with a different definition",
+    "family has a different type",
+    "segment full: no free family record",
+    "segment full: no free series record",
+    "segment full: string arena exhausted",
+    "segment full: no free value cells",
+    "invalid registry options",
+    "segment file already exists",
+    "cannot create segment file",
+    "no space to reserve the segment (is /dev/shm large enough?)",
+    "cannot map segment",
+    "cannot open segment",
+    "not a regular file",
+    "segment not ready (writer still initializing)",
+    "segment truncated",
+    "bad magic: not a shmetrics segment",
+    "unsupported segment format major version",
+    "corrupt segment header",
+    "corrupt record",
+    "segment shrank while mapped",
+};
+static_assert(std::size(errc_messages) == static_cast<std::size_t>(errc::count_),
+              "errc_messages must have one entry per errc");
+
+/// The message for a code. Thread-safe, no allocation, never fails.
+constexpr std::string_view to_string(errc e) noexcept {
+  auto i = static_cast<std::size_t>(e);
+  return i < std::size(errc_messages) ? errc_messages[i] : std::string_view{"unknown error"};
+}
+
+/// An error: a code, the errno behind it (0 if none), and free-form detail naming the
+/// thing at fault (a metric name, a path, an offset).
+struct error {
+  errc code = errc::ok;
+  int sys_errno = 0;
+  std::string detail;
+
+  /// "<detail>: <code message>[: <strerror>]". Allocates.
+  std::string message() const {
+    std::string m;
+    if (!detail.empty()) {
+      m += detail;
+      m += ": ";
+    }
+    m += to_string(code);
+    if (sys_errno != 0) {
+      m += ": ";
+      m += std::strerror(sys_errno);
+    }
+    return m;
+  }
+};
+
+/// A value or an error (a small std::expected for C++20). No exceptions: calling
+/// value() on an error aborts, so check first: `if (!r) log(r.error().message());`.
+template <class T>
+class [[nodiscard]] result {
+ public:
+  result(T v) : ok_(true), value_(std::move(v)) {}  // NOLINT: implicit on purpose
+  result(shmetrics::v1::error e) : ok_(false), error_(std::move(e)) {}
+  result(errc c, std::string detail = {}, int sys = 0)
+      : ok_(false), error_{c, sys, std::move(detail)} {}
+
+  explicit operator bool() const noexcept { return ok_; }
+  bool has_value() const noexcept { return ok_; }
+
+  T& value() & noexcept { return ok_ ? value_ : (std::abort(), value_); }
+  const T& value() const& noexcept { return ok_ ? value_ : (std::abort(), value_); }
+  T&& value() && noexcept { return ok_ ? std::move(value_) : (std::abort(), std::move(value_)); }
+  T& operator*() & noexcept { return value(); }
+  const T& operator*() const& noexcept { return value(); }
+  T* operator->() noexcept { return &value(); }
+  const T* operator->() const noexcept { return &value(); }
+
+  /// The value, or `fallback` on error (e.g. an inert handle: `.value_or({})`).
+  T value_or(T fallback) const& { return ok_ ? value_ : fallback; }
+  T value_or(T fallback) && { return ok_ ? std::move(value_) : fallback; }
+
+  const shmetrics::v1::error& error() const noexcept { return error_; }
+  errc code() const noexcept { return ok_ ? errc::ok : error_.code; }
+
+ private:
+  bool ok_;
+  T value_{};
+  shmetrics::v1::error error_{};
+};
+
+SHMETRICS_END_NAMESPACE

@@ -1,0 +1,62 @@
+// shmetrics: gauge, a value that goes up and down (one series of a gauge family).
+#pragma once
+
+#include <bit>      // std::bit_cast
+#include <cstdint>  // cell pointers
+#include <time.h>   // clock_gettime (vDSO) for latest-mode timestamps
+
+#include "config.hpp"
+#include "detail/atomics.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+/// A handle to one gauge series. Gauges are not sharded: one cell, in the shared shard.
+/// set() is a plain 8-byte store (last writer wins); add()/sub() are CAS loops.
+///
+/// For families registered with gauge_mode::latest / live_latest, set() also stamps
+/// CLOCK_MONOTONIC (a vDSO read, no syscall) so the exporter can pick the newest value
+/// across processes.
+///
+/// Thread-safe: yes. Allocates: never. Fails: never.
+class gauge {
+ public:
+  gauge() = default;
+  gauge(std::uint64_t* cell, bool stamped) noexcept : cell_(cell), stamped_(stamped) {}
+
+  SHMETRICS_ALWAYS_INLINE void set(double v) noexcept {
+    if (cell_ == nullptr) [[unlikely]]
+      return;
+    detail::store_relaxed(cell_, std::bit_cast<std::uint64_t>(v));
+    if (stamped_) stamp();
+  }
+  SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
+    if (cell_ == nullptr) [[unlikely]]
+      return;
+    detail::add_shared(cell_, v);
+    if (stamped_) stamp();
+  }
+  SHMETRICS_ALWAYS_INLINE void sub(double v) noexcept { add(-v); }
+  SHMETRICS_ALWAYS_INLINE void inc() noexcept { add(1.0); }
+  SHMETRICS_ALWAYS_INLINE void dec() noexcept { add(-1.0); }
+
+  /// The value last written (reads the segment). Thread-safe.
+  double value() const noexcept {
+    return cell_ ? std::bit_cast<double>(detail::load_relaxed(cell_)) : 0.0;
+  }
+
+  explicit operator bool() const noexcept { return cell_ != nullptr; }
+
+ private:
+  void stamp() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    // release: a reader that acquires the stamp sees at least this value.
+    detail::store_release(cell_ + 1, static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+                                         static_cast<std::uint64_t>(ts.tv_nsec));
+  }
+
+  std::uint64_t* cell_ = nullptr;  // cell 0: f64 bits; cell 1: CLOCK_MONOTONIC ns of last set
+  bool stamped_ = false;
+};
+
+SHMETRICS_END_NAMESPACE

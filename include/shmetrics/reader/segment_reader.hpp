@@ -1,0 +1,80 @@
+// shmetrics reader: open a writer's segment read-only, validate it, snapshot it.
+//
+// The reader trusts nothing in a segment: every offset, length, count and string is
+// checked against the mapping before use, and the write-once header is copied and
+// validated once at open. Metadata is append-only, so refresh() parses only records
+// published since the last call; values are re-read on every snapshot.
+#pragma once
+
+#include <cstdint>  // sizes
+#include <deque>    // parsed records, stable addresses
+#include <string>   // path
+
+#include "../errc.hpp"
+#include "snapshot.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+class segment_reader {
+ public:
+  /// Opens `path` read-only (O_NOFOLLOW) and validates the header.
+  /// Fails: open_failed, not_a_regular_file, not_ready (empty or magic not yet
+  /// published), truncated, bad_magic, unsupported_major, corrupt_header, map_failed.
+  static result<segment_reader> open(const std::string& path);
+
+  segment_reader() = default;
+  segment_reader(segment_reader&&) noexcept;
+  segment_reader& operator=(segment_reader&&) noexcept;
+  segment_reader(const segment_reader&) = delete;
+  segment_reader& operator=(const segment_reader&) = delete;
+  ~segment_reader();
+
+  /// Parses records published since the last call. Returns true if any were new.
+  /// Fails: shrunk (file smaller than the header says), corrupt_header (counts beyond
+  /// capacity), corrupt_record (an offset, length, name or value out of bounds; the
+  /// detail names the record).
+  result<bool> refresh();
+
+  /// refresh(), then the values of every series, summed over shards.
+  result<segment_snapshot> snapshot();
+
+  /// The header as of now (identity fields from open, hot fields re-read).
+  segment_info info() const;
+
+  /// Whether the writer still holds its lifetime lock (works across PID namespaces).
+  /// False also when the writer exited cleanly.
+  bool writer_alive() const;
+
+  const std::string& path() const noexcept { return path_; }
+  std::uint64_t instance_id() const noexcept { return hdr_.instance_id; }
+  /// (st_dev, st_ino) of the mapped file, to notice a replaced or removed path.
+  std::uint64_t device() const noexcept { return dev_; }
+  std::uint64_t inode() const noexcept { return ino_; }
+
+ private:
+  struct family_meta {
+    family_snapshot shape;  // series left empty
+    std::uint32_t cells_per_series;
+  };
+  struct series_meta {
+    std::uint32_t family;
+    std::uint32_t cell_index;
+    std::vector<std::string> label_values;
+  };
+
+  error corrupt(errc c, std::string what) const;
+  result<std::string> read_string(std::uint32_t off, std::uint32_t len, const char* what) const;
+  result<bool> parse_family(std::uint32_t index);
+  result<bool> parse_series(std::uint32_t index);
+
+  std::string path_;
+  int fd_ = -1;
+  const char* base_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint64_t dev_ = 0, ino_ = 0;
+  layout::segment_header hdr_{};  // write-once part, copied at open
+  std::deque<family_meta> families_;
+  std::deque<series_meta> series_;
+};
+
+SHMETRICS_END_NAMESPACE

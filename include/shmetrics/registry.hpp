@@ -1,0 +1,582 @@
+// shmetrics: the registry, which owns one shared-memory segment per process, and the
+// families registered in it.
+//
+//   shmetrics::registry_options opt;         // dir /dev/shm, prefix "shmetrics"
+//   auto reg = shmetrics::registry::create(opt);
+//   if (!reg) { fprintf(stderr, "%s\n", reg.error().message().c_str()); return 1; }
+//   auto fam = reg->add_counter({.name = "vllm:prompt_tokens_total",
+//                                .help = "Number of prefill tokens processed.",
+//                                .labels = {"model_name", "engine"}});
+//   shmetrics::counter c = fam->with_labels({"m", "0"}).value_or({});
+//   c.add(128);                               // hot path
+//
+// Everything in this header is the cold path: it may allocate, takes a process-local
+// mutex, and returns errors. The hot path lives in counter.hpp, gauge.hpp, histogram.hpp.
+#pragma once
+
+#include <bit>                 // std::bit_cast
+#include <chrono>              // heartbeat interval
+#include <cmath>               // std::isfinite
+#include <condition_variable>  // heartbeat thread wake-up
+#include <cstdint>             // sizes
+#include <cstdio>              // /proc/self/stat
+#include <cstring>             // memcpy
+#include <deque>               // stable family storage
+#include <initializer_list>    // with_labels({...})
+#include <limits>              // infinity
+#include <memory>              // unique_ptr, shared_ptr
+#include <mutex>               // registration lock (process-local, never in the segment)
+#include <string>              // names
+#include <string_view>         // names
+#include <thread>              // heartbeat thread
+#include <type_traits>         // std::is_same_v
+#include <unordered_map>       // dedupe of families and label sets (process memory only)
+#include <vector>              // label lists
+#include <sys/random.h>        // getrandom for the instance id
+#include <time.h>              // clock_gettime
+#include <unistd.h>            // getpid, unlink
+
+#include "config.hpp"
+#include "counter.hpp"
+#include "detail/atomics.hpp"
+#include "detail/segment_file.hpp"
+#include "detail/shards.hpp"
+#include "detail/validate.hpp"
+#include "errc.hpp"
+#include "gauge.hpp"
+#include "histogram.hpp"
+#include "segment_layout.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+using layout::gauge_mode;
+using layout::metric_type;
+
+/// Where the segment goes and how big it is. The size is fixed at creation (tmpfs
+/// pages are only used when touched); a full segment is an error at registration,
+/// never on the hot path. segment_bytes() gives the size these options produce.
+struct registry_options {
+  std::string dir = "/dev/shm";      ///< directory of the segment file
+  std::string prefix = "shmetrics";  ///< file name is <prefix>.<pid>.<instance>
+  std::uint32_t max_families = 1024;
+  std::uint32_t max_series = 16384;
+  std::uint32_t max_cells =
+      65536;  ///< value cells per shard (counter 1, gauge 2, histogram buckets+2)
+  std::uint64_t string_bytes = 1u << 20;  ///< arena for names, help, labels, bucket bounds
+  std::uint32_t shards = 16;              ///< value shards incl. the shared shard 0; 1..64
+  std::chrono::milliseconds heartbeat_interval{1000};  ///< 0: no thread; call heartbeat() yourself
+  bool unlink_on_close = true;  ///< remove the file when the registry is destroyed
+  bool reserve = true;          ///< posix_fallocate the whole segment at creation
+  unsigned mode = 0600;         ///< file mode, applied exactly (umask ignored)
+
+  /// Bytes of the segment these options create.
+  std::uint64_t segment_bytes() const noexcept {
+    auto align = [](std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; };
+    std::uint64_t off = layout::header_size;
+    off += std::uint64_t{max_families} * layout::family_record_size;
+    off += std::uint64_t{max_series} * layout::series_record_size;
+    off += align(string_bytes, 8);
+    off = align(off, layout::shard_alignment);
+    return off +
+           std::uint64_t{shards} * align(std::uint64_t{max_cells} * 8, layout::shard_alignment);
+  }
+};
+
+/// Family definitions. `labels` are the label names, in the order with_labels() takes
+/// their values. Counter names may end in `_total` or not; they are exposed with it.
+struct counter_spec {
+  std::string_view name, help;
+  std::vector<std::string_view> labels = {};
+  std::string_view unit = {};
+};
+struct gauge_spec {
+  std::string_view name, help;
+  std::vector<std::string_view> labels = {};
+  gauge_mode mode = gauge_mode::live_sum;  ///< how the exporter merges processes
+  std::string_view unit = {};
+};
+struct histogram_spec {
+  std::string_view name, help;
+  std::vector<std::string_view> labels = {};
+  std::vector<double> buckets = {};  ///< finite upper bounds, strictly increasing (+Inf implied)
+  std::string_view unit = {};
+};
+/// An info-style family: a gauge fixed at 1 whose labels carry the information.
+struct info_spec {
+  std::string_view name, help;
+  std::vector<std::string_view> labels = {};
+};
+
+/// What a registry has used of its segment.
+struct registry_usage {
+  std::uint32_t families, family_capacity;
+  std::uint32_t series, series_capacity;
+  std::uint64_t string_bytes, string_capacity;
+  std::uint32_t cells, cell_capacity;
+  std::uint64_t registrations_dropped;
+};
+
+namespace detail {
+
+inline std::uint64_t clock_ns(clockid_t id) noexcept {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// Field 22 of /proc/self/stat (process start time in clock ticks since boot); 0 if
+/// unreadable. Together with the pid it identifies a process where namespaces match.
+inline std::uint64_t process_start_ticks() noexcept {
+  std::FILE* f = std::fopen("/proc/self/stat", "re");
+  if (!f) return 0;
+  char buf[1024];
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // comm may contain spaces and ')'
+  if (!p) return 0;
+  // after ") " come fields 3..; field 22 is the 20th of them
+  int field = 2;
+  for (; *p && field < 22; ++p)
+    if (*p == ' ') ++field;
+  std::uint64_t v = 0;
+  for (; *p >= '0' && *p <= '9'; ++p)
+    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+  return v;
+}
+
+inline std::uint64_t random_instance_id() noexcept {
+  std::uint64_t id = 0;
+  if (getrandom(&id, sizeof id, 0) != static_cast<ssize_t>(sizeof id) || id == 0)
+    id = (clock_ns(CLOCK_REALTIME) * 0x9E3779B97F4A7C15ULL) ^ static_cast<std::uint64_t>(getpid());
+  return id ? id : 1;
+}
+
+struct family_state {
+  std::string name;  // as exposed in the segment (counters: without _total)
+  metric_type type;
+  gauge_mode mode;
+  std::vector<std::string> label_names;
+  std::vector<double> bounds;
+  std::string help, unit;
+  std::uint32_t index;
+  const double* arena_bounds = nullptr;  // bounds as stored in the arena (histogram handles)
+  std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
+};
+
+/// Owns the mapping, the lock fd and the heartbeat thread. Lives behind a unique_ptr so
+/// that handles may point into it while the registry object moves.
+class registry_state {
+ public:
+  registry_state(mapped_segment seg, const registry_options& opt)
+      : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close) {
+    base_ = static_cast<char*>(seg_.base);
+    hdr_ = reinterpret_cast<layout::segment_header*>(base_);
+  }
+
+  ~registry_state() {
+    stop_heartbeat();
+    if (base_) {
+      store_release(&hdr_->state, static_cast<std::uint64_t>(layout::segment_state::closed));
+      if (unlink_on_close_) ::unlink(seg_.path.c_str());
+      ::munmap(seg_.base, seg_.size);
+    }
+    if (seg_.fd >= 0) ::close(seg_.fd);  // drops the lifetime lock
+  }
+
+  registry_state(const registry_state&) = delete;
+  registry_state& operator=(const registry_state&) = delete;
+
+  void init(const registry_options& opt, std::uint64_t instance_id) {
+    auto align = [](std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; };
+    layout::segment_header& h = *hdr_;
+    h.version_major = layout::version_major;
+    h.version_minor = layout::version_minor;
+    h.header_size = layout::header_size;
+    h.segment_size = seg_.size;
+    h.instance_id = instance_id_ = instance_id;
+    h.writer_pid = static_cast<std::uint32_t>(getpid());
+    h.shard_count = opt.shards;
+    h.writer_start_ticks = process_start_ticks();
+    h.created_realtime_ns = clock_ns(CLOCK_REALTIME);
+    h.created_monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+    std::uint64_t off = layout::header_size;
+    h.families_offset = off;
+    h.family_capacity = opt.max_families;
+    h.family_record_size = layout::family_record_size;
+    off += std::uint64_t{opt.max_families} * layout::family_record_size;
+    h.series_offset = off;
+    h.series_capacity = opt.max_series;
+    h.series_record_size = layout::series_record_size;
+    off += std::uint64_t{opt.max_series} * layout::series_record_size;
+    h.strings_offset = off;
+    h.strings_capacity = align(opt.string_bytes, 8);
+    off = align(off + h.strings_capacity, layout::shard_alignment);
+    h.cells_offset = off;
+    h.cells_per_shard = opt.max_cells;
+    h.shard_stride = align(std::uint64_t{opt.max_cells} * 8, layout::shard_alignment);
+    h.heartbeat_ns = h.created_monotonic_ns;
+    h.state = static_cast<std::uint64_t>(layout::segment_state::ready);
+    pool_ = std::make_shared<shard_pool>(opt.shards, h.shard_stride);
+    // release: publishes every write-once field above; a reader that sees the magic
+    // with acquire sees them all.
+    store_release(&h.magic, layout::magic);
+    if (opt.heartbeat_interval.count() > 0) start_heartbeat(opt.heartbeat_interval);
+  }
+
+  void heartbeat() noexcept {
+    store_relaxed(&hdr_->heartbeat_ns, clock_ns(CLOCK_MONOTONIC));
+    add_shared(&hdr_->heartbeat_count, std::uint64_t{1});
+  }
+
+  result<std::uint32_t> add_family(metric_type type, std::string_view name, std::string_view help,
+                                   std::string_view unit,
+                                   const std::vector<std::string_view>& labels,
+                                   std::vector<double> bounds, gauge_mode mode) {
+    std::string exposed(name);
+    if (type == metric_type::counter && exposed.size() > 6 &&
+        exposed.compare(exposed.size() - 6, 6, "_total") == 0)
+      exposed.resize(exposed.size() - 6);
+    if (!valid_metric_name(exposed)) return error{errc::invalid_metric_name, 0, std::string(name)};
+    if (!valid_utf8(help)) return error{errc::invalid_utf8, 0, std::string(name) + " help"};
+    if (!valid_utf8(unit) || !valid_metric_name(unit.empty() ? "x" : unit))
+      return error{errc::invalid_metric_name, 0, std::string(name) + " unit"};
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      std::string who = std::string(name) + " label '" + std::string(labels[i]) + "'";
+      if (!valid_label_name(labels[i])) return error{errc::invalid_label_name, 0, who};
+      if (labels[i].starts_with("__") || (type == metric_type::histogram && labels[i] == "le"))
+        return error{errc::reserved_label_name, 0, who};
+      for (std::size_t j = 0; j < i; ++j)
+        if (labels[j] == labels[i]) return error{errc::duplicate_label_name, 0, who};
+    }
+    if (labels.size() > 0xFFFF)
+      return error{errc::invalid_options, 0, std::string(name) + " labels"};
+    if (type == metric_type::histogram) {
+      if (!bounds.empty() && bounds.back() == std::numeric_limits<double>::infinity())
+        bounds.pop_back();
+      for (std::size_t i = 0; i < bounds.size(); ++i)
+        if (!std::isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
+          return error{errc::invalid_buckets, 0, std::string(name)};
+      if (bounds.size() > 4096) return error{errc::invalid_buckets, 0, std::string(name)};
+    } else {
+      bounds.clear();
+    }
+
+    std::lock_guard lock(mu_);
+    if (auto it = by_name_.find(exposed); it != by_name_.end()) {
+      family_state& f = families_[it->second];
+      bool same = f.type == type && f.mode == mode && f.bounds == bounds && f.help == help &&
+                  f.unit == unit && f.label_names.size() == labels.size();
+      for (std::size_t i = 0; same && i < labels.size(); ++i)
+        same = f.label_names[i] == labels[i];
+      if (!same)
+        return error{f.type != type ? errc::wrong_family_type : errc::family_conflict, 0, exposed};
+      return f.index;
+    }
+    layout::segment_header& h = *hdr_;
+    if (families_.size() >= h.family_capacity) return dropped(errc::families_full, exposed);
+
+    std::uint64_t mark = strings_used_;
+    auto undo = [&](errc c) {
+      strings_used_ = mark;
+      return dropped(c, exposed);
+    };
+    layout::family_record rec{};
+    if (!put_string(exposed, rec.name_off, rec.name_len) ||
+        !put_string(help, rec.help_off, rec.help_len) ||
+        !put_string(unit, rec.unit_off, rec.unit_len) || !put_refs(labels, rec.labels_off))
+      return undo(errc::strings_full);
+    rec.label_count = static_cast<std::uint16_t>(labels.size());
+    rec.type = static_cast<std::uint8_t>(type);
+    rec.gauge_mode = static_cast<std::uint8_t>(mode);
+    rec.bucket_count = static_cast<std::uint32_t>(bounds.size());
+    std::uint32_t boff = 0;
+    if (!alloc(bounds.size() * sizeof(double), 8, boff)) return undo(errc::strings_full);
+    if (!bounds.empty()) std::memcpy(arena() + boff, bounds.data(), bounds.size() * sizeof(double));
+    rec.buckets_off = boff;
+
+    auto index = static_cast<std::uint32_t>(families_.size());
+    std::memcpy(base_ + h.families_offset + std::uint64_t{index} * layout::family_record_size, &rec,
+                sizeof rec);
+    store_relaxed(&h.strings_used, strings_used_);
+    // release: the record and its arena bytes are complete before the count covers them.
+    store_release(&h.families_published, index + 1u);
+
+    family_state& f = families_.emplace_back();
+    f.name = exposed;
+    f.type = type;
+    f.mode = mode;
+    for (auto l : labels)
+      f.label_names.emplace_back(l);
+    f.bounds = std::move(bounds);
+    f.help = help;
+    f.unit = unit;
+    f.index = index;
+    f.arena_bounds = reinterpret_cast<const double*>(arena() + boff);
+    by_name_.emplace(exposed, index);
+    return index;
+  }
+
+  /// Registers (or finds) the series; returns a pointer to its first cell in shard 0.
+  result<std::uint64_t*> add_series(std::uint32_t family,
+                                    const std::vector<std::string_view>& values) {
+    std::lock_guard lock(mu_);
+    family_state& f = families_[family];
+    if (values.size() != f.label_names.size())
+      return error{errc::label_count_mismatch, 0,
+                   f.name + ": " + std::to_string(values.size()) + " values for " +
+                       std::to_string(f.label_names.size()) + " labels"};
+    std::string key;
+    for (auto v : values) {
+      if (!valid_utf8(v)) return error{errc::invalid_utf8, 0, f.name + " label value"};
+      key += std::to_string(v.size());
+      key += ':';
+      key += v;
+    }
+    layout::segment_header& h = *hdr_;
+    if (auto it = f.series.find(key); it != f.series.end()) return cell(it->second);
+    if (series_count_ >= h.series_capacity) return dropped(errc::series_full, f.name);
+    std::uint32_t ncells = layout::cells_for(f.type, static_cast<std::uint32_t>(f.bounds.size()));
+    if (h.cells_per_shard - cells_used_ < ncells) return dropped(errc::cells_full, f.name);
+    std::uint64_t mark = strings_used_;
+    layout::series_record rec{};
+    if (!put_refs(values, rec.labels_off)) {
+      strings_used_ = mark;
+      return dropped(errc::strings_full, f.name);
+    }
+    rec.family_index = family;
+    rec.cell_index = cells_used_;
+    rec.cell_count = ncells;
+    cells_used_ += ncells;
+    std::memcpy(base_ + h.series_offset + std::uint64_t{series_count_} * layout::series_record_size,
+                &rec, sizeof rec);
+    store_relaxed(&h.strings_used, strings_used_);
+    store_relaxed(&h.cells_used, cells_used_);
+    // release: record and label bytes complete before the count covers them.
+    store_release(&h.series_published, ++series_count_);
+    f.series.emplace(std::move(key), rec.cell_index);
+    if (f.type == metric_type::info)
+      store_relaxed(cell(rec.cell_index), std::bit_cast<std::uint64_t>(1.0));
+    return cell(rec.cell_index);
+  }
+
+  const family_state& family(std::uint32_t i) {
+    std::lock_guard lock(mu_);
+    return families_[i];
+  }
+  shard_pool* pool() noexcept { return pool_.get(); }
+  const mapped_segment& segment() const noexcept { return seg_; }
+  std::uint64_t instance_id() const noexcept { return instance_id_; }
+
+  registry_usage usage() {
+    std::lock_guard lock(mu_);
+    const layout::segment_header& h = *hdr_;
+    return {static_cast<std::uint32_t>(families_.size()),
+            h.family_capacity,
+            series_count_,
+            h.series_capacity,
+            strings_used_,
+            h.strings_capacity,
+            cells_used_,
+            h.cells_per_shard,
+            load_relaxed(&h.registrations_dropped)};
+  }
+
+ private:
+  char* arena() noexcept { return base_ + hdr_->strings_offset; }
+  std::uint64_t* cell(std::uint32_t index) noexcept {
+    return reinterpret_cast<std::uint64_t*>(base_ + hdr_->cells_offset) + index;
+  }
+
+  error dropped(errc c, const std::string& who) {
+    add_shared(&hdr_->registrations_dropped, std::uint64_t{1});
+    return error{c, 0, who};
+  }
+
+  bool alloc(std::uint64_t bytes, std::uint64_t align, std::uint32_t& off) noexcept {
+    std::uint64_t start = (strings_used_ + align - 1) / align * align;
+    if (start > hdr_->strings_capacity || hdr_->strings_capacity - start < bytes) return false;
+    off = static_cast<std::uint32_t>(start);
+    strings_used_ = start + bytes;
+    return true;
+  }
+  bool put_string(std::string_view s, std::uint32_t& off, std::uint32_t& len) noexcept {
+    if (!alloc(s.size(), 1, off)) return false;
+    if (!s.empty()) std::memcpy(arena() + off, s.data(), s.size());
+    len = static_cast<std::uint32_t>(s.size());
+    return true;
+  }
+  bool put_refs(const std::vector<std::string_view>& strs, std::uint32_t& off) noexcept {
+    std::vector<layout::string_ref> refs(strs.size());
+    for (std::size_t i = 0; i < strs.size(); ++i)
+      if (!put_string(strs[i], refs[i].off, refs[i].len)) return false;
+    if (!alloc(refs.size() * sizeof(layout::string_ref), 4, off)) return false;
+    if (!refs.empty())
+      std::memcpy(arena() + off, refs.data(), refs.size() * sizeof(layout::string_ref));
+    return true;
+  }
+
+  void start_heartbeat(std::chrono::milliseconds every) {
+    hb_thread_ = std::thread([this, every] {
+      std::unique_lock lock(hb_mu_);
+      while (!hb_stop_) {
+        heartbeat();
+        hb_cv_.wait_for(lock, every, [this] { return hb_stop_; });
+      }
+    });
+  }
+  void stop_heartbeat() {
+    {
+      std::lock_guard lock(hb_mu_);
+      hb_stop_ = true;
+    }
+    hb_cv_.notify_all();
+    if (hb_thread_.joinable()) hb_thread_.join();
+  }
+
+  mapped_segment seg_;
+  bool unlink_on_close_;
+  char* base_ = nullptr;
+  layout::segment_header* hdr_ = nullptr;
+  std::uint64_t instance_id_ = 0;
+  std::shared_ptr<shard_pool> pool_;
+
+  std::mutex mu_;  // guards everything below
+  std::deque<family_state> families_;
+  std::unordered_map<std::string, std::uint32_t> by_name_;
+  std::uint32_t series_count_ = 0;
+  std::uint64_t strings_used_ = 0;
+  std::uint32_t cells_used_ = 0;
+
+  std::mutex hb_mu_;
+  std::condition_variable hb_cv_;
+  bool hb_stop_ = false;
+  std::thread hb_thread_;
+};
+
+}  // namespace detail
+
+/// One family: a metric name with a type and label names. Copyable, cheap; valid while
+/// its registry lives. with_labels() is the cold path that yields a hot-path handle.
+template <class Handle>
+class family {
+ public:
+  family() = default;
+  family(detail::registry_state* reg, std::uint32_t index) noexcept : reg_(reg), index_(index) {}
+
+  /// The series for these label values (in the order of the family's label names),
+  /// created on first call, the same one after. Call once and keep the handle.
+  /// Thread-safe: yes (takes the registry mutex). Allocates: yes. Fails:
+  /// label_count_mismatch, invalid_utf8, series_full, cells_full, strings_full.
+  result<Handle> with_labels(std::initializer_list<std::string_view> values) const {
+    return with_labels(std::vector<std::string_view>(values));
+  }
+  result<Handle> with_labels(const std::vector<std::string_view>& values) const {
+    if (!reg_) return error{errc::invalid_options, 0, "with_labels on an empty family"};
+    auto cell = reg_->add_series(index_, values);
+    if (!cell) return cell.error();
+    const detail::family_state& f = reg_->family(index_);
+    if constexpr (std::is_same_v<Handle, counter>) {
+      return counter(reg_->pool(), *cell);
+    } else if constexpr (std::is_same_v<Handle, gauge>) {
+      return gauge(*cell, f.mode == gauge_mode::latest || f.mode == gauge_mode::live_latest);
+    } else {
+      return histogram(reg_->pool(), *cell, f.arena_bounds,
+                       static_cast<std::uint32_t>(f.bounds.size()));
+    }
+  }
+
+  /// The family's name as stored (counters without `_total`).
+  const std::string& name() const { return reg_->family(index_).name; }
+  explicit operator bool() const noexcept { return reg_ != nullptr; }
+
+ private:
+  detail::registry_state* reg_ = nullptr;
+  std::uint32_t index_ = 0;
+};
+
+using counter_family = family<counter>;
+using gauge_family = family<gauge>;
+using histogram_family = family<histogram>;
+using info_family = family<gauge>;  ///< with_labels() sets the series to 1
+
+/// Owns this process's segment. Move-only. Create one per process (or per component)
+/// and register families at start-up; handles stay valid while it lives.
+///
+/// Thread-safe: every member may be called from any thread. Allocates: yes (cold path).
+class registry {
+ public:
+  registry() = default;
+
+  /// Creates the segment `<dir>/<prefix>.<pid>.<instance>` (mode `opt.mode`, created
+  /// exclusively, symlinks never followed), reserved up front.
+  /// Fails: invalid_options, segment_exists, create_failed, no_space, map_failed.
+  static result<registry> create(const registry_options& opt = {}) {
+    auto bad = [](const char* what) { return error{errc::invalid_options, 0, what}; };
+    if (opt.dir.empty()) return bad("dir is empty");
+    if (opt.prefix.empty() || opt.prefix[0] == '.')
+      return bad("prefix is empty or starts with '.'");
+    for (char c : opt.prefix)
+      if (!(detail::is_alpha_(c) || detail::is_digit(c) || c == '-' || c == '.'))
+        return bad("prefix has a character outside [A-Za-z0-9_.-]");
+    if (opt.shards < 1 || opt.shards > layout::max_shards) return bad("shards must be 1..64");
+    if (opt.max_families < 1 || opt.max_series < 1 || opt.max_cells < 1)
+      return bad("max_families, max_series and max_cells must be >= 1");
+    if (opt.string_bytes < 64 || opt.string_bytes > 0xFFFFFFF0u)
+      return bad("string_bytes must be 64..4 GiB");
+    if (opt.segment_bytes() > (std::uint64_t{1} << 40)) return bad("segment larger than 1 TiB");
+
+    registry r;
+    std::uint64_t instance = detail::random_instance_id();
+    char name[64];
+    std::snprintf(name, sizeof name, ".%d.%016llx", static_cast<int>(getpid()),
+                  static_cast<unsigned long long>(instance));
+    std::string path = opt.dir + (opt.dir.back() == '/' ? "" : "/") + opt.prefix + name;
+    auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve);
+    if (!seg) return seg.error();
+    r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
+    r.state_->init(opt, instance);
+    return r;
+  }
+
+  result<counter_family> add_counter(const counter_spec& s) {
+    auto i = state_->add_family(metric_type::counter, s.name, s.help, s.unit, s.labels, {},
+                                gauge_mode::sum);
+    if (!i) return i.error();
+    return counter_family(state_.get(), *i);
+  }
+  result<gauge_family> add_gauge(const gauge_spec& s) {
+    auto i = state_->add_family(metric_type::gauge, s.name, s.help, s.unit, s.labels, {}, s.mode);
+    if (!i) return i.error();
+    return gauge_family(state_.get(), *i);
+  }
+  result<histogram_family> add_histogram(const histogram_spec& s) {
+    auto i = state_->add_family(metric_type::histogram, s.name, s.help, s.unit, s.labels, s.buckets,
+                                gauge_mode::sum);
+    if (!i) return i.error();
+    return histogram_family(state_.get(), *i);
+  }
+  result<info_family> add_info(const info_spec& s) {
+    auto i = state_->add_family(metric_type::info, s.name, s.help, {}, s.labels, {},
+                                gauge_mode::live_max);
+    if (!i) return i.error();
+    return info_family(state_.get(), *i);
+  }
+
+  /// Refreshes the heartbeat (CLOCK_MONOTONIC + a count). Call once per engine step if
+  /// heartbeat_interval is 0; otherwise a background thread does it. Cheap: a vDSO
+  /// clock read and two stores. Thread-safe.
+  void heartbeat() noexcept { state_->heartbeat(); }
+
+  const std::string& path() const noexcept { return state_->segment().path; }
+  std::uint64_t instance_id() const noexcept { return state_->instance_id(); }
+  std::uint64_t segment_bytes() const noexcept { return state_->segment().size; }
+  registry_usage usage() const { return state_->usage(); }
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+
+ private:
+  std::unique_ptr<detail::registry_state> state_;
+};
+
+SHMETRICS_END_NAMESPACE

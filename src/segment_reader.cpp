@@ -1,0 +1,414 @@
+// shmetrics reader: segment validation and snapshots. Trusts nothing in the mapping.
+#include "shmetrics/reader/segment_reader.hpp"
+
+#include <bit>         // std::bit_cast
+#include <cerrno>      // errno
+#include <cmath>       // std::isfinite
+#include <cstdio>      // snprintf
+#include <cstring>     // memcpy
+#include <fcntl.h>     // open
+#include <sys/file.h>  // flock
+#include <sys/mman.h>  // mmap
+#include <sys/stat.h>  // fstat
+#include <unistd.h>    // close
+
+#include "shmetrics/detail/atomics.hpp"
+#include "shmetrics/detail/validate.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+namespace {
+
+using detail::load_acquire;
+using detail::load_relaxed;
+
+constexpr std::uint32_t max_buckets = 4096;
+
+// a + b <= limit, without overflow
+bool fits(std::uint64_t a, std::uint64_t b, std::uint64_t limit) {
+  return a <= limit && b <= limit - a;
+}
+
+std::string hex(std::uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Validates the write-once header against the file size. Returns ok or the reason.
+error check_header(const layout::segment_header& h, std::uint64_t file_size,
+                   const std::string& path) {
+  auto bad = [&](errc c, const std::string& what) { return error{c, 0, path + ": " + what}; };
+  if (h.magic != layout::magic) return bad(errc::bad_magic, "magic " + hex(h.magic));
+  if (h.version_major != layout::version_major)
+    return bad(errc::unsupported_major, "segment format " + std::to_string(h.version_major) + "." +
+                                            std::to_string(h.version_minor) +
+                                            " not supported: this reader reads " +
+                                            std::to_string(layout::version_major) + ".x");
+  if (h.header_size < layout::header_size || h.header_size > h.segment_size)
+    return bad(errc::corrupt_header, "header_size " + std::to_string(h.header_size));
+  if (h.segment_size > file_size)
+    return bad(errc::truncated, "file is " + std::to_string(file_size) + " bytes, header says " +
+                                    std::to_string(h.segment_size));
+  if (h.shard_count < 1 || h.shard_count > layout::max_shards)
+    return bad(errc::corrupt_header, "shard_count " + std::to_string(h.shard_count));
+  if (h.family_record_size < layout::family_record_size || h.family_record_size % 8)
+    return bad(errc::corrupt_header, "family_record_size " + std::to_string(h.family_record_size));
+  if (h.series_record_size < layout::series_record_size || h.series_record_size % 8)
+    return bad(errc::corrupt_header, "series_record_size " + std::to_string(h.series_record_size));
+  if (h.strings_capacity > 0xFFFFFFFFull)
+    return bad(errc::corrupt_header, "strings_capacity " + std::to_string(h.strings_capacity));
+  // regions: in order, inside the segment, not overlapping
+  std::uint64_t fam_bytes = std::uint64_t{h.family_capacity} * h.family_record_size;
+  std::uint64_t ser_bytes = std::uint64_t{h.series_capacity} * h.series_record_size;
+  std::uint64_t cell_bytes;
+  if (h.shard_stride % 8 || h.shard_stride / 8 < h.cells_per_shard ||
+      __builtin_mul_overflow(h.shard_stride, std::uint64_t{h.shard_count}, &cell_bytes))
+    return bad(errc::corrupt_header, "shard_stride " + std::to_string(h.shard_stride));
+  struct region {
+    const char* name;
+    std::uint64_t off, len, align;
+  } regions[] = {{"families", h.families_offset, fam_bytes, 8},
+                 {"series", h.series_offset, ser_bytes, 8},
+                 {"strings", h.strings_offset, h.strings_capacity, 8},
+                 {"cells", h.cells_offset, cell_bytes, 8}};
+  std::uint64_t prev_end = h.header_size;
+  for (auto& r : regions) {
+    if (r.off < prev_end || r.off % r.align || !fits(r.off, r.len, h.segment_size))
+      return bad(errc::corrupt_header, std::string(r.name) + " region at " + std::to_string(r.off) +
+                                           "+" + std::to_string(r.len) + " outside the segment (" +
+                                           std::to_string(h.segment_size) + " bytes)");
+    prev_end = r.off + r.len;
+  }
+  return {};
+}
+
+}  // namespace
+
+result<segment_reader> segment_reader::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return error{errc::open_failed, errno, path};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return error{errc::open_failed, e, path};
+  }
+  auto fail = [&](errc c, const std::string& what) {
+    ::close(fd);
+    return error{c, 0, what.empty() ? path : path + ": " + what};
+  };
+  if (!S_ISREG(st.st_mode)) return fail(errc::not_a_regular_file, "");
+  auto file_size = static_cast<std::uint64_t>(st.st_size);
+  if (file_size == 0) return fail(errc::not_ready, "empty file");
+  if (file_size < layout::header_size)
+    return fail(errc::truncated, std::to_string(file_size) + " bytes, header needs " +
+                                     std::to_string(layout::header_size));
+  // Map the header alone first: segment_size is not trusted until validated.
+  void* hp = ::mmap(nullptr, layout::header_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (hp == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    return error{errc::map_failed, e, path};
+  }
+  layout::segment_header h;
+  // acquire: pairs with the writer's release-store of magic; every write-once field
+  // read below was written before it.
+  std::uint64_t magic = load_acquire(static_cast<const std::uint64_t*>(hp));
+  std::memcpy(&h, hp, sizeof h);
+  h.magic = magic;
+  ::munmap(hp, layout::header_size);
+  if (magic == 0) return fail(errc::not_ready, "magic not yet published");
+  error e = check_header(h, file_size, path);
+  if (e.code != errc::ok) {
+    ::close(fd);
+    return e;
+  }
+  void* base = ::mmap(nullptr, h.segment_size, PROT_READ, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    int en = errno;
+    ::close(fd);
+    return error{errc::map_failed, en, path};
+  }
+  segment_reader r;
+  r.path_ = path;
+  r.fd_ = fd;
+  r.base_ = static_cast<const char*>(base);
+  r.size_ = h.segment_size;
+  r.dev_ = st.st_dev;
+  r.ino_ = st.st_ino;
+  r.hdr_ = h;
+  return r;
+}
+
+segment_reader::segment_reader(segment_reader&& o) noexcept {
+  *this = std::move(o);
+}
+
+segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
+  if (this != &o) {
+    if (base_) ::munmap(const_cast<char*>(base_), size_);
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(o.path_);
+    fd_ = std::exchange(o.fd_, -1);
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    dev_ = o.dev_;
+    ino_ = o.ino_;
+    hdr_ = o.hdr_;
+    families_ = std::move(o.families_);
+    series_ = std::move(o.series_);
+  }
+  return *this;
+}
+
+segment_reader::~segment_reader() {
+  if (base_) ::munmap(const_cast<char*>(base_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+error segment_reader::corrupt(errc c, std::string what) const {
+  return error{c, 0, path_ + ": " + what};
+}
+
+result<std::string> segment_reader::read_string(std::uint32_t off, std::uint32_t len,
+                                                const char* what) const {
+  if (!fits(off, len, hdr_.strings_capacity))
+    return corrupt(errc::corrupt_record, std::string(what) + " at arena " + std::to_string(off) +
+                                             "+" + std::to_string(len) + " outside the arena (" +
+                                             std::to_string(hdr_.strings_capacity) + " bytes)");
+  std::string s(base_ + hdr_.strings_offset + off, len);
+  if (!detail::valid_utf8(s))
+    return corrupt(errc::corrupt_record, std::string(what) + " is not UTF-8");
+  return s;
+}
+
+namespace {
+// Reads `count` string refs at arena offset `off` into strings.
+template <class Reader>
+result<std::vector<std::string>> read_refs(const Reader& r, const char* arena, std::uint64_t cap,
+                                           std::uint32_t off, std::uint32_t count,
+                                           const std::string& what) {
+  std::uint64_t bytes = std::uint64_t{count} * sizeof(layout::string_ref);
+  if (off % 4 || !fits(off, bytes, cap))
+    return error{errc::corrupt_record, 0,
+                 what + " list at arena " + std::to_string(off) + " outside the arena"};
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    layout::string_ref ref;
+    std::memcpy(&ref, arena + off + i * sizeof ref, sizeof ref);
+    auto s = r(ref.off, ref.len, what.c_str());
+    if (!s) return s.error();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+}  // namespace
+
+result<bool> segment_reader::parse_family(std::uint32_t index) {
+  layout::family_record rec;
+  std::memcpy(&rec, base_ + hdr_.families_offset + std::uint64_t{index} * hdr_.family_record_size,
+              sizeof rec);
+  std::string who = "family " + std::to_string(index);
+  auto rd = [this](std::uint32_t o, std::uint32_t l, const char* w) {
+    return read_string(o, l, w);
+  };
+  family_meta m;
+  family_snapshot& f = m.shape;
+  auto name = read_string(rec.name_off, rec.name_len, (who + " name").c_str());
+  if (!name) return name.error();
+  f.name = std::move(*name);
+  who += " (" + f.name + ")";
+  if (!detail::valid_metric_name(f.name))
+    return corrupt(errc::corrupt_record, who + ": invalid name");
+  auto help = read_string(rec.help_off, rec.help_len, (who + " help").c_str());
+  if (!help) return help.error();
+  f.help = std::move(*help);
+  auto unit = read_string(rec.unit_off, rec.unit_len, (who + " unit").c_str());
+  if (!unit) return unit.error();
+  f.unit = std::move(*unit);
+  if (rec.type < 1 || rec.type > 4)
+    return corrupt(errc::corrupt_record, who + ": type " + std::to_string(rec.type));
+  if (rec.gauge_mode > 7)
+    return corrupt(errc::corrupt_record, who + ": gauge mode " + std::to_string(rec.gauge_mode));
+  f.type = static_cast<layout::metric_type>(rec.type);
+  f.mode = static_cast<layout::gauge_mode>(rec.gauge_mode);
+  auto labels = read_refs(rd, base_ + hdr_.strings_offset, hdr_.strings_capacity, rec.labels_off,
+                          rec.label_count, who + " label name");
+  if (!labels) return corrupt(errc::corrupt_record, labels.error().detail);
+  f.label_names = std::move(*labels);
+  for (std::size_t i = 0; i < f.label_names.size(); ++i) {
+    const std::string& l = f.label_names[i];
+    if (!detail::valid_label_name(l) || l.starts_with("__") ||
+        (f.type == layout::metric_type::histogram && l == "le"))
+      return corrupt(errc::corrupt_record, who + ": invalid label name");
+    for (std::size_t j = 0; j < i; ++j)
+      if (f.label_names[j] == l)
+        return corrupt(errc::corrupt_record, who + ": duplicate label name " + l);
+  }
+  if (f.type == layout::metric_type::histogram) {
+    if (rec.bucket_count > max_buckets || rec.buckets_off % 8 ||
+        !fits(rec.buckets_off, std::uint64_t{rec.bucket_count} * 8, hdr_.strings_capacity))
+      return corrupt(errc::corrupt_record, who + ": bucket bounds outside the arena");
+    f.bounds.resize(rec.bucket_count);
+    if (rec.bucket_count)
+      std::memcpy(f.bounds.data(), base_ + hdr_.strings_offset + rec.buckets_off,
+                  rec.bucket_count * 8);
+    for (std::size_t i = 0; i < f.bounds.size(); ++i)
+      if (!std::isfinite(f.bounds[i]) || (i > 0 && !(f.bounds[i] > f.bounds[i - 1])))
+        return corrupt(errc::corrupt_record, who + ": bucket bounds not finite and increasing");
+  }
+  m.cells_per_series = layout::cells_for(f.type, static_cast<std::uint32_t>(f.bounds.size()));
+  families_.push_back(std::move(m));
+  return true;
+}
+
+result<bool> segment_reader::parse_series(std::uint32_t index) {
+  layout::series_record rec;
+  std::memcpy(&rec, base_ + hdr_.series_offset + std::uint64_t{index} * hdr_.series_record_size,
+              sizeof rec);
+  std::string who = "series " + std::to_string(index);
+  if (rec.family_index >= families_.size())
+    return corrupt(errc::corrupt_record,
+                   who + ": family " + std::to_string(rec.family_index) + " not published");
+  const family_meta& fm = families_[rec.family_index];
+  who += " of " + fm.shape.name;
+  if (rec.cell_count != fm.cells_per_series ||
+      !fits(rec.cell_index, rec.cell_count, hdr_.cells_per_shard))
+    return corrupt(errc::corrupt_record, who + ": cells " + std::to_string(rec.cell_index) + "+" +
+                                             std::to_string(rec.cell_count) + " outside the shard");
+  auto rd = [this](std::uint32_t o, std::uint32_t l, const char* w) {
+    return read_string(o, l, w);
+  };
+  auto values =
+      read_refs(rd, base_ + hdr_.strings_offset, hdr_.strings_capacity, rec.labels_off,
+                static_cast<std::uint32_t>(fm.shape.label_names.size()), who + " label value");
+  if (!values) return corrupt(errc::corrupt_record, values.error().detail);
+  series_.push_back({rec.family_index, rec.cell_index, std::move(*values)});
+  return true;
+}
+
+result<bool> segment_reader::refresh() {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return error{errc::open_failed, errno, path_};
+  if (static_cast<std::uint64_t>(st.st_size) < size_)
+    return corrupt(errc::shrunk, "file is " + std::to_string(st.st_size) + " bytes, mapped " +
+                                     std::to_string(size_));
+  auto* h = reinterpret_cast<const layout::segment_header*>(base_);
+  // acquire, series first: a series is published after its family, so once we see the
+  // series the family count we load next covers it.
+  std::uint64_t ns = load_acquire(&h->series_published);
+  std::uint64_t nf = load_acquire(&h->families_published);
+  if (nf > hdr_.family_capacity || ns > hdr_.series_capacity)
+    return corrupt(errc::corrupt_header, "published counts " + std::to_string(nf) + " families, " +
+                                             std::to_string(ns) + " series exceed capacity");
+  bool changed = false;
+  while (families_.size() < nf) {
+    auto r = parse_family(static_cast<std::uint32_t>(families_.size()));
+    if (!r) return r.error();
+    changed = true;
+  }
+  while (series_.size() < ns) {
+    auto r = parse_series(static_cast<std::uint32_t>(series_.size()));
+    if (!r) return r.error();
+    changed = true;
+  }
+  return changed;
+}
+
+segment_info segment_reader::info() const {
+  segment_info i;
+  i.path = path_;
+  if (!base_) return i;
+  auto* h = reinterpret_cast<const layout::segment_header*>(base_);
+  i.version_major = hdr_.version_major;
+  i.version_minor = hdr_.version_minor;
+  i.segment_size = hdr_.segment_size;
+  i.instance_id = hdr_.instance_id;
+  i.writer_pid = hdr_.writer_pid;
+  i.shard_count = hdr_.shard_count;
+  i.writer_start_ticks = hdr_.writer_start_ticks;
+  i.created_realtime_ns = hdr_.created_realtime_ns;
+  i.created_monotonic_ns = hdr_.created_monotonic_ns;
+  i.state = static_cast<layout::segment_state>(load_acquire(&h->state));
+  i.heartbeat_ns = load_relaxed(&h->heartbeat_ns);
+  i.heartbeat_count = load_relaxed(&h->heartbeat_count);
+  i.families = families_.size();
+  i.family_capacity = hdr_.family_capacity;
+  i.series = series_.size();
+  i.series_capacity = hdr_.series_capacity;
+  i.string_bytes = load_relaxed(&h->strings_used);
+  i.string_capacity = hdr_.strings_capacity;
+  i.cells = load_relaxed(&h->cells_used);
+  i.cell_capacity = hdr_.cells_per_shard;
+  i.registrations_dropped = load_relaxed(&h->registrations_dropped);
+  return i;
+}
+
+bool segment_reader::writer_alive() const {
+  if (fd_ < 0) return false;
+  if (::flock(fd_, LOCK_SH | LOCK_NB) == 0) {
+    ::flock(fd_, LOCK_UN);
+    return false;
+  }
+  return errno == EWOULDBLOCK;
+}
+
+result<segment_snapshot> segment_reader::snapshot() {
+  auto r = refresh();
+  if (!r) return r.error();
+  segment_snapshot snap;
+  snap.info = info();
+  snap.families.reserve(families_.size());
+  for (const family_meta& fm : families_)
+    snap.families.push_back(fm.shape);
+  const char* cells = base_ + hdr_.cells_offset;
+  const std::uint64_t stride = hdr_.shard_stride;
+  const std::uint32_t shards = hdr_.shard_count;
+  auto cell = [&](std::uint32_t shard, std::uint32_t i) {
+    return load_relaxed(reinterpret_cast<const std::uint64_t*>(cells + shard * stride) + i);
+  };
+  for (const series_meta& sm : series_) {
+    family_snapshot& f = snap.families[sm.family];
+    series_snapshot& s = f.series.emplace_back();
+    s.label_values = sm.label_values;
+    switch (f.type) {
+      case layout::metric_type::counter: {
+        double v = 0;
+        for (std::uint32_t k = 0; k < shards; ++k)
+          v += std::bit_cast<double>(cell(k, sm.cell_index));
+        s.value = v;
+        break;
+      }
+      case layout::metric_type::gauge:
+      case layout::metric_type::info: {
+        // acquire the stamp first (pairs with gauge::stamp's release): the value read
+        // after it is at least as new as the stamp says.
+        s.stamp_ns =
+            load_acquire(reinterpret_cast<const std::uint64_t*>(cells) + sm.cell_index + 1);
+        s.value = std::bit_cast<double>(cell(0, sm.cell_index));
+        break;
+      }
+      case layout::metric_type::histogram: {
+        // One pass over one read of each bucket: cumulative counts never decrease and
+        // the +Inf bucket is _count by construction.
+        const auto nb = static_cast<std::uint32_t>(f.bounds.size()) + 1;
+        s.buckets.assign(nb, 0);
+        double sum = 0;
+        for (std::uint32_t k = 0; k < shards; ++k) {
+          for (std::uint32_t b = 0; b < nb; ++b)
+            s.buckets[b] += cell(k, sm.cell_index + b);
+          sum += std::bit_cast<double>(cell(k, sm.cell_index + nb));
+        }
+        for (std::uint32_t b = 1; b < nb; ++b)
+          s.buckets[b] += s.buckets[b - 1];
+        s.sum = sum;
+        break;
+      }
+    }
+  }
+  return snap;
+}
+
+SHMETRICS_END_NAMESPACE

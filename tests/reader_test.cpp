@@ -1,0 +1,252 @@
+// The reader: snapshots, and refusal of damaged segments with the right code.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <shmetrics/reader/segment_reader.hpp>
+#include "support.hpp"
+
+using namespace shmetrics;
+
+namespace {
+
+// Copies a live segment to `dst` and maps the copy writable, to damage it.
+struct damaged_copy {
+  std::string path;
+  char* base = nullptr;
+  std::size_t size = 0;
+  damaged_copy(const std::string& src, const std::string& dst) : path(dst) {
+    std::ifstream in(src, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(dst, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    int fd = ::open(dst.c_str(), O_RDWR);
+    size = bytes.size();
+    base = static_cast<char*>(::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    ::close(fd);
+  }
+  ~damaged_copy() {
+    ::munmap(base, size);
+    ::unlink(path.c_str());
+  }
+  layout::segment_header& header() { return *reinterpret_cast<layout::segment_header*>(base); }
+  layout::family_record& family(std::uint32_t i) {
+    return *reinterpret_cast<layout::family_record*>(base + header().families_offset + i * 64);
+  }
+  layout::series_record& series(std::uint32_t i) {
+    return *reinterpret_cast<layout::series_record*>(base + header().series_offset + i * 32);
+  }
+  errc open_code() { return segment_reader::open(path).code(); }
+  errc snapshot_code() {
+    auto r = segment_reader::open(path);
+    if (!r) return r.code();
+    return r->snapshot().code();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a snapshot holds every family and series with their values", "[reader]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  auto c = reg.add_counter({.name = "vllm:prompt_tokens_total",
+                            .help = "Prompt tokens.",
+                            .labels = {"model_name", "engine"}})
+               .value();
+  auto h = reg.add_histogram({.name = "vllm:e2e_request_latency_seconds",
+                              .help = "E2E.",
+                              .labels = {"model_name"},
+                              .buckets = {0.1, 1.0, 10.0},
+                              .unit = "seconds"})
+               .value();
+  c.with_labels({"m", "0"})->add(12);
+  c.with_labels({"m", "1"})->add(3);
+  auto hh = h.with_labels({"m"}).value();
+  for (double v : {0.05, 0.5, 0.5, 5.0, 50.0})
+    hh.observe(v);
+
+  auto rd = segment_reader::open(reg.path());
+  REQUIRE(rd);
+  auto snap = rd->snapshot();
+  REQUIRE(snap);
+  REQUIRE(snap->info.families == 2);
+  REQUIRE(snap->info.series == 3);
+  REQUIRE(snap->info.writer_pid == static_cast<std::uint32_t>(getpid()));
+  REQUIRE(snap->info.instance_id == reg.instance_id());
+  REQUIRE(snap->info.version_major == 1);
+  auto* cf = test::find_family(*snap, "vllm:prompt_tokens");
+  REQUIRE(cf);
+  REQUIRE(cf->type == metric_type::counter);
+  REQUIRE(cf->help == "Prompt tokens.");
+  REQUIRE(cf->label_names == std::vector<std::string>{"model_name", "engine"});
+  REQUIRE(cf->series.size() == 2);
+  REQUIRE(cf->series[0].label_values == std::vector<std::string>{"m", "0"});
+  REQUIRE(cf->series[0].value == 12.0);
+  REQUIRE(cf->series[1].value == 3.0);
+  auto* hf = test::find_family(*snap, "vllm:e2e_request_latency_seconds");
+  REQUIRE(hf->unit == "seconds");
+  REQUIRE(hf->bounds == std::vector<double>{0.1, 1.0, 10.0});
+  REQUIRE(hf->series[0].buckets == std::vector<std::uint64_t>{1, 3, 4, 5});
+  REQUIRE(hf->series[0].count() == 5);
+  REQUIRE(hf->series[0].sum == Approx(56.05));
+
+  SECTION("refresh parses only what is new") {
+    REQUIRE(rd->refresh().value() == false);
+    c.with_labels({"m", "2"})->inc();
+    REQUIRE(rd->refresh().value() == true);
+    REQUIRE(rd->info().series == 4);
+  }
+}
+
+TEST_CASE("damaged segments are refused with the right code", "[reader][corrupt]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  auto reg = registry::create(o).value();
+  reg.add_counter({.name = "c", .help = "h", .labels = {"a"}})->with_labels({"x"})->inc();
+  reg.add_histogram({.name = "h", .help = "h", .buckets = {1, 2}})->with_labels({})->observe(1);
+  std::string copy = up.dir + "/" + up.prefix + "-copy";
+  damaged_copy d(reg.path(), copy);
+  REQUIRE(d.snapshot_code() == errc::ok);
+
+  SECTION("truncated") {
+    REQUIRE(::truncate(copy.c_str(), 100) == 0);
+    REQUIRE(d.open_code() == errc::truncated);
+    REQUIRE(::truncate(copy.c_str(), static_cast<off_t>(d.size - 4096)) == 0);
+    auto r = segment_reader::open(copy);
+    REQUIRE(r.code() == errc::truncated);
+    REQUIRE(r.error().message().find(copy) == 0);
+  }
+  SECTION("empty: not ready yet") {
+    REQUIRE(::truncate(copy.c_str(), 0) == 0);
+    REQUIRE(d.open_code() == errc::not_ready);
+  }
+  SECTION("magic not yet published: not ready") {
+    d.header().magic = 0;
+    REQUIRE(d.open_code() == errc::not_ready);
+  }
+  SECTION("bad magic") {
+    d.header().magic ^= 1;
+    REQUIRE(d.open_code() == errc::bad_magic);
+  }
+  SECTION("unknown major version names both versions") {
+    d.header().version_major = 2;
+    d.header().version_minor = 7;
+    auto r = segment_reader::open(copy);
+    REQUIRE(r.code() == errc::unsupported_major);
+    REQUIRE(r.error().message().find("segment format 2.7 not supported: this reader reads 1.x") !=
+            std::string::npos);
+  }
+  SECTION("a newer minor version is read") {
+    d.header().version_minor = 9;
+    REQUIRE(d.snapshot_code() == errc::ok);
+  }
+  SECTION("regions out of range") {
+    d.header().cells_offset = d.header().segment_size - 8;
+    REQUIRE(d.open_code() == errc::corrupt_header);
+  }
+  SECTION("region offset overflow") {
+    d.header().strings_offset = ~0ull - 4;
+    REQUIRE(d.open_code() == errc::corrupt_header);
+  }
+  SECTION("shard count") {
+    d.header().shard_count = 0;
+    REQUIRE(d.open_code() == errc::corrupt_header);
+  }
+  SECTION("segment_size beyond the file") {
+    d.header().segment_size = d.size * 2;
+    REQUIRE(d.open_code() == errc::truncated);
+  }
+  SECTION("published count beyond capacity") {
+    d.header().families_published = d.header().family_capacity + 1;
+    REQUIRE(d.snapshot_code() == errc::corrupt_header);
+  }
+  SECTION("family name out of the arena") {
+    d.family(0).name_off = static_cast<std::uint32_t>(d.header().strings_capacity - 1);
+    d.family(0).name_len = 2;
+    auto r = segment_reader::open(copy)->snapshot();
+    REQUIRE(r.code() == errc::corrupt_record);
+    REQUIRE(r.error().message().find("family 0 name") != std::string::npos);
+  }
+  SECTION("label list out of the arena") {
+    d.family(0).labels_off = 0xFFFFFFF0u;
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+  SECTION("bad type") {
+    d.family(1).type = 9;
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+  SECTION("bucket bounds not increasing") {
+    auto& f = d.family(1);
+    double* b = reinterpret_cast<double*>(d.base + d.header().strings_offset + f.buckets_off);
+    b[1] = b[0];
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+  SECTION("series cells outside the shard") {
+    d.series(0).cell_index = d.header().cells_per_shard;
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+  SECTION("series of an unpublished family") {
+    d.series(0).family_index = 7;
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+  SECTION("label value not UTF-8") {
+    layout::string_ref ref;
+    auto& s = d.series(0);
+    std::memcpy(&ref, d.base + d.header().strings_offset + s.labels_off, sizeof ref);
+    d.base[d.header().strings_offset + ref.off] = '\xff';
+    REQUIRE(d.snapshot_code() == errc::corrupt_record);
+  }
+}
+
+TEST_CASE("the reader refuses what is not a segment file", "[reader]") {
+  test::unique_prefix up;
+  REQUIRE(segment_reader::open("/nonexistent/x").code() == errc::open_failed);
+  REQUIRE(segment_reader::open("/dev/shm").code() == errc::not_a_regular_file);
+  auto reg = registry::create(up.options()).value();
+  std::string link = up.dir + "/" + up.prefix + "-link";
+  REQUIRE(::symlink(reg.path().c_str(), link.c_str()) == 0);
+  auto r = segment_reader::open(link);
+  ::unlink(link.c_str());
+  REQUIRE(r.code() == errc::open_failed);  // O_NOFOLLOW: ELOOP
+  REQUIRE(r.error().sys_errno == ELOOP);
+  std::string junk = up.dir + "/" + up.prefix + "-junk";
+  std::ofstream(junk) << std::string(300, 'z');
+  REQUIRE(segment_reader::open(junk).code() == errc::bad_magic);
+  ::unlink(junk.c_str());
+}
+
+TEST_CASE("a segment that shrinks under the reader is reported, not read", "[reader][corrupt]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  reg.add_counter({.name = "c", .help = ""})->with_labels({})->inc();
+  std::string copy = up.dir + "/" + up.prefix + "-shrink";
+  damaged_copy d(reg.path(), copy);
+  auto rd = segment_reader::open(copy).value();
+  REQUIRE(rd.snapshot());
+  REQUIRE(::truncate(copy.c_str(), 4096) == 0);
+  REQUIRE(rd.snapshot().code() == errc::shrunk);
+}
+
+TEST_CASE("segment names are parsed strictly", "[discovery]") {
+  segment_name n;
+  REQUIRE(parse_segment_name("shmetrics.42.00000000000000ff", "shmetrics", n));
+  REQUIRE(n.pid == 42);
+  REQUIRE(n.instance == 255);
+  REQUIRE(!parse_segment_name("shmetrics.42.00000000000000fF", "shmetrics", n));
+  REQUIRE(!parse_segment_name("shmetrics.42.ff", "shmetrics", n));
+  REQUIRE(!parse_segment_name("shmetricsx.42.00000000000000ff", "shmetrics", n));
+  REQUIRE(!parse_segment_name("shmetrics..00000000000000ff", "shmetrics", n));
+  REQUIRE(!parse_segment_name("shmetrics.0.00000000000000ff", "shmetrics", n));
+  REQUIRE(!parse_segment_name("other.42.00000000000000ff", "shmetrics", n));
+
+  test::unique_prefix up;
+  auto a = registry::create(up.options()).value();
+  auto b = registry::create(up.options()).value();
+  auto list = list_segments(up.dir, up.prefix);
+  REQUIRE(list);
+  REQUIRE(list->size() == 2);
+  REQUIRE(list_segments("/nonexistent-dir", "x").code() == errc::open_failed);
+}

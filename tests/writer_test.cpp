@@ -1,0 +1,286 @@
+// The writer: registration rules, errors, capacity, file properties.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <sys/stat.h>
+
+#include <shmetrics/reader/segment_reader.hpp>
+#include "support.hpp"
+
+using namespace shmetrics;
+
+TEST_CASE("every error code has a distinct message", "[errc]") {
+  std::set<std::string_view> seen;
+  for (int i = 0; i < static_cast<int>(errc::count_); ++i) {
+    auto m = to_string(static_cast<errc>(i));
+    REQUIRE(!m.empty());
+    REQUIRE(seen.insert(m).second);
+  }
+  REQUIRE(to_string(static_cast<errc>(9999)) == "unknown error");
+  error e{errc::no_space, ENOSPC, "/dev/shm/x"};
+  REQUIRE(e.message().find("/dev/shm/x: no space") == 0);
+  REQUIRE(e.message().find("No space left on device") != std::string::npos);
+}
+
+TEST_CASE("a registry creates one 0600 segment named prefix.pid.instance", "[registry][shm]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  auto reg = registry::create(o);
+  REQUIRE(reg);
+  struct stat st;
+  REQUIRE(::lstat(reg->path().c_str(), &st) == 0);
+  REQUIRE(S_ISREG(st.st_mode));
+  REQUIRE((st.st_mode & 07777) == 0600);
+  REQUIRE(static_cast<std::uint64_t>(st.st_size) == o.segment_bytes());
+  REQUIRE(st.st_uid == ::geteuid());
+  segment_name n;
+  std::string file = reg->path().substr(reg->path().rfind('/') + 1);
+  REQUIRE(parse_segment_name(file, up.prefix, n));
+  REQUIRE(n.pid == static_cast<std::uint32_t>(getpid()));
+  REQUIRE(n.instance == reg->instance_id());
+
+  SECTION("the file is removed when the registry goes away") {
+    std::string path = reg->path();
+    *reg = registry{};
+    REQUIRE(::access(path.c_str(), F_OK) != 0);
+  }
+}
+
+TEST_CASE("segment files are created exclusively and never through a symlink", "[registry][shm]") {
+  test::unique_prefix up;
+  std::string path = up.dir + "/" + up.prefix + ".1.0000000000000001";
+  std::string target = up.dir + "/" + up.prefix + "-target";
+  REQUIRE(::symlink(target.c_str(), path.c_str()) == 0);
+  auto r = detail::create_segment_file(path, 4096, 0600, true);
+  REQUIRE(!r);
+  REQUIRE(r.code() == errc::segment_exists);
+  REQUIRE(::access(target.c_str(), F_OK) != 0);  // nothing was created at the target
+  ::unlink(path.c_str());
+
+  auto a = detail::create_segment_file(path, 4096, 0600, true);
+  REQUIRE(a);
+  auto b = detail::create_segment_file(path, 4096, 0600, true);
+  REQUIRE(b.code() == errc::segment_exists);
+  ::munmap(a->base, a->size);
+  ::close(a->fd);
+  ::unlink(path.c_str());
+}
+
+TEST_CASE("registry options are checked", "[registry]") {
+  test::unique_prefix up;
+  auto bad = [&](auto mutate) {
+    auto o = up.options();
+    mutate(o);
+    auto r = registry::create(o);
+    REQUIRE(r.code() == errc::invalid_options);
+    REQUIRE(!r.error().detail.empty());
+  };
+  bad([](registry_options& o) { o.prefix = ""; });
+  bad([](registry_options& o) { o.prefix = "a/b"; });
+  bad([](registry_options& o) { o.prefix = ".hidden"; });
+  bad([](registry_options& o) { o.shards = 0; });
+  bad([](registry_options& o) { o.shards = 65; });
+  bad([](registry_options& o) { o.max_series = 0; });
+  bad([](registry_options& o) { o.dir = ""; });
+  auto o = up.options();
+  o.dir = "/nonexistent-dir-for-shmetrics";
+  auto r = registry::create(o);
+  REQUIRE(r.code() == errc::create_failed);
+  REQUIRE(r.error().message().find("/nonexistent-dir-for-shmetrics/") == 0);
+}
+
+TEST_CASE("names, labels, UTF-8 and buckets are validated at registration", "[registry]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  REQUIRE(reg);
+  REQUIRE(reg->add_counter({.name = "9bad", .help = ""}).code() == errc::invalid_metric_name);
+  REQUIRE(reg->add_counter({.name = "bad-name", .help = ""}).code() == errc::invalid_metric_name);
+  REQUIRE(reg->add_counter({.name = "", .help = ""}).code() == errc::invalid_metric_name);
+  REQUIRE(reg->add_gauge({.name = "vllm:ok", .help = "x", .labels = {"a-b"}}).code() ==
+          errc::invalid_label_name);
+  REQUIRE(reg->add_gauge({.name = "g", .help = "x", .labels = {"__x"}}).code() ==
+          errc::reserved_label_name);
+  REQUIRE(reg->add_gauge({.name = "g", .help = "x", .labels = {"a", "a"}}).code() ==
+          errc::duplicate_label_name);
+  REQUIRE(reg->add_histogram({.name = "h", .help = "x", .labels = {"le"}}).code() ==
+          errc::reserved_label_name);
+  REQUIRE(reg->add_gauge({.name = "g", .help = "bad \xff utf8"}).code() == errc::invalid_utf8);
+  REQUIRE(reg->add_histogram({.name = "h", .help = "x", .buckets = {1, 1}}).code() ==
+          errc::invalid_buckets);
+  REQUIRE(reg->add_histogram({.name = "h", .help = "x", .buckets = {2, 1}}).code() ==
+          errc::invalid_buckets);
+  REQUIRE(reg->add_histogram({.name = "h", .help = "x", .buckets = {1, NAN}}).code() ==
+          errc::invalid_buckets);
+  // a trailing +Inf is accepted and implied
+  auto h = reg->add_histogram({.name = "h", .help = "x", .buckets = {1, 2, INFINITY}});
+  REQUIRE(h);
+
+  auto g = reg->add_gauge({.name = "g", .help = "x", .labels = {"a", "b"}});
+  REQUIRE(g);
+  REQUIRE(g->with_labels({"1"}).code() == errc::label_count_mismatch);
+  REQUIRE(g->with_labels({"1", "2", "3"}).code() == errc::label_count_mismatch);
+  REQUIRE(g->with_labels({"1", "\xc0\x80"}).code() == errc::invalid_utf8);  // overlong NUL
+  REQUIRE(g->with_labels({"ünïcode ✓", ""}));
+}
+
+TEST_CASE("re-registering a family returns it; a different definition is refused", "[registry]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto a = reg->add_counter({.name = "req_total", .help = "R.", .labels = {"a"}});
+  auto b = reg->add_counter({.name = "req", .help = "R.", .labels = {"a"}});  // same family
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(a->name() == "req");
+  auto ca = a->with_labels({"x"}).value();
+  auto cb = b->with_labels({"x"}).value();
+  ca.inc();
+  cb.inc();
+  REQUIRE(reg->add_counter({.name = "req_total", .help = "Other.", .labels = {"a"}}).code() ==
+          errc::family_conflict);
+  REQUIRE(reg->add_counter({.name = "req_total", .help = "R.", .labels = {"b"}}).code() ==
+          errc::family_conflict);
+  REQUIRE(reg->add_gauge({.name = "req", .help = "R.", .labels = {"a"}}).code() ==
+          errc::wrong_family_type);
+
+  auto rd = segment_reader::open(reg->path());
+  REQUIRE(rd);
+  auto snap = rd->snapshot();
+  REQUIRE(snap);
+  REQUIRE(snap->families.size() == 1);
+  REQUIRE(snap->families[0].series.size() == 1);
+  REQUIRE(snap->families[0].series[0].value == 2.0);
+}
+
+TEST_CASE("a full segment is an error at registration, never on the hot path", "[registry][shm]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  o.max_families = 2;
+  o.max_series = 3;
+  o.max_cells = 6;
+  o.string_bytes = 4096;
+  auto reg = registry::create(o);
+  REQUIRE(reg);
+  auto c = reg->add_counter({.name = "c", .help = "", .labels = {"i"}}).value();
+  auto h = reg->add_histogram({.name = "h", .help = "", .buckets = {1, 2, 3}}).value();  // 5 cells
+  REQUIRE(reg->add_gauge({.name = "g", .help = ""}).code() == errc::families_full);
+  auto c0 = c.with_labels({"0"}).value();
+  auto c1 = c.with_labels({"1"}).value();
+  REQUIRE(h.with_labels({}).code() == errc::cells_full);  // 2 + 5 > 6
+  auto c2 = c.with_labels({"2"}).value();
+  auto full = c.with_labels({"3"});
+  REQUIRE(full.code() == errc::series_full);
+  REQUIRE(full.error().detail == "c");
+  counter sink = std::move(full).value_or({});  // an inert handle: writes go nowhere
+  sink.inc();
+  c0.inc();
+  c2.add(5);
+  (void)c1;
+  REQUIRE(reg->usage().registrations_dropped == 3);
+
+  auto rd = segment_reader::open(reg->path()).value();
+  auto snap = rd.snapshot().value();
+  REQUIRE(snap.info.registrations_dropped == 3);
+  auto* f = test::find_family(snap, "c");
+  REQUIRE(f->series.size() == 3);
+  REQUIRE(f->series[0].value == 1.0);
+  REQUIRE(f->series[2].value == 5.0);
+
+  SECTION("the string arena runs out too") {
+    test::unique_prefix up2;
+    auto o2 = up2.options();
+    o2.string_bytes = 64;
+    auto r2 = registry::create(o2);
+    REQUIRE(r2);
+    REQUIRE(r2->add_gauge({.name = "a_name_that_is_long", .help = std::string(100, 'x')}).code() ==
+            errc::strings_full);
+    REQUIRE(r2->add_gauge({.name = "short", .help = "h"}));  // the failed one left no garbage
+  }
+}
+
+TEST_CASE("counters ignore negative and NaN increments", "[counter]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
+  c.add(2.5);
+  c.add(-1);
+  c.add(NAN);
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(snap.families[0].series[0].value == 2.5);
+}
+
+TEST_CASE("gauges set, add and stamp; info families read 1", "[gauge]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto g = reg->add_gauge({.name = "g", .help = "", .mode = gauge_mode::latest})
+               ->with_labels({})
+               .value();
+  auto s = reg->add_gauge({.name = "s", .help = ""})->with_labels({}).value();
+  auto i = reg->add_info({.name = "build_info", .help = "", .labels = {"version"}})
+               ->with_labels({"1.2.3"})
+               .value();
+  g.set(7.5);
+  s.inc();
+  s.inc();
+  s.dec();
+  s.add(0.25);
+  REQUIRE(g.value() == 7.5);
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(test::find_family(snap, "g")->series[0].value == 7.5);
+  REQUIRE(test::find_family(snap, "g")->series[0].stamp_ns > 0);
+  REQUIRE(test::find_family(snap, "g")->mode == gauge_mode::latest);
+  REQUIRE(test::find_family(snap, "s")->series[0].value == 1.25);
+  REQUIRE(test::find_family(snap, "s")->series[0].stamp_ns == 0);  // live_sum: no stamp
+  REQUIRE(test::find_family(snap, "build_info")->series[0].value == 1.0);
+  REQUIRE(test::find_family(snap, "build_info")->type == metric_type::info);
+  (void)i;
+}
+
+TEST_CASE("the heartbeat advances and the state says closed after a clean exit",
+          "[registry][shm]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  o.unlink_on_close = false;
+  o.heartbeat_interval = std::chrono::milliseconds(5);
+  std::string path;
+  {
+    auto reg = registry::create(o);
+    REQUIRE(reg);
+    path = reg->path();
+    auto rd = segment_reader::open(path).value();
+    auto i1 = rd.info();
+    REQUIRE(i1.state == layout::segment_state::ready);
+    REQUIRE(rd.writer_alive());
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    auto i2 = rd.info();
+    REQUIRE(i2.heartbeat_count > i1.heartbeat_count);
+    REQUIRE(i2.heartbeat_ns > i1.heartbeat_ns);
+  }
+  auto rd = segment_reader::open(path).value();
+  REQUIRE(rd.info().state == layout::segment_state::closed);
+  REQUIRE(!rd.writer_alive());
+  ::unlink(path.c_str());
+}
+
+TEST_CASE("threads past the shard count share shard 0 with exact totals", "[counter][shards]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  o.shards = 2;  // shard 0 shared + one private shard
+  auto reg = registry::create(o);
+  auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
+  auto h = reg->add_histogram({.name = "h", .help = "", .buckets = {1}})->with_labels({}).value();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 50000; ++i) {
+        c.inc();
+        h.observe(i % 2 ? 0.5 : 2.0);
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(test::find_family(snap, "c")->series[0].value == 200000.0);
+  auto& hs = test::find_family(snap, "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{100000, 200000});
+  REQUIRE(hs.sum == 100000 * 0.5 + 100000 * 2.0);
+}
