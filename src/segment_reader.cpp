@@ -375,10 +375,13 @@ result<segment_snapshot> segment_reader::snapshot() {
     s.label_values = sm.label_values;
     switch (f.type) {
       case layout::metric_type::counter: {
-        double v = 0;
-        for (std::uint32_t k = 0; k < shards; ++k)
-          v += std::bit_cast<double>(cell(k, sm.cell_index));
-        s.value = v;
+        std::uint64_t whole = 0;
+        double frac = 0;
+        for (std::uint32_t k = 0; k < shards; ++k) {
+          whole += cell(k, sm.cell_index);
+          frac += std::bit_cast<double>(cell(k, sm.cell_index + 1));
+        }
+        s.value = static_cast<double>(whole) + frac;
         break;
       }
       case layout::metric_type::gauge:

@@ -1,6 +1,8 @@
 // The writer: registration rules, errors, capacity, file properties.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <random>
 #include <set>
 #include <sys/stat.h>
 
@@ -283,4 +285,35 @@ TEST_CASE("threads past the shard count share shard 0 with exact totals", "[coun
   auto& hs = test::find_family(snap, "h")->series[0];
   REQUIRE(hs.buckets == std::vector<std::uint64_t>{100000, 200000});
   REQUIRE(hs.sum == 100000 * 0.5 + 100000 * 2.0);
+}
+
+TEST_CASE("the branchless bucket search agrees with std::lower_bound", "[histogram]") {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> d(-1, 30);
+  for (std::uint32_t n : {0u, 1u, 2u, 3u, 7u, 22u, 63u, 64u, 65u, 100u, 257u}) {
+    std::vector<double> b;
+    for (std::uint32_t i = 0; i < n; ++i)
+      b.push_back(i * 0.75);
+    for (int k = 0; k < 2000; ++k) {
+      double v =
+          k % 10 == 0 && n ? b[static_cast<std::size_t>(k) % n] : d(rng);  // exact bounds too
+      auto want = static_cast<std::uint32_t>(std::lower_bound(b.begin(), b.end(), v) - b.begin());
+      REQUIRE(detail::bucket_index(b.data(), n, v) == want);
+    }
+  }
+}
+
+TEST_CASE("counters keep whole and fractional increments exactly", "[counter]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
+  c.add(3);                       // int
+  c.add(std::uint64_t{1} << 40);  // large integer, exact
+  c.add(0.5);                     // fraction
+  c.add(2.0);                     // whole double takes the integer cell
+  c.add(short{-4});               // negative: ignored
+  c.inc();
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(snap.families[0].series[0].value ==
+          static_cast<double>((std::uint64_t{1} << 40) + 6) + 0.5);
 }

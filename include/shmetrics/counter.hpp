@@ -1,7 +1,8 @@
 // shmetrics: counter, a monotonically increasing value (one series of a counter family).
 #pragma once
 
-#include <cstdint>  // cell pointers
+#include <cstdint>      // cell pointers
+#include <type_traits>  // integral overloads
 
 #include "config.hpp"
 #include "detail/atomics.hpp"
@@ -23,26 +24,61 @@ class counter {
   counter() = default;  // an inert handle: writes go nowhere
   counter(detail::shard_pool* pool, std::uint64_t* cell) noexcept : pool_(pool), cell_(cell) {}
 
-  /// Adds 1. Inline; one load and one store on the caller's shard.
-  SHMETRICS_ALWAYS_INLINE void inc() noexcept { add(1.0); }
+  /// Adds 1. Inline; one integer load and store on the caller's shard.
+  SHMETRICS_ALWAYS_INLINE void inc() noexcept { add_integer(1); }
 
-  /// Adds v (>= 0; anything else is ignored).
+  /// Adds n (integers of any type; negative values are ignored).
+  template <class Int>
+  requires std::is_integral_v<Int> SHMETRICS_ALWAYS_INLINE void add(Int n) noexcept {
+    if constexpr (std::is_signed_v<Int>) {
+      if (n < 0) [[unlikely]]
+        return;
+    }
+    add_integer(static_cast<std::uint64_t>(n));
+  }
+
+  /// Adds v (>= 0; negative and NaN are ignored). Whole numbers below 2^53 take the
+  /// integer cell (exact, and the cheapest chain); fractions the f64 cell.
   SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
-    if (!(v >= 0.0) || cell_ == nullptr) [[unlikely]]
+    if (!(v >= 0.0)) [[unlikely]]
       return;
-    std::uint64_t off = detail::this_thread_shard(pool_);
-    auto* p = reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(cell_) + off);
-    if (off != 0) [[likely]]
-      detail::add_single_writer(p, v);
+    auto n = static_cast<std::uint64_t>(v < 9007199254740992.0 ? v : 0.0);
+    if (static_cast<double>(n) == v) [[likely]]
+      add_integer(n);
     else
-      detail::add_shared(p, v);
+      add_fraction(v);
   }
 
   explicit operator bool() const noexcept { return cell_ != nullptr; }
 
  private:
+  SHMETRICS_ALWAYS_INLINE std::uint64_t* shard_cell(std::uint64_t& off) const noexcept {
+    off = detail::this_thread_shard(pool_);
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(cell_) + off);
+  }
+  SHMETRICS_ALWAYS_INLINE void add_integer(std::uint64_t n) noexcept {
+    if (cell_ == nullptr) [[unlikely]]
+      return;
+    std::uint64_t off;
+    std::uint64_t* p = shard_cell(off);
+    if (off != 0) [[likely]]
+      detail::add_single_writer(p, n);
+    else
+      detail::add_shared(p, n);
+  }
+  void add_fraction(double v) noexcept {
+    if (cell_ == nullptr) [[unlikely]]
+      return;
+    std::uint64_t off;
+    std::uint64_t* p = shard_cell(off) + 1;
+    if (off != 0)
+      detail::add_single_writer(p, v);
+    else
+      detail::add_shared(p, v);
+  }
+
   detail::shard_pool* pool_ = nullptr;
-  std::uint64_t* cell_ = nullptr;  // the series' cell in shard 0
+  std::uint64_t* cell_ = nullptr;  // shard 0: cell 0 u64 whole part, cell 1 f64 fractional part
 };
 
 SHMETRICS_END_NAMESPACE

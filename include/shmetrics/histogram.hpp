@@ -1,14 +1,33 @@
 // shmetrics: histogram with explicit bucket bounds (one series of a histogram family).
 #pragma once
 
-#include <algorithm>  // std::lower_bound
-#include <cstdint>    // cell pointers
+#include <cstdint>  // cell pointers
 
 #include "config.hpp"
 #include "detail/atomics.hpp"
 #include "detail/shards.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+
+/// Index of the first bound >= v (== count for the +Inf bucket), like std::lower_bound
+/// but branch-free on the data (the compare feeds a conditional move), so random
+/// latencies cost no mispredictions: ~log2(count) dependent loads. Measured on vLLM's 22
+/// TTFT bounds it beat std::lower_bound, a linear scan and a count-all loop.
+SHMETRICS_ALWAYS_INLINE std::uint32_t bucket_index(const double* bounds, std::uint32_t count,
+                                                   double v) noexcept {
+  if (count == 0) return 0;
+  const double* base = bounds;
+  std::uint32_t n = count;
+  while (n > 1) {
+    std::uint32_t half = n / 2;
+    base = base[half - 1] < v ? base + half : base;
+    n -= half;
+  }
+  return static_cast<std::uint32_t>(base - bounds) + (*base < v ? 1u : 0u);
+}
+
+}  // namespace detail
 
 /// A handle to one histogram series. observe(v) finds the first bucket with v <= bound
 /// (binary search over the family's bounds), then adds 1 to that bucket and v to the
@@ -27,8 +46,7 @@ class histogram {
   SHMETRICS_ALWAYS_INLINE void observe(double v) noexcept {
     if (v != v || cells_ == nullptr) [[unlikely]]
       return;
-    auto bucket = static_cast<std::uint32_t>(std::lower_bound(bounds_, bounds_ + bound_count_, v) -
-                                             bounds_);  // bound_count_ is the +Inf bucket
+    std::uint32_t bucket = detail::bucket_index(bounds_, bound_count_, v);
     std::uint64_t off = detail::this_thread_shard(pool_);
     auto* base = reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(cells_) + off);
     if (off != 0) [[likely]] {

@@ -61,7 +61,7 @@ struct registry_options {
   std::uint32_t max_families = 1024;
   std::uint32_t max_series = 16384;
   std::uint32_t max_cells =
-      65536;  ///< value cells per shard (counter 1, gauge 2, histogram buckets+2)
+      65536;  ///< value cells per shard (counter 2, gauge 2, histogram buckets+2)
   std::uint64_t string_bytes = 1u << 20;  ///< arena for names, help, labels, bucket bounds
   std::uint32_t shards = 16;              ///< value shards incl. the shared shard 0; 1..64
   std::chrono::milliseconds heartbeat_interval{1000};  ///< 0: no thread; call heartbeat() yourself

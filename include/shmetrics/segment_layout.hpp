@@ -59,12 +59,12 @@
 //     0  family_index u32
 //     4  cell_index u32   first cell of this series in every shard
 //     8  labels_off u32   -> family.label_count x {u32 off, u32 len} (label values)
-//     12 cell_count u32   counter 1, gauge 2, histogram bucket_count + 2
+//     12 cell_count u32   counter 2, gauge 2, histogram bucket_count + 2
 //     16 reserved (16 B)
 //
 //   value cells: cell i of shard k is the u64 at
 //     cells_offset + k * shard_stride + i * 8.
-//   counter   cell 0: f64 bits, summed over shards
+//   counter   cell 0: u64 whole part, cell 1: f64 fractional part; both summed over shards
 //   gauge     cell 0: f64 bits (shard 0 only), cell 1: CLOCK_MONOTONIC ns of last set
 //             (written only for gauge_mode latest)
 //   histogram cells 0..bucket_count: u64 non-cumulative counts (the last is +Inf),

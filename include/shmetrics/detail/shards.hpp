@@ -57,9 +57,13 @@ class shard_pool : public std::enable_shared_from_this<shard_pool> {
 
 /// The calling thread's last (pool, offset) pair. Constant-initialized and trivially
 /// destructible, so the hot path reads it without a TLS init guard.
+///
+/// `offset` is deliberately `unsigned long long`, a type distinct from the cells'
+/// `std::uint64_t` (`unsigned long`) for type-based alias analysis: the compiler may then
+/// keep it in a register across the hot path's stores to cells.
 struct shard_cache {
   const shard_pool* pool = nullptr;
-  std::uint64_t offset = 0;
+  unsigned long long offset = 0;
 };
 inline constinit thread_local shard_cache tls_shard_cache{};
 
