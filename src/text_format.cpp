@@ -147,6 +147,104 @@ void append_labels(std::string& out, const std::vector<std::string>& names,
 
 }  // namespace
 
+namespace {
+
+void sort_labels(const family_snapshot& f, bool with_le, std::vector<int>& order) {
+  order.clear();
+  for (int i = 0; i < static_cast<int>(f.label_names.size()); ++i)
+    order.push_back(i);
+  if (with_le) order.push_back(le_label);
+  auto name_of = [&](int i) -> std::string_view {
+    return i == le_label ? std::string_view("le")
+                         : std::string_view(f.label_names[static_cast<std::size_t>(i)]);
+  };
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return name_of(a) < name_of(b); });
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+}  // namespace
+
+void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out) {
+  std::vector<int> order;
+  std::vector<std::string> le_text;
+  std::string name, sample;
+  for (const family_snapshot& f : families) {
+    const bool hist = f.type == layout::metric_type::histogram;
+    const bool info =
+        f.type == layout::metric_type::info && f.name.size() > 5 && f.name.ends_with("_info");
+    name = info ? f.name.substr(0, f.name.size() - 5) : f.name;
+    const char* type_word = f.type == layout::metric_type::counter ? "counter"
+                            : hist                                 ? "histogram"
+                            : info                                 ? "info"
+                                                                   : "gauge";
+    out += "# TYPE ";
+    out += name;
+    out += ' ';
+    out += type_word;
+    out += '\n';
+    if (!f.unit.empty() && !info && name.size() > f.unit.size() + 1 && name.ends_with(f.unit) &&
+        name[name.size() - f.unit.size() - 1] == '_') {
+      out += "# UNIT ";
+      out += name;
+      out += ' ';
+      out += f.unit;
+      out += '\n';
+    }
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    append_escaped_label_value(out, f.help);  // OM escapes HELP like label values
+    out += '\n';
+
+    sort_labels(f, hist, order);
+    sample = f.type == layout::metric_type::counter ? name + "_total" : info ? f.name : name;
+    if (hist) {
+      le_text.clear();
+      for (double b : f.bounds)
+        le_text.push_back(format_float(b));
+      le_text.push_back("+Inf");
+    }
+    for (const series_snapshot& s : f.series) {
+      if (!hist) {
+        out += sample;
+        append_labels(out, f.label_names, order, s.label_values, nullptr);
+        out += ' ';
+        if (info)
+          out += '1';
+        else
+          append_float(out, s.value);
+        out += '\n';
+        continue;
+      }
+      for (std::size_t b = 0; b < le_text.size(); ++b) {
+        out += name;
+        out += "_bucket";
+        append_labels(out, f.label_names, order, s.label_values, &le_text[b]);
+        out += ' ';
+        append_uint(out, b < s.buckets.size() ? s.buckets[b] : 0);
+        out += '\n';
+      }
+      out += name;
+      out += "_count";
+      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += ' ';
+      append_uint(out, s.count());
+      out += '\n';
+      out += name;
+      out += "_sum";
+      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += ' ';
+      append_float(out, s.sum);
+      out += '\n';
+    }
+  }
+}
+
 void encode_text(const std::vector<family_snapshot>& families, std::string& out) {
   std::vector<int> order;
   std::vector<std::string> le_text;
@@ -168,18 +266,7 @@ void encode_text(const std::vector<family_snapshot>& families, std::string& out)
     out += type_word;
     out += '\n';
 
-    order.clear();
-    for (int i = 0; i < static_cast<int>(f.label_names.size()); ++i)
-      order.push_back(i);
-    if (hist) order.push_back(le_label);
-    std::sort(order.begin(), order.end(), [&](int a, int b) {
-      auto name_of = [&](int i) -> std::string_view {
-        return i == le_label ? std::string_view("le")
-                             : std::string_view(f.label_names[static_cast<std::size_t>(i)]);
-      };
-      std::string_view na = name_of(a), nb = name_of(b);
-      return na < nb;
-    });
+    sort_labels(f, hist, order);
     if (hist) {
       le_text.clear();
       for (double b : f.bounds)

@@ -15,6 +15,7 @@
 
 #include <shmetrics/shmetrics.hpp>
 #include <shmetrics/reader/discovery.hpp>
+#include <shmetrics/reader/snapshot.hpp>
 
 extern char** environ;
 

@@ -234,7 +234,7 @@ static_assert(std::atomic_ref<std::uint64_t>::required_alignment <= 8);
 constexpr std::uint32_t cells_for(metric_type t, std::uint32_t bucket_count) noexcept {
   switch (t) {
     case metric_type::counter:
-      return 1;
+      return 2;
     case metric_type::gauge:
       return 2;
     case metric_type::info:

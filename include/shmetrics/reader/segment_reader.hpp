@@ -46,6 +46,8 @@ class segment_reader {
   bool writer_alive() const;
 
   const std::string& path() const noexcept { return path_; }
+  /// The read-only descriptor (for flock probes and reaping).
+  int fd() const noexcept { return fd_; }
   std::uint64_t instance_id() const noexcept { return hdr_.instance_id; }
   /// (st_dev, st_ino) of the mapped file, to notice a replaced or removed path.
   std::uint64_t device() const noexcept { return dev_; }

@@ -30,4 +30,15 @@ void append_escaped_label_value(std::string& out, std::string_view s);
 /// `le` among them), as prometheus_client prints them.
 void encode_text(const std::vector<family_snapshot>& families, std::string& out);
 
+/// `application/openmetrics-text; version=1.0.0; charset=utf-8`
+inline constexpr std::string_view openmetrics_content_type =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Appends every family in OpenMetrics 1.0 text: `# TYPE`, `# UNIT` (when the unit is a
+/// suffix of the name), `# HELP` (escaping `\`, `"`, LF); counters typed by their base
+/// name with `_total` samples; families named `*_info` of info type as OM `info`;
+/// histogram counts as integers; no `_created`. Does NOT append `# EOF` (the caller
+/// appends it once, after any families of its own).
+void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out);
+
 SHMETRICS_END_NAMESPACE

@@ -1,0 +1,417 @@
+#include "collector.hpp"
+
+#include <dirent.h>        // /proc/self/fd
+#include <sys/file.h>      // flock for the reaper
+#include <sys/resource.h>  // RLIMIT_NOFILE
+#include <sys/stat.h>      // stat for replaced files
+#include <unistd.h>        // sysconf, unlink
+
+#include <cstdio>   // /proc reads
+#include <cstring>  // strrchr
+#include <set>      // seen paths
+
+#include <shmetrics/config.hpp>
+
+#include "merge.hpp"
+
+namespace shmetrics::exporter {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// A writer whose heartbeat has not moved for this long, while it still holds its lock,
+// is "stalled" (alive but hung). Ten default heartbeat intervals.
+constexpr auto stall_after = std::chrono::seconds(10);
+
+const char* const all_states[] = {"alive", "stalled", "dead", "closed", "restarted", "invalid"};
+const char* const all_reasons[] = {
+    "open_failed",    "not_a_regular_file", "truncated", "bad_magic",  "unsupported_major",
+    "corrupt_header", "corrupt_record",     "shrunk",    "map_failed", "family_conflict"};
+
+family_snapshot make_family(std::string name, std::string help, layout::metric_type type,
+                            std::vector<std::string> labels = {}) {
+  family_snapshot f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  f.mode = layout::gauge_mode::sum;
+  f.label_names = std::move(labels);
+  return f;
+}
+
+void add_sample(family_snapshot& f, double v, std::vector<std::string> labels = {}) {
+  series_snapshot s;
+  s.label_values = std::move(labels);
+  s.value = v;
+  f.series.push_back(std::move(s));
+}
+
+// Process metrics as the Prometheus client libraries export them.
+void append_process_metrics(std::vector<family_snapshot>& out) {
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  double utime = 0, stime = 0, start_ticks = 0, vsize = 0, rss = 0;
+  if (std::FILE* f = std::fopen("/proc/self/stat", "re")) {
+    char buf[2048];
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    if (const char* p = std::strrchr(buf, ')')) {
+      // fields after ") ": 3 state ... 14 utime 15 stime ... 22 starttime 23 vsize 24 rss
+      double v[25] = {};
+      int field = 3;
+      for (const char* q = p + 2; *q && field <= 24; ++field) {
+        char* end;
+        v[field] = std::strtod(q, &end);
+        if (end == q) ++end;  // the state letter
+        q = end;
+        while (*q == ' ')
+          ++q;
+      }
+      utime = v[14], stime = v[15], start_ticks = v[22], vsize = v[23], rss = v[24];
+    }
+  }
+  double btime = 0;
+  if (std::FILE* f = std::fopen("/proc/stat", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::strncmp(line, "btime ", 6) == 0) btime = std::strtod(line + 6, nullptr);
+    std::fclose(f);
+  }
+  double fds = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++fds;
+    ::closedir(d);
+    fds -= 1;  // the directory stream itself
+  }
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  using layout::metric_type;
+  auto f = make_family("process_cpu_seconds", "Total user and system CPU time spent in seconds.",
+                       metric_type::counter);
+  add_sample(f, (utime + stime) / ticks);
+  out.push_back(std::move(f));
+  f = make_family("process_open_fds", "Number of open file descriptors.", metric_type::gauge);
+  add_sample(f, fds);
+  out.push_back(std::move(f));
+  f = make_family("process_max_fds", "Maximum number of open file descriptors.",
+                  metric_type::gauge);
+  add_sample(f, static_cast<double>(rl.rlim_cur));
+  out.push_back(std::move(f));
+  f = make_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                  metric_type::gauge);
+  add_sample(f, vsize);
+  out.push_back(std::move(f));
+  f = make_family("process_resident_memory_bytes", "Resident memory size in bytes.",
+                  metric_type::gauge);
+  add_sample(f, rss * page);
+  out.push_back(std::move(f));
+  f = make_family("process_start_time_seconds",
+                  "Start time of the process since unix epoch in seconds.", metric_type::gauge);
+  add_sample(f, btime + start_ticks / ticks);
+  out.push_back(std::move(f));
+}
+
+double monotonic_now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+}  // namespace
+
+std::string reason_of(errc code) {
+  switch (code) {
+    case errc::open_failed:
+      return "open_failed";
+    case errc::not_a_regular_file:
+      return "not_a_regular_file";
+    case errc::not_ready:
+      return "not_ready";
+    case errc::truncated:
+      return "truncated";
+    case errc::bad_magic:
+      return "bad_magic";
+    case errc::unsupported_major:
+      return "unsupported_major";
+    case errc::corrupt_header:
+      return "corrupt_header";
+    case errc::corrupt_record:
+      return "corrupt_record";
+    case errc::shrunk:
+      return "shrunk";
+    case errc::map_failed:
+      return "map_failed";
+    default:
+      return "other";
+  }
+}
+
+collector::collector(collector_options opt, logger& log) : opt_(std::move(opt)), log_(log) {}
+
+std::shared_ptr<const collection> collector::latest() const {
+  std::lock_guard lock(mu_);
+  return latest_;
+}
+
+std::shared_ptr<const collection> collector::collect() {
+  std::unique_lock lock(mu_);
+  if (in_flight_) {
+    // Coalesce: every scrape that arrives during a collection shares its result.
+    std::uint64_t gen = generation_;
+    cv_.wait(lock, [&] { return generation_ != gen; });
+    return latest_;
+  }
+  in_flight_ = true;
+  lock.unlock();
+  std::shared_ptr<collection> c;
+  try {
+    c = run_once();
+  } catch (const std::exception& e) {
+    log_.log(log_level::error, "collection failed", "err=" + logger::quote(e.what()));
+  }
+  lock.lock();
+  if (c) latest_ = std::move(c);
+  if (!latest_) latest_ = std::make_shared<collection>();
+  in_flight_ = false;
+  ++generation_;
+  cv_.notify_all();
+  return latest_;
+}
+
+void collector::count_error(const std::string& reason, const std::string& key,
+                            const std::string& message) {
+  // Each distinct problem (file + reason) is counted once, however many scrapes see it.
+  if (reported_.emplace(key + "\n" + reason, true).second) errors_[reason] += 1;
+  log_.log_limited(log_level::warn, key + "\n" + reason, message, "reason=" + reason);
+}
+
+void collector::retire(tracked& t) {
+  if (!t.have_last) return;
+  // Fold the last values of counters and histograms into the retired totals, so that
+  // no merged counter goes backwards when a dead writer's segment goes away.
+  std::vector<family_snapshot> keep;
+  for (const family_snapshot& f : t.last.families) {
+    if (f.type != layout::metric_type::counter && f.type != layout::metric_type::histogram)
+      continue;
+    keep.push_back(f);
+  }
+  merged_set all;
+  for (auto& f : retired_)
+    all.add(f, false);
+  for (auto& f : keep)
+    if (!all.add(f, false))
+      count_error("family_conflict", t.name.path + "\n" + f.name,
+                  "family " + f.name + " of retired " + t.name.path + " conflicts; dropped");
+  retired_ = std::move(all.families());
+  retired_segments_ += 1;
+}
+
+void collector::discover(std::vector<segment_status>& bad) {
+  auto list = list_segments(opt_.dir, opt_.prefix);
+  if (!list) {
+    count_error("open_failed", opt_.dir, list.error().message());
+    return;
+  }
+  std::set<std::string> present;
+  for (const segment_name& n : *list)
+    present.insert(n.path);
+
+  // Gone or replaced: a last read through our mapping (still valid after unlink), then fold.
+  for (auto it = segments_.begin(); it != segments_.end();) {
+    tracked& t = it->second;
+    struct stat st;
+    bool replaced = present.count(it->first) && ::stat(it->first.c_str(), &st) == 0 &&
+                    (static_cast<std::uint64_t>(st.st_ino) != t.reader.inode() ||
+                     static_cast<std::uint64_t>(st.st_dev) != t.reader.device());
+    if (present.count(it->first) && !replaced) {
+      ++it;
+      continue;
+    }
+    if (auto snap = t.reader.snapshot()) {
+      t.last = std::move(*snap);
+      t.have_last = true;
+    }
+    log_.log(log_level::info, "segment removed", "path=" + logger::quote(t.name.path));
+    retire(t);
+    it = segments_.erase(it);
+  }
+
+  for (const segment_name& n : *list) {
+    if (segments_.count(n.path)) continue;
+    auto r = segment_reader::open(n.path);
+    if (!r) {
+      if (r.code() == errc::not_ready) continue;  // a writer still initializing: next time
+      std::string reason = reason_of(r.code());
+      count_error(reason, n.path, r.error().message());
+      invalid_[n.path] = r.error().message();
+      segment_status s;
+      s.path = n.path;
+      s.pid = n.pid;
+      s.instance = n.instance;
+      s.state = "invalid";
+      s.error = r.error().message();
+      bad.push_back(std::move(s));
+      continue;
+    }
+    invalid_.erase(n.path);
+    tracked t{n, std::move(*r), {}, false, true, 0, clock::now(), {}, {}};
+    log_.log(log_level::info, "segment found",
+             "path=" + logger::quote(n.path) + " pid=" + std::to_string(n.pid));
+    segments_.emplace(n.path, std::move(t));
+  }
+}
+
+std::shared_ptr<collection> collector::run_once() {
+  auto t0 = clock::now();
+  auto c = std::make_shared<collection>();
+  std::vector<segment_status> status;
+  discover(status);
+  const auto now = clock::now();
+  const double now_mono = monotonic_now_s();
+
+  std::set<std::uint32_t> live_pids;
+  for (auto& [path, t] : segments_) {
+    auto snap = t.reader.snapshot();
+    if (snap) {
+      t.last = std::move(*snap);
+      t.have_last = true;
+      t.error.clear();
+    } else {
+      t.error = snap.error().message();
+      count_error(reason_of(snap.code()), path, t.error);
+    }
+    bool alive = t.reader.writer_alive();
+    if (alive && !t.alive) t.last_hb_change = now;
+    if (!alive && t.alive) t.dead_since = now;
+    t.alive = alive;
+    if (alive) live_pids.insert(t.name.pid);
+  }
+
+  // Reap dead writers' segments after --shm.gc-dead-after, folding them first.
+  if (opt_.gc_dead_after.count() > 0) {
+    for (auto it = segments_.begin(); it != segments_.end();) {
+      tracked& t = it->second;
+      if (t.alive || now - t.dead_since < opt_.gc_dead_after) {
+        ++it;
+        continue;
+      }
+      // Take the writer's lock ourselves: if we get it, nobody owns the segment.
+      if (::flock(t.reader.fd(), LOCK_EX | LOCK_NB) != 0) {
+        ++it;
+        continue;
+      }
+      if (::unlink(t.name.path.c_str()) != 0) {
+        log_.log_limited(
+            log_level::warn, t.name.path + "\nunlink", "cannot remove dead segment",
+            "path=" + logger::quote(t.name.path) + " err=" + logger::quote(std::strerror(errno)));
+        ::flock(t.reader.fd(), LOCK_UN);
+        ++it;
+        continue;
+      }
+      log_.log(log_level::info, "dead segment removed",
+               "path=" + logger::quote(t.name.path) + " pid=" + std::to_string(t.name.pid));
+      retire(t);
+      it = segments_.erase(it);
+    }
+  }
+
+  merged_set merged;
+  for (auto& [path, t] : segments_) {
+    segment_info info = t.have_last ? t.last.info : t.reader.info();
+    if (info.heartbeat_count != t.last_hb_count) {
+      t.last_hb_count = info.heartbeat_count;
+      t.last_hb_change = now;
+    }
+    segment_status s;
+    s.path = path;
+    s.pid = t.name.pid;
+    s.instance = t.name.instance;
+    s.families = info.families;
+    s.series = info.series;
+    s.heartbeat_age_s = now_mono - static_cast<double>(info.heartbeat_ns) * 1e-9;
+    s.error = t.error;
+    if (t.alive)
+      s.state = now - t.last_hb_change > stall_after ? "stalled" : "alive";
+    else if (info.state == layout::segment_state::closed)
+      s.state = "closed";
+    else if (live_pids.count(t.name.pid))
+      s.state = "restarted";  // the same pid writes a newer segment (a restarted container)
+    else
+      s.state = "dead";
+    status.push_back(std::move(s));
+    if (!t.have_last) continue;
+    for (const family_snapshot& f : t.last.families)
+      if (!merged.add(f, t.alive))
+        count_error("family_conflict", path + "\n" + f.name,
+                    "family " + f.name + " in " + path +
+                        " has a different type, labels or buckets than another writer's; not "
+                        "served from this segment");
+  }
+  for (const family_snapshot& f : retired_)
+    merged.add(f, false);
+  c->families = std::move(merged.families());
+  c->segments = std::move(status);
+  collections_ += 1;
+  c->duration_s = std::chrono::duration<double>(clock::now() - t0).count();
+  append_self_metrics(*c, c->segments);
+  return c;
+}
+
+void collector::append_self_metrics(collection& c, const std::vector<segment_status>& status) {
+  using layout::metric_type;
+  auto& out = c.families;
+  auto f = make_family("shmetrics_exporter_build_info",
+                       "A metric with a constant '1' value labeled by version and segment format.",
+                       metric_type::gauge, {"version", "format_version"});
+  add_sample(f, 1,
+             {SHMETRICS_VERSION_STRING, std::to_string(SHMETRICS_FORMAT_MAJOR) + "." +
+                                            std::to_string(SHMETRICS_FORMAT_MINOR)});
+  out.push_back(std::move(f));
+  f = make_family("shmetrics_exporter_collections",
+                  "Collections of all segments (scrapes share them).", metric_type::counter);
+  add_sample(f, collections_);
+  out.push_back(std::move(f));
+  f = make_family("shmetrics_exporter_collection_duration_seconds",
+                  "Duration of the last collection (discover, snapshot, merge).",
+                  metric_type::gauge);
+  add_sample(f, c.duration_s);
+  out.push_back(std::move(f));
+  f = make_family("shmetrics_exporter_segments", "Segments by writer state.", metric_type::gauge,
+                  {"state"});
+  for (const char* st : all_states) {
+    double n = 0;
+    for (auto& s : status)
+      n += s.state == st ? 1 : 0;
+    add_sample(f, n, {st});
+  }
+  out.push_back(std::move(f));
+  f = make_family("shmetrics_exporter_segment_errors",
+                  "Problems found in segments, by reason (each file and reason counted once).",
+                  metric_type::counter, {"reason"});
+  std::map<std::string, double> reasons = errors_;
+  for (const char* r : all_reasons)
+    reasons.try_emplace(r, 0);
+  for (auto& [r, n] : reasons)
+    add_sample(f, n, {r});
+  out.push_back(std::move(f));
+  f = make_family(
+      "shmetrics_exporter_retired_segments",
+      "Dead writers' segments removed after their counters were folded into the totals.",
+      metric_type::counter);
+  add_sample(f, retired_segments_);
+  out.push_back(std::move(f));
+  double dropped = 0;
+  for (auto& [path, t] : segments_)
+    if (t.have_last) dropped += static_cast<double>(t.last.info.registrations_dropped);
+  f = make_family("shmetrics_exporter_registrations_dropped",
+                  "Registrations writers could not make because their segment was full.",
+                  metric_type::gauge);
+  add_sample(f, dropped);
+  out.push_back(std::move(f));
+  append_process_metrics(out);
+}
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,265 @@
+#include "http.hpp"
+
+#include <zlib.h>
+
+#include <cerrno>   // EADDRINUSE
+#include <cstdio>   // snprintf
+#include <cstdlib>  // strtod
+#include <memory>   // shared bodies
+
+#include <shmetrics/config.hpp>
+#include <shmetrics/reader/text_format.hpp>
+
+namespace shmetrics::exporter {
+
+namespace {
+
+std::string trim(std::string s) {
+  auto b = s.find_first_not_of(" \t");
+  auto e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return s;
+}
+
+// One entry of an Accept-like header: "type/sub;k=v;q=0.5".
+struct accept_entry {
+  std::string type;
+  std::string version;
+  double q = 1;
+};
+
+std::vector<accept_entry> parse_accept(const std::string& header) {
+  std::vector<accept_entry> out;
+  std::size_t start = 0;
+  while (start <= header.size()) {
+    std::size_t comma = header.find(',', start);
+    std::string item =
+        header.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    start = comma == std::string::npos ? header.size() + 1 : comma + 1;
+    accept_entry e;
+    std::size_t p = 0;
+    bool first = true;
+    while (p <= item.size()) {
+      std::size_t semi = item.find(';', p);
+      std::string part =
+          trim(item.substr(p, semi == std::string::npos ? std::string::npos : semi - p));
+      p = semi == std::string::npos ? item.size() + 1 : semi + 1;
+      if (first) {
+        e.type = lower(part);
+        first = false;
+        continue;
+      }
+      auto eq = part.find('=');
+      if (eq == std::string::npos) continue;
+      std::string k = lower(trim(part.substr(0, eq))), v = trim(part.substr(eq + 1));
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      if (k == "q") e.q = std::strtod(v.c_str(), nullptr);
+      if (k == "version") e.version = v;
+    }
+    if (!e.type.empty()) out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool parse_listen_address(const std::string& s, std::string& host, int& port) {
+  std::string h, p;
+  if (!s.empty() && s[0] == '[') {
+    auto close = s.find(']');
+    if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') return false;
+    h = s.substr(1, close - 1);
+    p = s.substr(close + 2);
+  } else {
+    auto colon = s.rfind(':');
+    if (colon == std::string::npos) return false;
+    h = s.substr(0, colon);
+    p = s.substr(colon + 1);
+    if (h.find(':') != std::string::npos) return false;  // bare IPv6 needs brackets
+  }
+  if (p.empty() || p.size() > 5) return false;
+  int n = 0;
+  for (char c : p) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  if (n > 65535) return false;
+  host = h.empty() ? "0.0.0.0" : h;
+  port = n;
+  return true;
+}
+
+bool prefers_openmetrics(const std::string& accept) {
+  const accept_entry* best = nullptr;
+  bool best_om = false;
+  for (const accept_entry& e : parse_accept(accept)) {
+    bool om = e.type == "application/openmetrics-text" &&
+              (e.version.empty() || e.version == "1.0.0" || e.version == "0.0.1");
+    bool text = e.type == "text/plain" || e.type == "text/*" || e.type == "*/*";
+    if (!(om || text) || e.q <= 0) continue;
+    if (!best || e.q > best->q) {  // header order breaks ties: the first one stays
+      best = &e;
+      best_om = om;
+    }
+  }
+  (void)best;
+  return best_om;
+}
+
+bool accepts_gzip(const std::string& accept_encoding) {
+  for (const accept_entry& e : parse_accept(accept_encoding))
+    if ((e.type == "gzip" || e.type == "*") && e.q > 0) return true;
+  return false;
+}
+
+std::string gzip(const std::string& in) {
+  z_stream zs{};
+  if (deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return {};
+  std::string out;
+  out.resize(deflateBound(&zs, static_cast<uLong>(in.size())) + 32);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return rc == Z_STREAM_END ? out : std::string();
+}
+
+std::string json_string(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o += buf;
+        } else {
+          o += static_cast<char>(c);
+        }
+    }
+  }
+  return o + "\"";
+}
+
+namespace {
+
+// Sends `body` through a content provider with a known length: cpp-httplib then leaves
+// it alone (with set_content it would compress text/* a second time, and slowly).
+void send(httplib::Response& res, std::string body, const std::string& type, bool gzipped) {
+  auto shared = std::make_shared<std::string>(std::move(body));
+  if (gzipped) res.set_header("Content-Encoding", "gzip");
+  res.set_header("Vary", "Accept, Accept-Encoding");
+  res.set_content_provider(
+      shared->size(), type,
+      [shared](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+        sink.write(shared->data() + offset, length);
+        return true;
+      });
+}
+
+}  // namespace
+
+void install_routes(httplib::Server& server, collector& coll, const server_options& opt,
+                    logger& log) {
+  server.set_tcp_nodelay(true);  // without it keep-alive scrapes stall ~40 ms (Nagle)
+  server.set_payload_max_length(64 * 1024);
+  server.set_read_timeout(10, 0);
+  server.set_write_timeout(10, 0);
+
+  server.Get(opt.telemetry_path,
+             [&coll, &log](const httplib::Request& req, httplib::Response& res) {
+               try {
+                 auto c = coll.collect();
+                 bool om = prefers_openmetrics(req.get_header_value("Accept"));
+                 std::string body;
+                 body.reserve(1 << 16);
+                 if (om) {
+                   encode_openmetrics(c->families, body);
+                   body += "# EOF\n";
+                 } else {
+                   encode_text(c->families, body);
+                 }
+                 bool gz = accepts_gzip(req.get_header_value("Accept-Encoding"));
+                 if (gz) body = gzip(body);
+                 send(res, std::move(body),
+                      std::string(om ? openmetrics_content_type : text_content_type), gz);
+               } catch (const std::exception& e) {
+                 log.log(log_level::error, "scrape failed", "err=" + logger::quote(e.what()));
+                 res.status = 500;
+                 res.set_content(std::string("scrape failed: ") + e.what() + "\n",
+                                 "text/plain; charset=utf-8");
+               }
+             });
+
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain; charset=utf-8");
+  });
+
+  server.Get("/segments", [&coll](const httplib::Request&, httplib::Response& res) {
+    auto c = coll.latest();
+    if (!c) c = coll.collect();
+    std::string j = "{\"segments\": [";
+    bool first = true;
+    for (const segment_status& s : c->segments) {
+      char inst[24];
+      std::snprintf(inst, sizeof inst, "%016llx", static_cast<unsigned long long>(s.instance));
+      j += first ? "\n  " : ",\n  ";
+      first = false;
+      j += "{\"path\": " + json_string(s.path) + ", \"pid\": " + std::to_string(s.pid) +
+           ", \"instance\": \"" + inst + "\", \"state\": " + json_string(s.state) +
+           ", \"families\": " + std::to_string(s.families) +
+           ", \"series\": " + std::to_string(s.series) + ", \"heartbeat_age_seconds\": ";
+      if (s.heartbeat_age_s >= 0) {
+        char age[32];
+        std::snprintf(age, sizeof age, "%.3f", s.heartbeat_age_s);
+        j += age;
+      } else {
+        j += "null";
+      }
+      j += ", \"error\": " + (s.error.empty() ? std::string("null") : json_string(s.error)) + "}";
+    }
+    j += "\n]}\n";
+    res.set_content(j, "application/json");
+  });
+
+  std::string landing =
+      "<!DOCTYPE html>\n<html><head><title>shmetrics exporter</title></head><body>\n"
+      "<h1>shmetrics exporter</h1>\n<p>Version " SHMETRICS_VERSION_STRING
+      "</p>\n<ul>\n<li><a href=\"" +
+      opt.telemetry_path + "\">" + opt.telemetry_path +
+      "</a>: metrics</li>\n<li><a href=\"/segments\">/segments</a>: segments and their writers "
+      "(JSON)</li>\n<li><a href=\"/healthz\">/healthz</a>: health</li>\n</ul>\n</body></html>\n";
+  server.Get("/", [landing](const httplib::Request&, httplib::Response& res) {
+    res.set_content(landing, "text/html; charset=utf-8");
+  });
+}
+
+int bind_server(httplib::Server& server, const server_options& opt) {
+  if (opt.port == 0) return server.bind_to_any_port(opt.host.c_str());
+  return server.bind_to_port(opt.host.c_str(), opt.port) ? opt.port : -1;
+}
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,41 @@
+// shmetrics-exporter: HTTP endpoints (cpp-httplib) and content negotiation.
+#pragma once
+
+#include <httplib.h>
+
+#include <string>  // options
+
+#include "collector.hpp"
+#include "log.hpp"
+
+namespace shmetrics::exporter {
+
+struct server_options {
+  std::string host = "0.0.0.0";
+  int port = 9400;
+  std::string telemetry_path = "/metrics";
+};
+
+/// ":9400", "127.0.0.1:0", "[::1]:9400", "localhost:9400".
+bool parse_listen_address(const std::string& s, std::string& host, int& port);
+
+/// True when an Accept header prefers OpenMetrics 1.0 text over text 0.0.4 (highest q
+/// first, header order breaking ties, as client_golang negotiates).
+bool prefers_openmetrics(const std::string& accept);
+
+/// True when an Accept-Encoding header allows gzip (q > 0).
+bool accepts_gzip(const std::string& accept_encoding);
+
+/// gzip (RFC 1952) of `in`, at a fast level: scrapes are frequent and bodies compress well.
+std::string gzip(const std::string& in);
+
+/// Escapes a string for a JSON document.
+std::string json_string(const std::string& s);
+
+void install_routes(httplib::Server& server, collector& coll, const server_options& opt,
+                    logger& log);
+
+/// Binds (port 0: any free port); returns the port, or -1 with errno set.
+int bind_server(httplib::Server& server, const server_options& opt);
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,42 @@
+// shmetrics-exporter: logfmt lines on stderr (ts=... level=... msg=...), as the
+// Prometheus exporters write them, with a per-key rate limit so one bad segment
+// cannot flood the log.
+#pragma once
+
+#include <chrono>  // rate limit
+#include <map>     // per-key state
+#include <mutex>   // lines from several threads
+#include <string>  // messages
+
+namespace shmetrics::exporter {
+
+enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
+
+class logger {
+ public:
+  explicit logger(log_level min = log_level::info) : min_(min) {}
+  void set_level(log_level l) { min_ = l; }
+
+  /// Writes `ts=... level=... msg="..." extra` if `level` passes the threshold.
+  void log(log_level level, const std::string& msg, const std::string& extra = {});
+
+  /// As log(), but at most once per `every` for `key`; says how many were suppressed.
+  void log_limited(log_level level, const std::string& key, const std::string& msg,
+                   const std::string& extra = {},
+                   std::chrono::seconds every = std::chrono::seconds(60));
+
+  static std::string quote(const std::string& s);
+
+ private:
+  struct limited {
+    std::chrono::steady_clock::time_point last;
+    long suppressed = 0;
+  };
+  log_level min_;
+  std::mutex mu_;
+  std::map<std::string, limited> limits_;
+};
+
+bool parse_log_level(const std::string& s, log_level& out);
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,175 @@
+// shmetrics-exporter: the sidecar that discovers, merges and serves every writer's
+// segments to Prometheus. Flags follow node_exporter's conventions.
+#include <httplib.h>
+#include <zlib.h>
+
+#include <atomic>   // shutdown flag
+#include <csignal>  // SIGTERM
+#include <cstdio>   // usage
+#include <cstdlib>  // strtod
+#include <string>   // flags
+#include <thread>   // signal watcher
+
+#include <shmetrics/config.hpp>
+#include <shmetrics/reader/text_format.hpp>
+
+#include "collector.hpp"
+#include "http.hpp"
+
+using namespace shmetrics::exporter;
+
+namespace {
+
+const char* usage_text =
+    "usage: shmetrics-exporter [flags]\n"
+    "\n"
+    "Serves the metrics that shmetrics writers put in shared memory, for Prometheus.\n"
+    "\n"
+    "flags (--flag value or --flag=value):\n"
+    "  --web.listen-address ADDR   address to listen on (default \":9400\"; \"127.0.0.1:0\" picks "
+    "a port)\n"
+    "  --web.telemetry-path PATH   path of the metrics endpoint (default \"/metrics\")\n"
+    "  --web.config.file FILE      TLS and basic auth (exporter-toolkit format): not supported "
+    "yet\n"
+    "  --shm.dir DIR               directory of the segments (default \"/dev/shm\")\n"
+    "  --shm.prefix NAME           segment name prefix (default \"shmetrics\")\n"
+    "  --shm.gc-dead-after DUR     remove dead writers' segments after DUR (e.g. 30s, 5m; default "
+    "0: never)\n"
+    "  --log.level LEVEL           debug, info, warn or error (default info)\n"
+    "  --version                   print the version and exit\n"
+    "  --help                      print this and exit\n"
+    "\n"
+    "endpoints: /metrics (text 0.0.4, or OpenMetrics 1.0 when Accept prefers it; gzip),\n"
+    "           /healthz, /segments (JSON), / (links)\n";
+
+bool parse_duration(const std::string& s, std::chrono::milliseconds& out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  std::string unit(end);
+  double ms;
+  if (unit == "ms")
+    ms = v;
+  else if (unit == "s" || unit.empty())
+    ms = v * 1000;
+  else if (unit == "m")
+    ms = v * 60000;
+  else if (unit == "h")
+    ms = v * 3600000;
+  else
+    return false;
+  if (!(ms >= 0) || end == s.c_str()) return false;
+  out = std::chrono::milliseconds(static_cast<long long>(ms));
+  return true;
+}
+
+int bad_flag(const std::string& msg) {
+  std::fprintf(stderr, "shmetrics-exporter: %s (see --help)\n", msg.c_str());
+  return 2;
+}
+
+std::atomic<bool> stop_requested{false};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  server_options opt;
+  collector_options copt;
+  logger log;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    bool has_value = false;
+    if (auto eq = a.find('='); eq != std::string::npos && a.starts_with("--")) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_value = true;
+    }
+    if (a == "--help" || a == "-h") {
+      std::fputs(usage_text, stdout);
+      return 0;
+    }
+    if (a == "--version") {
+      std::printf("shmetrics-exporter %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
+                  SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
+      return 0;
+    }
+    static const char* const valued[] = {
+        "--web.listen-address", "--web.telemetry-path", "--web.config.file", "--shm.dir",
+        "--shm.prefix",         "--shm.gc-dead-after",  "--log.level"};
+    bool known = false;
+    for (const char* k : valued)
+      known = known || a == k;
+    if (!known) return bad_flag("unknown flag " + a);
+    if (!has_value) {
+      if (i + 1 >= argc) return bad_flag("flag " + a + " needs a value");
+      v = argv[++i];
+    }
+    if (a == "--web.listen-address") {
+      if (!parse_listen_address(v, opt.host, opt.port))
+        return bad_flag("--web.listen-address: cannot parse \"" + v +
+                        "\" (want HOST:PORT, :PORT or [IPv6]:PORT)");
+    } else if (a == "--web.telemetry-path") {
+      if (v.empty() || v[0] != '/' || v == "/" || v == "/healthz" || v == "/segments")
+        return bad_flag("--web.telemetry-path: \"" + v +
+                        "\" must start with / and not be /, /healthz or /segments");
+      opt.telemetry_path = v;
+    } else if (a == "--web.config.file") {
+      return bad_flag(
+          "--web.config.file: TLS and basic auth are not supported yet; put the exporter behind a "
+          "proxy or "
+          "bind it to localhost");
+    } else if (a == "--shm.dir") {
+      if (v.empty()) return bad_flag("--shm.dir: empty");
+      copt.dir = v;
+    } else if (a == "--shm.prefix") {
+      if (v.empty() || v.find('/') != std::string::npos)
+        return bad_flag("--shm.prefix: \"" + v + "\" is not a file name prefix");
+      copt.prefix = v;
+    } else if (a == "--shm.gc-dead-after") {
+      if (!parse_duration(v, copt.gc_dead_after))
+        return bad_flag("--shm.gc-dead-after: cannot parse \"" + v + "\" (want e.g. 30s, 5m, 0)");
+    } else if (a == "--log.level") {
+      log_level l;
+      if (!parse_log_level(v, l))
+        return bad_flag("--log.level: \"" + v + "\" is not debug, info, warn or error");
+      log.set_level(l);
+    }
+  }
+
+  collector coll(copt, log);
+  httplib::Server server;
+  install_routes(server, coll, opt, log);
+  int port = bind_server(server, opt);
+  if (port < 0) {
+    log.log(log_level::error, "cannot listen",
+            "address=" + logger::quote(opt.host + ":" + std::to_string(opt.port)) +
+                " err=" + logger::quote(std::strerror(errno)));
+    return 1;
+  }
+  // Tests and scripts read this line to learn the port when it was 0.
+  std::printf(
+      "listening on http://%s:%d%s\n",
+      opt.host.find(':') != std::string::npos ? ("[" + opt.host + "]").c_str() : opt.host.c_str(),
+      port, opt.telemetry_path.c_str());
+  std::fflush(stdout);
+  log.log(log_level::info, "listening",
+          "address=" + logger::quote(opt.host + ":" + std::to_string(port)) +
+              " shm_dir=" + logger::quote(copt.dir) + " shm_prefix=" + logger::quote(copt.prefix) +
+              " version=" + SHMETRICS_VERSION_STRING);
+
+  // Stop cleanly on SIGTERM/SIGINT: a thread waits for the signal, then stops the server.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    log.log(log_level::info, "shutting down", "signal=" + std::to_string(sig));
+    server.stop();
+  });
+  waiter.detach();
+  bool ok = server.listen_after_bind();
+  return ok ? 0 : 0;
+}

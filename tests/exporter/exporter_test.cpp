@@ -1,0 +1,446 @@
+// shmetrics-exporter end to end: real writer processes, a real exporter process on a
+// free port, real HTTP, promtool, prometheus_client's parsers and a real Prometheus.
+#include <catch2/catch.hpp>
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "../support.hpp"
+
+#ifndef EXPORTER_BIN
+#error "EXPORTER_BIN must name shmetrics-exporter"
+#endif
+#ifndef SCRIPTED_WRITER
+#error "SCRIPTED_WRITER must name the helper"
+#endif
+
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A child process with stdin and stdout on pipes.
+struct process {
+  pid_t pid = -1;
+  FILE* in = nullptr;
+  FILE* out = nullptr;
+  explicit process(const std::vector<std::string>& argv) {
+    int to[2], from[2];
+    REQUIRE(::pipe(to) == 0);
+    REQUIRE(::pipe(from) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, to[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, from[1], 1);
+    posix_spawn_file_actions_addclose(&fa, to[1]);
+    posix_spawn_file_actions_addclose(&fa, from[0]);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(to[0]);
+    ::close(from[1]);
+    in = ::fdopen(to[1], "w");
+    out = ::fdopen(from[0], "r");
+  }
+  ~process() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (in) std::fclose(in);
+    if (out) std::fclose(out);
+  }
+  std::string line() {
+    char buf[4096];
+    if (!std::fgets(buf, sizeof buf, out)) return {};
+    std::string s(buf);
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+  void send(const std::string& cmd) {
+    std::fprintf(in, "%s\n", cmd.c_str());
+    std::fflush(in);
+  }
+  /// Sends commands, then waits until the writer has applied them.
+  void run(std::initializer_list<std::string> cmds) {
+    for (auto& c : cmds)
+      send(c);
+    send("sync");
+    REQUIRE(line() == "ok");
+  }
+  int wait() {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  void kill9() {
+    ::kill(pid, SIGKILL);
+    wait();
+  }
+};
+
+struct writer : process {
+  std::string path;
+  writer(const test::unique_prefix& up, bool keep = true)
+      : process({SCRIPTED_WRITER, up.dir, up.prefix, keep ? "keep" : "unlink"}) {
+    path = line();
+    REQUIRE(!path.empty());
+  }
+};
+
+struct exporter : process {
+  int port = 0;
+  exporter(const test::unique_prefix& up, std::vector<std::string> extra = {})
+      : process([&] {
+          std::vector<std::string> a = {
+              EXPORTER_BIN, "--web.listen-address", "127.0.0.1:0", "--shm.dir",
+              up.dir,       "--shm.prefix",         up.prefix,     "--log.level",
+              "warn"};
+          a.insert(a.end(), extra.begin(), extra.end());
+          return a;
+        }()) {
+    std::string l = line();  // "listening on http://127.0.0.1:PORT/metrics"
+    auto colon = l.rfind(':');
+    REQUIRE(colon != std::string::npos);
+    port = std::stoi(l.substr(colon + 1));
+    REQUIRE(port > 0);
+  }
+  httplib::Result get(const std::string& path, httplib::Headers h = {}) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(10, 0);
+    return c.Get(path.c_str(), h);
+  }
+  std::string metrics() {
+    auto r = get("/metrics");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return r->body;
+  }
+  /// Sample lines as "name{labels}" -> value.
+  std::map<std::string, double> samples() {
+    std::map<std::string, double> m;
+    std::istringstream in(metrics());
+    std::string l;
+    while (std::getline(in, l)) {
+      if (l.empty() || l[0] == '#') continue;
+      auto sp = l.rfind(' ');
+      m[l.substr(0, sp)] = std::stod(l.substr(sp + 1));
+    }
+    return m;
+  }
+};
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string write_tmp(const std::string& name, const std::string& text) {
+  std::string p = "/tmp/" + name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("the exporter serves what writers wrote, merged across processes", "[exporter][merge]") {
+  test::unique_prefix up;
+  writer w1(up), w2(up);
+  w1.run({"counter req_total a 3", "gauge g_sum sum x 1", "gauge g_max max x 1",
+          "gauge g_min min x 1", "gauge g_live live_sum x 1", "hist lat 0.5",
+          "counter only_one b 2"});
+  w2.run({"counter req_total a 4", "gauge g_sum sum x 2", "gauge g_max max x 5",
+          "gauge g_min min x 7", "gauge g_live live_sum x 2", "hist lat 3"});
+  exporter e(up);
+  auto s = e.samples();
+  CHECK(s["req_total{k=\"a\"}"] == 7);
+  CHECK(s["only_one_total{k=\"b\"}"] == 2);
+  CHECK(s["g_sum{k=\"x\"}"] == 3);
+  CHECK(s["g_max{k=\"x\"}"] == 5);
+  CHECK(s["g_min{k=\"x\"}"] == 1);
+  CHECK(s["g_live{k=\"x\"}"] == 3);
+  CHECK(s["lat_bucket{le=\"1.0\"}"] == 1);
+  CHECK(s["lat_bucket{le=\"5.0\"}"] == 2);
+  CHECK(s["lat_bucket{le=\"+Inf\"}"] == 2);
+  CHECK(s["lat_count"] == 2);
+  CHECK(s["lat_sum"] == 3.5);
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
+
+  SECTION("latest follows the most recent set across writers") {
+    w1.run({"gauge g_latest latest x 10"});
+    std::this_thread::sleep_for(2ms);
+    w2.run({"gauge g_latest latest x 20"});
+    CHECK(e.samples()["g_latest{k=\"x\"}"] == 20);
+    std::this_thread::sleep_for(2ms);
+    w1.run({"gauge g_latest latest x 30"});
+    CHECK(e.samples()["g_latest{k=\"x\"}"] == 30);
+  }
+
+  SECTION("a dead writer's counters keep counting; its live_* gauges go") {
+    w2.kill9();
+    auto d = e.samples();
+    CHECK(d["req_total{k=\"a\"}"] == 7);
+    CHECK(d["lat_count"] == 2);
+    CHECK(d["g_sum{k=\"x\"}"] == 3);   // sum keeps the dead writer's gauge
+    CHECK(d["g_live{k=\"x\"}"] == 1);  // live_sum does not
+    CHECK(d["shmetrics_exporter_segments{state=\"dead\"}"] == 1);
+    auto js = e.get("/segments");
+    REQUIRE(js);
+    CHECK(js->body.find("\"state\": \"dead\"") != std::string::npos);
+
+    // A restarted writer starts from zero; the merged counter does not go back.
+    writer w3(up);
+    w3.run({"counter req_total a 1"});
+    CHECK(e.samples()["req_total{k=\"a\"}"] == 8);
+  }
+
+  SECTION("a writer that exits cleanly and removes its segment is folded, not lost") {
+    writer w4(up, false);
+    w4.run({"counter req_total a 100", "gauge g_sum sum x 100"});
+    CHECK(e.samples()["req_total{k=\"a\"}"] == 107);
+    w4.send("exit");
+    REQUIRE(w4.wait() == 0);
+    REQUIRE(::access(w4.path.c_str(), F_OK) != 0);
+    auto after = e.samples();
+    CHECK(after["req_total{k=\"a\"}"] == 107);
+    CHECK(after["g_sum{k=\"x\"}"] == 3);  // gauges of removed writers are gone
+    CHECK(after["shmetrics_exporter_retired_segments_total"] == 1);
+  }
+}
+
+TEST_CASE("dead segments are removed after --shm.gc-dead-after, totals kept", "[exporter][gc]") {
+  test::unique_prefix up;
+  exporter e(up, {"--shm.gc-dead-after", "200ms"});
+  writer w(up);
+  w.run({"counter req_total a 5", "hist lat 1"});
+  writer live(up);
+  live.run({"counter req_total a 1"});
+  CHECK(e.samples()["req_total{k=\"a\"}"] == 6);
+  w.kill9();
+  CHECK(e.samples()["req_total{k=\"a\"}"] == 6);  // dead, not yet collected
+  std::this_thread::sleep_for(400ms);
+  auto s = e.samples();
+  CHECK(::access(w.path.c_str(), F_OK) != 0);  // reaped
+  CHECK(::access(live.path.c_str(), F_OK) == 0);
+  CHECK(s["req_total{k=\"a\"}"] == 6);
+  CHECK(s["lat_count"] == 1);
+  CHECK(s["shmetrics_exporter_retired_segments_total"] == 1);
+}
+
+TEST_CASE("a family defined differently by two writers is a conflict, not served wrong",
+          "[exporter][conflict]") {
+  test::unique_prefix up;
+  writer w1(up), w2(up);
+  w1.run({"counter thing a 1"});
+  w2.run({"gauge thing sum a 5"});
+  exporter e(up);
+  std::string text = e.metrics();
+  auto s = e.samples();
+  CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"family_conflict\"}"] == 1);
+  // exactly one of the two definitions is served, whole
+  bool counter = text.find("# TYPE thing_total counter") != std::string::npos;
+  bool gauge = text.find("# TYPE thing gauge") != std::string::npos;
+  CHECK(counter != gauge);
+  // counted once, however many scrapes see it
+  CHECK(e.samples()["shmetrics_exporter_segment_errors_total{reason=\"family_conflict\"}"] == 1);
+}
+
+TEST_CASE("bad files are counted and skipped; good segments keep being served",
+          "[exporter][corrupt]") {
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter req_total a 2"});
+  std::string junk = up.dir + "/" + up.prefix + ".999999.00000000000000aa";
+  std::ofstream(junk) << std::string(4096, 'x');
+  std::string empty = up.dir + "/" + up.prefix + ".999998.00000000000000bb";
+  std::ofstream(empty).flush();
+  exporter e(up);
+  auto s = e.samples();
+  CHECK(s["req_total{k=\"a\"}"] == 2);
+  CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"bad_magic\"}"] == 1);
+  CHECK(s["shmetrics_exporter_segments{state=\"invalid\"}"] == 1);  // the empty one is "not ready"
+  CHECK(e.samples()["shmetrics_exporter_segment_errors_total{reason=\"bad_magic\"}"] == 1);
+}
+
+TEST_CASE("content negotiation, gzip, HEAD and the other endpoints", "[exporter][http]") {
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter req_total a 2", "hist lat 0.5"});
+  exporter e(up);
+
+  auto plain = e.get("/metrics");
+  REQUIRE(plain);
+  CHECK(plain->get_header_value("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(plain->body.find("# EOF") == std::string::npos);
+
+  // What Prometheus 2.42 sends.
+  auto om =
+      e.get("/metrics", {{"Accept",
+                          "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                          "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}});
+  REQUIRE(om);
+  CHECK(om->get_header_value("Content-Type") ==
+        "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  CHECK(om->body.ends_with("# EOF\n"));
+  CHECK(om->body.find("# TYPE req counter\n") != std::string::npos);
+  CHECK(om->body.find("req_total{k=\"a\"} 2.0\n") != std::string::npos);
+  CHECK(om->body.find("lat_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
+
+  // Text preferred by q: 0.0.4.
+  auto txt = e.get("/metrics", {{"Accept", "application/openmetrics-text;q=0.2,text/plain;q=0.9"}});
+  CHECK(txt->get_header_value("Content-Type").starts_with("text/plain; version=0.0.4"));
+
+  auto gz = e.get("/metrics", {{"Accept-Encoding", "gzip"}});
+  REQUIRE(gz);
+  CHECK(gz->get_header_value("Content-Encoding") == "gzip");
+  CHECK(gz->body.find("req_total{k=\"a\"} 2.0") != std::string::npos);  // httplib inflated it
+
+  httplib::Client c("127.0.0.1", e.port);
+  auto head = c.Head("/metrics");
+  REQUIRE(head);
+  CHECK(head->status == 200);
+  CHECK(head->body.empty());
+
+  CHECK(e.get("/healthz")->status == 200);
+  CHECK(e.get("/nope")->status == 404);
+  auto landing = e.get("/");
+  CHECK(landing->body.find("href=\"/metrics\"") != std::string::npos);
+
+  auto seg = e.get("/segments");
+  REQUIRE(seg);
+  CHECK(seg->get_header_value("Content-Type") == "application/json");
+  std::string js = write_tmp(up.prefix + ".json", seg->body);
+  auto [rc, out] = test::run(
+      "/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d[\"segments\"][0]; "
+      "assert s[\"state\"]==\"alive\" and s[\"families\"]==2 and s[\"series\"]==2 and "
+      "s[\"pid\"]>0; "
+      "assert s[\"heartbeat_age_seconds\"] < 5 and s[\"error\"] is None; print(\"ok\")' " +
+      js + " 2>&1");
+  INFO(out);
+  CHECK(rc == 0);
+  std::remove(js.c_str());
+
+  SECTION("concurrent scrapes all succeed") {
+    std::vector<std::thread> ts;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 8; ++i)
+      ts.emplace_back([&] {
+        for (int k = 0; k < 10; ++k) {
+          httplib::Client cc("127.0.0.1", e.port);
+          auto r = cc.Get("/metrics");
+          if (r && r->status == 200 && r->body.find("req_total") != std::string::npos) ++ok;
+        }
+      });
+    for (auto& t : ts)
+      t.join();
+    CHECK(ok.load() == 80);
+  }
+}
+
+TEST_CASE("promtool and prometheus_client's parsers accept what the exporter serves",
+          "[exporter][promtool][python]") {
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter vllm:request_success_total stop 2", "gauge vllm:num_requests_running latest x 3",
+         "hist vllm:e2e_request_latency_seconds 0.5", "counter plain_total a 1"});
+  exporter e(up);
+  std::string text = write_tmp(up.prefix + ".prom", e.metrics());
+  auto [rc, out] = test::run("promtool check metrics < " + text + " 2>&1");
+  INFO(out);
+  CHECK((rc == 0 || rc == 3));
+  std::istringstream lines(out);
+  std::string l;
+  while (std::getline(lines, l)) {
+    INFO(l);
+    if (!l.empty()) CHECK(l.find("metric names should not contain ':'") != std::string::npos);
+  }
+
+  auto om = e.get("/metrics", {{"Accept", "application/openmetrics-text;version=1.0.0"}});
+  std::string omfile = write_tmp(up.prefix + ".om", om->body);
+  auto [rc2, out2] = test::run(
+      "/usr/bin/python3 -c 'import sys\n"
+      "from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n"
+      "from prometheus_client.parser import text_string_to_metric_families as t4\n"
+      "a = list(om(open(sys.argv[1]).read()))\n"
+      "b = list(t4(open(sys.argv[2]).read()))\n"
+      "assert {f.name for f in a} == {f.name for f in b}, (sorted(f.name for f in a), "
+      "sorted(f.name for f in b))\n"
+      "print(\"ok\", len(a))' " +
+      omfile + " " + text + " 2>&1");
+  INFO(out2);
+  CHECK(rc2 == 0);
+  std::remove(text.c_str());
+  std::remove(omfile.c_str());
+}
+
+TEST_CASE("a real Prometheus server scrapes the exporter", "[exporter][prometheus]") {
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter vllm:prompt_tokens_total m 42", "hist vllm:e2e_request_latency_seconds 0.5"});
+  exporter e(up);
+  int pport = free_port();
+  std::string dir = "/tmp/" + up.prefix + "-prom";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
+                                            "scrape_configs:\n  - job_name: shmetrics\n"
+                                            "    static_configs:\n      - targets: ['127.0.0.1:"
+                                         << e.port << "']\n";
+  test::child prom({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                    "--storage.tsdb.path=" + dir + "/data",
+                    "--web.listen-address=127.0.0.1:" + std::to_string(pport), "--log.level=warn"});
+  httplib::Client c("127.0.0.1", pport);
+  std::string body;
+  bool found = false;
+  for (int i = 0; i < 60 && !found; ++i) {
+    std::this_thread::sleep_for(500ms);
+    auto r = c.Get("/api/v1/query?query=vllm%3Aprompt_tokens_total");
+    if (r && r->status == 200) {
+      body = r->body;
+      found = body.find("\"42\"") != std::string::npos;
+    }
+  }
+  INFO(body);
+  CHECK(found);
+  auto up_q = c.Get("/api/v1/query?query=up%7Bjob%3D%22shmetrics%22%7D");
+  REQUIRE(up_q);
+  CHECK(up_q->body.find("\"1\"") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("bad flags are refused with a one-line error naming the flag", "[exporter][flags]") {
+  auto check = [](const std::string& args, const std::string& needle) {
+    auto [rc, out] = test::run(std::string(EXPORTER_BIN) + " " + args + " 2>&1");
+    INFO(args << " -> " << out);
+    CHECK(rc == 2);
+    CHECK(out.find(needle) != std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  };
+  check("--no-such-flag", "--no-such-flag");
+  check("--web.listen-address", "--web.listen-address");
+  check("--web.listen-address=nonsense", "--web.listen-address");
+  check("--log.level loud", "--log.level");
+  check("--shm.gc-dead-after=soon", "--shm.gc-dead-after");
+  check("--web.telemetry-path=metrics", "--web.telemetry-path");
+  auto [rc, out] = test::run(std::string(EXPORTER_BIN) + " --version");
+  CHECK(rc == 0);
+  CHECK(out.find("segment format 1.0") != std::string::npos);
+  auto [rc2, out2] = test::run(std::string(EXPORTER_BIN) + " --help");
+  CHECK(rc2 == 0);
+  CHECK(out2.find("--shm.prefix") != std::string::npos);
+}
