@@ -20,6 +20,9 @@
 #include <prometheus/text_serializer.h>
 
 #include <shmetrics/reader/segment_reader.hpp>
+#ifdef SHMETRICS_BENCH_EXPORTER
+#include "../exporter/collector.hpp"
+#endif
 #include <shmetrics/reader/text_format.hpp>
 #include <shmetrics/shmetrics.hpp>
 
@@ -225,6 +228,19 @@ int main(int argc, char** argv) {
       shmetrics::encode_text(snap.families, out);
     });
     r["scrape_10k_series_bytes"] = static_cast<double>(bytes);
+#ifdef SHMETRICS_BENCH_EXPORTER
+    // The exporter's whole path: discover, snapshot, liveness, merge, self-metrics, encode.
+    {
+      shmetrics::exporter::logger quiet(shmetrics::exporter::log_level::error);
+      shmetrics::exporter::collector coll({.dir = so.dir, .prefix = so.prefix}, quiet);
+      (void)coll.collect();  // first collection opens and parses the segment
+      r["exporter_scrape_10k_series_ms"] = ms_per_call(reps * 4, [&] {
+        auto c = coll.collect();
+        out.clear();
+        shmetrics::encode_text(c->families, out);
+      });
+    }
+#endif
     prometheus::TextSerializer ser;
     std::size_t pbytes = 0;
     r["promcpp_scrape_10k_series_ms"] = ms_per_call(reps * 4, [&] {
@@ -260,6 +276,9 @@ int main(int argc, char** argv) {
   row("register a series (with_labels/Add)", "with_labels_ns", "promcpp_family_add_ns");
   row("scrape 10k series (snapshot+encode)", "scrape_10k_series_ms",
       "promcpp_scrape_10k_series_ms");
+  if (r.count("exporter_scrape_10k_series_ms"))
+    row("exporter collect+encode, 10k series", "exporter_scrape_10k_series_ms",
+        "promcpp_scrape_10k_series_ms");
   std::printf(
       "floors: relaxed atomic add %.2f ns (1t), %.2f ns (2t); plain store %.2f ns; gauge set %.2f "
       "ns\n",
