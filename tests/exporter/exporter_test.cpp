@@ -99,12 +99,16 @@ struct writer : process {
 
 struct exporter : process {
   int port = 0;
-  exporter(const test::unique_prefix& up, std::vector<std::string> extra = {})
+  // `wrapper` runs first (e.g. unshare), then the exporter with its flags and `extra`.
+  exporter(const test::unique_prefix& up, std::vector<std::string> extra = {},
+           std::vector<std::string> wrapper = {})
       : process([&] {
-          std::vector<std::string> a = {
-              EXPORTER_BIN, "--web.listen-address", "127.0.0.1:0", "--shm.dir",
-              up.dir,       "--shm.prefix",         up.prefix,     "--log.level",
-              "warn"};
+          std::vector<std::string> a = std::move(wrapper);
+          for (std::string x : {std::string(EXPORTER_BIN), std::string("--web.listen-address"),
+                                std::string("127.0.0.1:0"), std::string("--shm.dir"), up.dir,
+                                std::string("--shm.prefix"), up.prefix, std::string("--log.level"),
+                                std::string("warn")})
+            a.push_back(std::move(x));
           a.insert(a.end(), extra.begin(), extra.end());
           return a;
         }()) {
@@ -443,4 +447,25 @@ TEST_CASE("bad flags are refused with a one-line error naming the flag", "[expor
   auto [rc2, out2] = test::run(std::string(EXPORTER_BIN) + " --help");
   CHECK(rc2 == 0);
   CHECK(out2.find("--shm.prefix") != std::string::npos);
+}
+
+TEST_CASE("a sidecar in its own PID namespace tells live writers from dead ones",
+          "[exporter][pidns]") {
+  if (::geteuid() != 0 || test::run("unshare --pid --fork --mount-proc true 2>&1").first != 0) {
+    WARN("skipped: unshare --pid needs root");
+    return;
+  }
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter req_total a 5", "gauge g live_sum x 2"});
+  // The exporter cannot see the writer's pid: only the lock and the heartbeat tell.
+  exporter e(up, {}, {"/usr/bin/unshare", "--pid", "--fork", "--kill-child", "--mount-proc"});
+  auto s = e.samples();
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 1);
+  CHECK(s["g{k=\"x\"}"] == 2);
+  w.kill9();
+  auto d = e.samples();
+  CHECK(d["shmetrics_exporter_segments{state=\"dead\"}"] == 1);
+  CHECK(d["req_total{k=\"a\"}"] == 5);
+  CHECK(d.count("g{k=\"x\"}") == 0);
 }

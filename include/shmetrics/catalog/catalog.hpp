@@ -1,0 +1,104 @@
+// shmetrics catalog: the vLLM / vLLM-Omni metric families as data.
+//
+// The catalog is a JSON file (data/vllm_catalog.json, installed under share/shmetrics)
+// with one entry per family: exact name, type, labels, buckets, help, and the policy
+// fields shmetrics needs (when it is registered, its gauge merge mode, its deprecation
+// version, the label values pre-created at start-up). catalog::load() parses it with
+// simdjson and validates every entry; engine code then goes through the typed API
+// (vllm_metrics.hpp, omni_metrics.hpp) and never spells a metric name.
+//
+// This header does not include simdjson: parsing lives in the shmetrics_catalog library.
+#pragma once
+
+#include <cstdint>      // max_model_len
+#include <string>       // names
+#include <string_view>  // lookups
+#include <utility>      // pair
+#include <vector>       // entries
+
+#include "../errc.hpp"
+#include "../segment_layout.hpp"
+
+SHMETRICS_BEGIN_NAMESPACE
+
+/// Where a family comes from: vLLM's PrometheusStatLogger or vLLM-Omni's own metrics.
+enum class family_source : std::uint8_t { vllm, omni };
+
+/// One family as the catalog defines it.
+struct family_def {
+  std::string key;   ///< stable id for the typed API: "vllm/<name>" or "omni/<name>"
+  std::string name;  ///< exposed name; Omni names use the seed prefix "vllm:omni_"
+  family_source source = family_source::vllm;
+  layout::metric_type type = layout::metric_type::gauge;
+  std::vector<std::string> labels;  ///< as vLLM declares them (vLLM families: with "engine")
+  /// Histogram bounds; empty with buckets_1_2_5 when they follow max_model_len.
+  std::vector<double> buckets;
+  std::string bucket_set;      ///< name of the catalog constant the bounds came from, if any
+  bool buckets_1_2_5 = false;  ///< vLLM's build_1_2_5_buckets(max_model_len)
+  std::string help;
+  std::string status;  ///< current, conditional, newer, deprecated, removed, ...
+  std::string when;    ///< registration condition (always, seed, extended, spec_decode, ...)
+  layout::gauge_mode mode = layout::gauge_mode::latest;  ///< gauges and infos only
+  std::string deprecated_in;                             ///< "X.Y" or empty
+  std::string mirrors;         ///< key of the family whose values a deprecated alias repeats
+  std::string runtime_labels;  ///< "cache_config": label names supplied at start-up
+  /// Pre-created children: values for the family's extra labels, in catalog order.
+  std::vector<std::pair<std::string, std::vector<std::string>>> label_values;
+
+  /// The values of `label` to pre-create, or nullptr.
+  const std::vector<std::string>* values_of(std::string_view label) const noexcept {
+    for (auto& [l, v] : label_values)
+      if (l == label) return &v;
+    return nullptr;
+  }
+};
+
+/// The loaded catalog. Immutable after load; cheap to share by const reference.
+class catalog {
+ public:
+  /// Reads and validates `path`. Fails with open_failed (cannot read; errno set) or
+  /// corrupt_record, the detail naming the file, the entry and what is wrong:
+  ///   "catalog data/x.json: families[3] (vllm:foo): buckets not strictly increasing"
+  static result<catalog> load(const std::string& path);
+  /// Same for text already in memory; `origin` names it in errors.
+  static result<catalog> parse(std::string_view json, std::string_view origin);
+
+  /// The catalog shipped with shmetrics: $SHMETRICS_CATALOG if set, else the installed
+  /// <datadir>/shmetrics/vllm_catalog.json.
+  static std::string default_path();
+
+  const std::vector<family_def>& families() const noexcept { return families_; }
+  /// The entry with this key, or nullptr.
+  const family_def* find(std::string_view key) const noexcept;
+  /// The entry with this exposed name (Omni: seed spelling), or nullptr.
+  const family_def* find_name(std::string_view name) const noexcept;
+  /// A bucket constant (REQUEST_LATENCY, SECONDS, SECONDS_FAST, RTF, BYTES, ...), or nullptr.
+  const std::vector<double>* bucket_set(std::string_view name) const noexcept;
+
+  /// The vLLM version whose metric set the catalog describes ("0.32"); the default
+  /// version for the deprecation policy.
+  const std::string& vllm_version() const noexcept { return vllm_version_; }
+  /// Omni prefixes: the seed's "vllm:omni_" and current upstream's "vllm_omni:".
+  const std::string& omni_seed_prefix() const noexcept { return omni_seed_prefix_; }
+  const std::string& omni_upstream_prefix() const noexcept { return omni_upstream_prefix_; }
+  const std::string& origin() const noexcept { return origin_; }
+
+ private:
+  std::string origin_;
+  std::string vllm_version_;
+  std::string omni_seed_prefix_, omni_upstream_prefix_;
+  std::vector<std::pair<std::string, std::vector<double>>> bucket_sets_;
+  std::vector<family_def> families_;
+};
+
+/// vLLM's build_1_2_5_buckets(max_value): 1, 2, 5, 10, 20, 50, ... while <= max_value.
+std::vector<double> buckets_1_2_5(std::uint64_t max_value);
+
+/// vLLM's deprecation policy (docs/usage/metrics.md): a metric deprecated in X.Y is
+/// shown in X.Y, hidden in X.Y+1 unless --show-hidden-metrics-for-version=X.Y, and
+/// removed from X.Y+2. `version` is the emulated vLLM version ("0.12"), `show_hidden`
+/// the setting ("" when not given). True when the family is registered.
+bool deprecated_family_visible(std::string_view deprecated_in, std::string_view version,
+                               std::string_view show_hidden);
+
+SHMETRICS_END_NAMESPACE
