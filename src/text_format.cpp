@@ -59,6 +59,16 @@ void append_python_repr(std::string& out, double v) {
 }  // namespace
 
 void append_float(std::string& out, double v) {
+  // Fast path: whole numbers below 1e6 in magnitude (most counter and bucket values)
+  // print as Python prints them, "<digits>.0", without the shortest-digits search.
+  if (v > -1e15 && v < 1e6 && v == static_cast<double>(static_cast<long long>(v)) &&
+      !(v == 0 && std::signbit(v))) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v));
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+    out += ".0";
+    return;
+  }
   if (std::isnan(v)) {
     out += "NaN";
     return;
@@ -96,6 +106,10 @@ std::string format_float(double v) {
 }
 
 void append_escaped_help(std::string& out, std::string_view s) {
+  if (s.find_first_of("\\\n") == std::string_view::npos) {  // nothing to escape: one append
+    out += s;
+    return;
+  }
   for (char c : s) {
     if (c == '\\')
       out += "\\\\";
@@ -107,6 +121,10 @@ void append_escaped_help(std::string& out, std::string_view s) {
 }
 
 void append_escaped_label_value(std::string& out, std::string_view s) {
+  if (s.find_first_of("\\\"\n") == std::string_view::npos) {  // nothing to escape: one append
+    out += s;
+    return;
+  }
   for (char c : s) {
     if (c == '\\')
       out += "\\\\";
