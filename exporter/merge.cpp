@@ -25,9 +25,15 @@ bool merged_set::add_totals(const family_snapshot& f) {
 bool merged_set::add(const family_snapshot& f, bool writer_alive) {
   auto [it, fresh] = family_index_.try_emplace(f.name, families_.size());
   if (fresh) {
-    family_snapshot shape = f;
-    shape.series.clear();
-    families_.push_back(std::move(shape));
+    family_snapshot& shape = families_.emplace_back();  // the definition, not the series
+    shape.name = f.name;
+    shape.help = f.help;
+    shape.unit = f.unit;
+    shape.type = f.type;
+    shape.mode = f.mode;
+    shape.label_names = f.label_names;
+    shape.bounds = f.bounds;
+    shape.series.reserve(f.series.size());
     series_index_.emplace_back();
   }
   family_snapshot& m = families_[it->second];
