@@ -102,7 +102,13 @@ int main(int argc, char** argv) {
       opt.prefix = a.find('=') != std::string::npos ? a.substr(a.find('=') + 1)
                                                     : (i + 1 < argc ? argv[++i] : "");
     else if (a == "--help" || a == "-h") {
-      std::puts("usage: shmetrics-bench [--quick] [--json] [--shm.dir DIR] [--shm.prefix NAME]");
+      std::puts(
+          "usage: shmetrics-bench [--quick] [--json] [--shm.dir DIR] [--shm.prefix NAME]\n"
+          "       shmetrics-bench --version");
+      return 0;
+    } else if (a == "--version") {
+      std::printf("shmetrics-bench %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
+                  SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
       return 0;
     } else {
       std::fprintf(stderr, "shmetrics-bench: unknown flag %s\n", a.c_str());

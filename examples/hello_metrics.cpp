@@ -1,6 +1,6 @@
 // A minimal instrumented program: a toy "engine" loop that records vLLM-style metrics.
 //
-//   shmetrics-example [--shm.dir DIR] [--shm.prefix NAME] [--duration SECONDS]
+//   shmetrics-example [--shm.dir DIR] [--shm.prefix NAME] [--duration SECONDS] [--version]
 //
 // While it runs, `shmetrics-inspect show` prints what it wrote.
 #include <chrono>   // step timing
@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     if (eq != std::string::npos) {
       v = a.substr(eq + 1);
       a = a.substr(0, eq);
-    } else if (i + 1 < argc && a.starts_with("--") && a != "--help") {
+    } else if (i + 1 < argc && a.starts_with("--") && a != "--help" && a != "--version") {
       v = argv[++i];
     }
     if (a == "--shm.dir")
@@ -31,7 +31,11 @@ int main(int argc, char** argv) {
       opt.prefix = v;
     else if (a == "--duration")
       duration = std::strtod(v.c_str(), nullptr);
-    else {
+    else if (a == "--version") {
+      std::printf("shmetrics-example %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
+                  SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
+      return 0;
+    } else {
       std::fprintf(stderr,
                    "usage: shmetrics-example [--shm.dir DIR] [--shm.prefix NAME] [--duration S]\n");
       return a == "--help" ? 0 : 2;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "version.hpp"
 #include "errc.hpp"
 #include "segment_layout.hpp"
 #include "counter.hpp"

@@ -1,0 +1,386 @@
+#include "backend.hpp"
+
+#include <algorithm>           // min_element
+#include <chrono>              // gauge period
+#include <condition_variable>  // vocoder queues
+#include <cstdio>              // log tables
+#include <filesystem>          // catalog lookup
+
+namespace engine_sim {
+
+using shmetrics::finish_reason;
+
+#ifndef SHMETRICS_SOURCE_CATALOG
+#define SHMETRICS_SOURCE_CATALOG ""
+#endif
+
+namespace {
+
+// Qwen3-Omni-like sizes: the thinker hands the talker one bf16 hidden state of 2048 per
+// token; the talker emits 12.5 Hz codec frames (16 codebooks, int32) that code2wav turns
+// into 24 kHz audio, 1920 samples per frame.
+constexpr double thinker_hidden_bytes = 2048 * 2;
+constexpr double codec_frame_bytes = 16 * 4;
+constexpr double samples_per_codec_frame = 1920;
+constexpr double codec_frames_per_text_token = 4;
+constexpr double vocoder_rtf = 0.06;  // seconds of compute per second of audio
+
+// A shared-memory hop between stage processes: serialize, copy at ~8 GB/s, deserialize.
+shmetrics::transfer_event hop(std::uint32_t from, std::uint32_t from_replica, std::uint32_t to,
+                              std::uint32_t to_replica, double bytes) {
+  shmetrics::transfer_event t;
+  t.from_stage = from;
+  t.from_replica = from_replica;
+  t.to_stage = to;
+  t.to_replica = to_replica;
+  t.size_bytes = bytes;
+  t.tx_time_ms = 0.05 + bytes / 8e9 * 1000;
+  t.in_flight_time_ms = 0.02 + bytes / 20e9 * 1000;
+  t.rx_decode_time_ms = 0.04 + bytes / 10e9 * 1000;
+  return t;
+}
+
+template <class Vec>
+std::size_t least_loaded(const Vec& engines) {
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < engines.size(); ++i)
+    if (engines[i]->load() < engines[best]->load()) best = i;
+  return best;
+}
+
+}  // namespace
+
+std::unique_ptr<backend> backend::create(const options& opt, std::string& err) {
+  std::unique_ptr<backend> b(new backend(opt));
+  if (!b->init(err)) return nullptr;
+  return b;
+}
+
+bool backend::init(std::string& err) {
+  // The catalog: --catalog, $SHMETRICS_CATALOG or the installed copy, else the source tree's.
+  std::string path = opt_.catalog;
+  if (path.empty()) {
+    path = shmetrics::catalog::default_path();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec) && *SHMETRICS_SOURCE_CATALOG)
+      path = SHMETRICS_SOURCE_CATALOG;
+  }
+  auto cat = shmetrics::catalog::load(path);
+  if (!cat) {
+    err = cat.error().message();
+    return false;
+  }
+  cat_ = std::move(*cat);
+
+  shmetrics::registry_options ro;
+  ro.dir = opt_.shm_dir;
+  ro.prefix = opt_.shm_prefix;
+  auto new_registry = [&]() -> shmetrics::registry* {
+    auto r = shmetrics::registry::create(ro);
+    if (!r) {
+      err = r.error().message();
+      return nullptr;
+    }
+    regs_.push_back(std::make_unique<shmetrics::registry>(std::move(*r)));
+    return regs_.back().get();
+  };
+  const auto& e = opt_.engine;
+  std::vector<std::pair<std::string, std::string>> cache_config = {
+      {"block_size", std::to_string(e.block_size)},
+      {"cache_dtype", "auto"},
+      {"enable_prefix_caching", e.enable_prefix_caching ? "True" : "False"},
+      {"gpu_memory_utilization", "0.9"},
+      {"num_cpu_blocks", "0"},
+      {"num_gpu_blocks", std::to_string(e.num_gpu_blocks)},
+  };
+
+  if (opt_.pipeline == pipeline_kind::llm) {
+    // Data parallel: one engine core per rank, each in its own segment (vLLM's DP
+    // engines are processes); the exporter merges them by the engine label.
+    for (std::uint32_t i = 0; i < opt_.data_parallel_size; ++i) {
+      shmetrics::vllm_metrics* vm = nullptr;
+      if (opt_.stats()) {
+        auto* reg = new_registry();
+        if (!reg) return false;
+        shmetrics::vllm_options vo;
+        vo.model_name = opt_.served_model_name;
+        vo.engines = opt_.data_parallel_size;
+        vo.max_model_len = e.max_model_len;
+        vo.cache_config = cache_config;
+        auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
+        if (!m) {
+          err = m.error().message();
+          return false;
+        }
+        vllm_.push_back(std::make_unique<shmetrics::vllm_metrics>(std::move(*m)));
+        vm = vllm_.back().get();
+      }
+      auto cfg = e;
+      thinkers_.push_back(std::make_unique<engine>(cfg, vm, i));
+    }
+    return true;
+  }
+
+  auto* reg = new_registry();
+  if (!reg) return false;
+  shmetrics::omni_options oo;
+  oo.model_name = opt_.served_model_name;
+  oo.log_stats = opt_.stats();
+  oo.stages = {{opt_.replicas[0], shmetrics::stage_kind::llm},
+               {opt_.replicas[1], shmetrics::stage_kind::llm},
+               {opt_.replicas[2], shmetrics::stage_kind::audio}};
+  oo.audio_sample_rate = opt_.audio_sample_rate;
+  oo.vllm.max_model_len = e.max_model_len;
+  oo.vllm.cache_config = cache_config;
+  auto om = shmetrics::omni_metrics::create(*reg, cat_, oo);
+  if (!om) {
+    err = om.error().message();
+    return false;
+  }
+  omni_.emplace(std::move(*om));
+  auto* vm = omni_->engine_metrics();
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    for (std::uint32_t i = 0; i < opt_.replicas[s]; ++i) {
+      long idx = omni_->engine_index(s, i);
+      auto eng = std::make_unique<engine>(e, idx >= 0 ? vm : nullptr,
+                                          static_cast<std::size_t>(std::max(idx, 0L)));
+      if (s == 0)
+        eng->on_finished(
+            [this](const std::shared_ptr<request>& r) { return on_thinker_finished(r); });
+      else
+        eng->on_finished(
+            [this](const std::shared_ptr<request>& t) { return on_talker_finished(t); });
+      (s == 0 ? thinkers_ : talkers_).push_back(std::move(eng));
+    }
+  }
+  for (std::uint32_t i = 0; i < opt_.replicas[2]; ++i) {
+    vocoders_.push_back(std::make_unique<vocoder>());
+    auto* v = vocoders_.back().get();
+    v->thread = std::thread([this, v, i] {
+      for (;;) {
+        std::shared_ptr<request> t;
+        {
+          std::unique_lock lk(v->m);
+          v->cv.wait(lk, [&] { return v->stop || !v->queue.empty(); });
+          if (v->stop) return;
+          t = std::move(v->queue.front());
+          v->queue.pop_front();
+        }
+        vocode(i, std::move(t));
+        v->load.fetch_sub(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  if (opt_.stats()) gauges_ = std::thread([this] { gauge_loop(); });
+  return true;
+}
+
+backend::~backend() {
+  stop_ = true;
+  if (gauges_.joinable()) gauges_.join();
+  for (auto& v : vocoders_) {
+    {
+      std::lock_guard lk(v->m);
+      v->stop = true;
+    }
+    v->cv.notify_all();
+    v->thread.join();
+  }
+  // Engines stop (and abort what they hold) before the metrics they record into go.
+  talkers_.clear();
+  thinkers_.clear();
+}
+
+std::vector<std::string> backend::segment_paths() const {
+  std::vector<std::string> out;
+  for (auto& r : regs_)
+    out.push_back(r->path());
+  return out;
+}
+
+std::shared_ptr<request> backend::submit(const api_request& a, std::string id, double arrival) {
+  auto r = std::make_shared<request>();
+  r->id = std::move(id);
+  r->prompt = a.prompt;
+  r->max_tokens_set = a.max_tokens_set;
+  r->max_tokens = a.max_tokens;
+  r->n = a.n;
+  r->ignore_eos = a.ignore_eos;
+  r->arrival = arrival;
+  r->wants_audio = omni_ && a.audio;
+  std::size_t i = least_loaded(thinkers_);
+  r->replica = static_cast<std::uint32_t>(i);
+  r->record.request_id = r->id;
+  r->record.arrival_ms = arrival * 1000;
+  inflight_.fetch_add(1, std::memory_order_relaxed);
+  thinkers_[i]->submit(r);
+  return r;
+}
+
+void backend::abort(const std::shared_ptr<request>& r) {
+  if (r->owner) r->owner->abort(r);
+  std::shared_ptr<request> child;
+  {
+    std::lock_guard lk(r->m);
+    child = r->child;
+  }
+  if (child && child->owner) child->owner->abort(child);
+}
+
+bool backend::on_thinker_finished(const std::shared_ptr<request>& r) {
+  double t = engine::now();
+  shmetrics::stage_event s;
+  s.stage = 0;
+  s.replica = r->replica;
+  s.num_tokens_in = r->prompt.size();
+  s.num_tokens_out = r->total_generated();
+  s.start_ms = r->arrival * 1000;
+  s.end_ms = t * 1000;
+  s.stage_gen_time_ms = r->first_token_ts > 0 ? (r->last_token_ts - r->scheduled_ts) * 1000 : 0;
+  r->record.stages = {s};
+  if (!omni_) return false;
+  bool audio = r->wants_audio && r->reason != finish_reason::abort &&
+               r->reason != finish_reason::error && r->total_generated() > 0;
+  if (!audio) {
+    complete(*r, {});
+    return false;
+  }
+  // Talker: conditioned on the thinker's hidden states, it speaks the answer.
+  std::size_t k = least_loaded(talkers_);
+  auto tk = std::make_shared<request>();
+  tk->id = r->id + "-talker";
+  tk->parent = r;
+  tk->stage = 1;
+  tk->replica = static_cast<std::uint32_t>(k);
+  std::uint32_t text = r->total_generated();
+  std::uint32_t max_len = opt_.engine.max_model_len;
+  std::uint32_t in = std::min(text + 32, max_len / 2);
+  for (std::uint32_t i = 0; i < in; ++i)
+    tk->prompt.push_back((r->prompt[i % r->prompt.size()] * 31 + i) % 32000);
+  tk->max_tokens = std::max<std::uint32_t>(
+      1, std::min<std::uint32_t>(static_cast<std::uint32_t>(text * codec_frames_per_text_token),
+                                 max_len - in));
+  tk->ignore_eos = true;
+  tk->arrival = t;
+  r->record.transfers.push_back(
+      hop(0, r->replica, 1, tk->replica,
+          static_cast<double>(r->prompt.size() + text) * thinker_hidden_bytes));
+  {
+    std::lock_guard lk(r->m);
+    r->child = tk;
+  }
+  talkers_[k]->submit(tk);
+  return true;
+}
+
+bool backend::on_talker_finished(const std::shared_ptr<request>& t) {
+  auto& p = *t->parent;
+  shmetrics::stage_event s;
+  s.stage = 1;
+  s.replica = t->replica;
+  s.num_tokens_in = t->prompt.size();
+  s.num_tokens_out = t->total_generated();
+  s.start_ms = t->arrival * 1000;
+  s.end_ms = engine::now() * 1000;
+  s.stage_gen_time_ms = t->first_token_ts > 0 ? (t->last_token_ts - t->scheduled_ts) * 1000 : 0;
+  p.record.stages.push_back(s);
+  if (t->reason == finish_reason::abort || p.abort_requested.load()) {
+    {
+      std::lock_guard lk(p.m);
+      p.reason = finish_reason::abort;
+    }
+    complete(p, {});
+    return false;
+  }
+  std::size_t k = 0;
+  for (std::size_t i = 1; i < vocoders_.size(); ++i)
+    if (vocoders_[i]->load.load() < vocoders_[k]->load.load()) k = i;
+  p.record.transfers.push_back(
+      hop(1, t->replica, 2, static_cast<std::uint32_t>(k), s.num_tokens_out * codec_frame_bytes));
+  auto& v = *vocoders_[k];
+  v.load.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(v.m);
+    v.queue.push_back(t);
+  }
+  v.cv.notify_all();
+  return false;
+}
+
+void backend::vocode(std::uint32_t replica, std::shared_ptr<request> t) {
+  auto& p = *t->parent;
+  double start = engine::now();
+  double frames = t->total_generated() * samples_per_codec_frame;
+  double audio_s = frames / opt_.audio_sample_rate;
+  double gen_s = audio_s * vocoder_rtf;
+  // The first packet (25 codec frames, 2 s of audio) is out after its share of the work.
+  double first_s = std::min(gen_s, 2.0 * vocoder_rtf);
+  std::this_thread::sleep_for(std::chrono::duration<double>(gen_s * opt_.engine.time_scale));
+  double end = engine::now();
+  shmetrics::stage_event s;
+  s.stage = 2;
+  s.replica = replica;
+  s.num_tokens_in = t->total_generated();
+  s.num_tokens_out = 0;
+  s.stage_gen_time_ms = (end - start) * 1000;
+  s.audio_generated_frames = static_cast<std::uint64_t>(frames);
+  s.start_ms = start * 1000;
+  s.end_ms = end * 1000;
+  s.audio_ttfp_s = start + first_s * opt_.engine.time_scale - p.arrival;
+  s.audio_underrun_s = 0;  // code2wav runs faster than real time: the player never starves
+  p.record.stages.push_back(s);
+  if (p.abort_requested.load()) {
+    {
+      std::lock_guard lk(p.m);
+      p.reason = finish_reason::abort;
+    }
+    complete(p, {});
+    return;
+  }
+  if (omni_ && omni_->log_stats()) {
+    std::lock_guard lk(stats_m_);
+    omni_->record_audio_first_packet(2, replica, s.audio_ttfp_s);
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "{\"id\":\"audio-%s\",\"format\":\"pcm16\",\"sample_rate\":%.0f,"
+                "\"frames\":%.0f,\"duration_s\":%.3f,\"data\":\"\"}",
+                p.id.c_str(), opt_.audio_sample_rate, frames, audio_s);
+  complete(p, buf);
+}
+
+void backend::complete(request& r, std::string audio_json) {
+  r.record.finish_ms = engine::now() * 1000;
+  {
+    std::lock_guard lk(r.m);
+    r.record.reason = r.reason;
+  }
+  if (omni_ && omni_->log_stats()) {
+    std::lock_guard lk(stats_m_);
+    omni_->record_request(r.record);
+    log_.add(r.record, r.record.arrival_ms);
+    std::fputs(log_.report().c_str(), stderr);
+  }
+  {
+    std::lock_guard lk(r.m);
+    r.audio_json = std::move(audio_json);
+    r.complete = true;
+  }
+  r.cv.notify_all();
+  inflight_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void backend::gauge_loop() {
+  // vllm:omni_num_requests_{running,waiting} are pipeline-wide: refreshed every 100 ms,
+  // so they are back to 0 well within a second of the last request.
+  while (!stop_) {
+    std::uint32_t waiting = 0;
+    for (auto& e : thinkers_)
+      waiting += e->load() - std::min(e->load(), e->running());
+    std::uint32_t all = inflight_.load(std::memory_order_relaxed);
+    omni_->set_requests(all - std::min(all, waiting), std::min(all, waiting));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace engine_sim

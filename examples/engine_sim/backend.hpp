@@ -1,0 +1,79 @@
+// What serves the API: the engines, their segments and metrics, and for --pipeline omni
+// the Qwen3-Omni-like pipeline thinker -> talker -> code2wav.
+//
+// Omni: every request runs on a thinker replica (an engine). A request that asks for
+// audio goes on, when the thinker finishes, to a talker replica (a second engine, fed
+// the thinker's hidden states over a simulated transfer) and then to a code2wav replica
+// (a vocoder worker that turns codec tokens into 24 kHz audio). The last stage marks
+// the request complete and records the pipeline statistics.
+#pragma once
+
+#include <atomic>              // in-flight count
+#include <condition_variable>  // code2wav queues
+#include <deque>               // code2wav queues
+#include <memory>              // engines
+#include <mutex>               // stats
+#include <optional>
+#include <string>  // errors
+#include <thread>  // workers
+#include <vector>  // replicas
+
+#include <shmetrics/catalog/catalog.hpp>
+#include <shmetrics/catalog/omni_metrics.hpp>
+#include <shmetrics/catalog/pipeline_stats.hpp>
+#include <shmetrics/catalog/vllm_metrics.hpp>
+
+#include "engine.hpp"
+#include "openai.hpp"
+#include "options.hpp"
+
+namespace engine_sim {
+
+class backend {
+ public:
+  /// Opens the catalog, creates the segments and the engines. nullptr and `err` on failure.
+  static std::unique_ptr<backend> create(const options& opt, std::string& err);
+  ~backend();
+
+  /// Starts a request on the least loaded first-stage replica.
+  std::shared_ptr<request> submit(const api_request& a, std::string id, double arrival);
+  /// The client went away: abort wherever the request is.
+  void abort(const std::shared_ptr<request>& r);
+  const options& opts() const noexcept { return opt_; }
+  const std::string& vllm_version() const noexcept { return cat_.vllm_version(); }
+  std::vector<std::string> segment_paths() const;
+
+ private:
+  struct vocoder {  // one code2wav replica: a worker and its queue
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::shared_ptr<request>> queue;
+    std::atomic<std::uint32_t> load{0};
+    bool stop = false;
+    std::thread thread;
+  };
+  explicit backend(const options& opt) : opt_(opt) {}
+  bool init(std::string& err);
+  bool on_thinker_finished(const std::shared_ptr<request>& r);
+  bool on_talker_finished(const std::shared_ptr<request>& t);
+  void vocode(std::uint32_t replica, std::shared_ptr<request> t);
+  void complete(request& r, std::string audio_json);
+  std::atomic<std::uint32_t> inflight_{0};
+  void transfer(request& r, std::uint32_t from, std::uint32_t from_replica,
+                std::uint32_t to_replica, double bytes);
+  void gauge_loop();
+
+  options opt_;
+  shmetrics::catalog cat_;
+  std::vector<std::unique_ptr<shmetrics::registry>> regs_;
+  std::vector<std::unique_ptr<shmetrics::vllm_metrics>> vllm_;  // llm: one per engine
+  std::optional<shmetrics::omni_metrics> omni_;
+  std::vector<std::unique_ptr<engine>> thinkers_, talkers_;
+  std::vector<std::unique_ptr<vocoder>> vocoders_;
+  std::mutex stats_m_;  // omni_metrics::record_request and the log tables
+  shmetrics::pipeline_stats log_{shmetrics::stats_scope::online};
+  std::atomic<bool> stop_{false};
+  std::thread gauges_;
+};
+
+}  // namespace engine_sim

@@ -1,0 +1,380 @@
+#include "engine.hpp"
+
+#include <algorithm>  // min, max
+#include <chrono>     // clock, sleep
+#include <cmath>      // lognormal clamp
+
+namespace engine_sim {
+
+using shmetrics::finish_reason;
+
+std::uint32_t request::total_generated() const {
+  std::uint32_t t = 0;
+  for (auto g : generated)
+    t += g;
+  return t;
+}
+
+std::uint32_t request::active_choices() const {
+  std::uint32_t a = 0;
+  for (std::size_t i = 0; i < generated.size(); ++i)
+    a += generated[i] < target_len[i];
+  return a;
+}
+
+double engine::now() {
+  static const auto start = std::chrono::steady_clock::now();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::size_t engine_index)
+    : cfg_(cfg),
+      metrics_(metrics),
+      index_(engine_index),
+      kv_(cfg.num_gpu_blocks, cfg.block_size),
+      rng_(cfg.seed * 1000003 + engine_index) {
+  thread_ = std::thread([this] { run(); });
+}
+
+engine::~engine() {
+  {
+    std::lock_guard lk(m_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void engine::submit(std::shared_ptr<request> r) {
+  // Output lengths are drawn here, from the engine's seeded generator, so a run with the
+  // same seed and request order gives the same lengths. ignore_eos: always max_tokens.
+  std::uint32_t room = cfg_.max_model_len > r->prompt.size()
+                           ? cfg_.max_model_len - static_cast<std::uint32_t>(r->prompt.size())
+                           : 1;
+  std::uint32_t cap = std::min(r->max_tokens, room);
+  r->outputs.assign(r->n, {});
+  r->output_reasons.assign(r->n, finish_reason::length);
+  r->generated.assign(r->n, 0);
+  r->target_len.assign(r->n, cap);
+  load_.fetch_add(1, std::memory_order_relaxed);
+  r->owner = this;
+  {
+    std::lock_guard lk(m_);
+    if (!r->ignore_eos) {
+      // Chat answers: a long-tailed length with a median of ~120 tokens.
+      std::lognormal_distribution<double> len(std::log(120.0), 0.8);
+      for (std::uint32_t i = 0; i < r->n; ++i) {
+        double d = std::max(1.0, std::round(len(rng_)));
+        if (d < cap) {
+          r->target_len[i] = static_cast<std::uint32_t>(d);
+          r->output_reasons[i] = finish_reason::stop;
+        }
+      }
+    }
+    incoming_.push_back(std::move(r));
+  }
+  cv_.notify_all();
+}
+
+void engine::abort(const std::shared_ptr<request>& r) {
+  r->abort_requested.store(true, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(m_);
+    abort_pending_ = true;
+  }
+  cv_.notify_all();
+}
+
+void engine::run() {
+  for (;;) {
+    {
+      std::unique_lock lk(m_);
+      if (incoming_.empty() && running_.empty() && waiting_.empty() && !stop_ && !abort_pending_) {
+        lk.unlock();
+        record_idle();  // the gauges drop to 0 as soon as the engine has nothing to do
+        lk.lock();
+      }
+      cv_.wait(lk, [&] {
+        return stop_ || abort_pending_ || !incoming_.empty() || !running_.empty() ||
+               !waiting_.empty();
+      });
+      if (stop_) break;
+      double t = now();
+      for (auto& r : incoming_) {
+        r->queued_ts = t;
+        waiting_.push_back(std::move(r));
+      }
+      incoming_.clear();
+      abort_pending_ = false;
+    }
+    step();
+  }
+  // Shutting down: nobody waits forever on a request the engine will not finish.
+  for (auto& r : running_)
+    finish(r, finish_reason::abort);
+  for (auto& r : waiting_)
+    finish(r, finish_reason::abort);
+  running_.clear();
+  waiting_.clear();
+  {
+    std::lock_guard lk(m_);
+    for (auto& r : incoming_)
+      finish(r, finish_reason::abort);
+    incoming_.clear();
+  }
+}
+
+void engine::collect_aborts() {
+  auto sweep = [&](auto& q) {
+    for (auto it = q.begin(); it != q.end();) {
+      if ((*it)->abort_requested.load(std::memory_order_relaxed)) {
+        auto r = *it;
+        it = q.erase(it);
+        finish(r, finish_reason::abort);
+      } else {
+        ++it;
+      }
+    }
+  };
+  sweep(running_);
+  sweep(waiting_);
+}
+
+bool engine::grow(request& r, std::uint32_t new_tokens) {
+  std::uint32_t bs = cfg_.block_size;
+  std::uint32_t need = (r.computed + new_tokens + bs - 1) / bs;
+  if (need <= r.blocks) return true;
+  if (!kv_.allocate(need - r.blocks)) return false;
+  r.blocks = need;
+  return true;
+}
+
+void engine::free_blocks(request& r) {
+  kv_.release(r.blocks - static_cast<std::uint32_t>(r.cached.size()), r.cached);
+  r.blocks = 0;
+  r.cached.clear();
+  r.hashed_upto = 0;
+  r.computed = 0;
+}
+
+void engine::preempt(request& r) {
+  // vLLM v1 preempts by recompute: the KV is dropped and rebuilt when it is rescheduled.
+  free_blocks(r);
+  ++r.num_preemptions;
+  ++step_preemptions_;
+}
+
+void engine::admit_prefix(request& r, shmetrics::step_stats& st) {
+  if (!cfg_.enable_prefix_caching) return;
+  if (r.prompt_hashes.empty()) r.prompt_hashes = kv_.block_hashes(r.prompt);
+  std::uint32_t total = static_cast<std::uint32_t>(r.prompt.size()) + r.total_generated();
+  // At least the last token is computed, so the step produces logits (vLLM's rule).
+  std::uint32_t max_blocks = (total - 1) / cfg_.block_size;
+  std::uint32_t hits = kv_.acquire_prefix(r.prompt_hashes, max_blocks);
+  r.cached.assign(r.prompt_hashes.begin(), r.prompt_hashes.begin() + hits);
+  r.blocks = hits;
+  r.hashed_upto = hits;
+  r.computed = hits * cfg_.block_size;
+  st.prefix_cache_queries += total;
+  st.prefix_cache_hits += r.computed;
+  if (!r.started) r.num_cached_tokens = r.computed;
+}
+
+void engine::cache_full_blocks(request& r) {
+  if (!cfg_.enable_prefix_caching) return;
+  std::uint32_t full = std::min<std::uint32_t>(r.computed / cfg_.block_size,
+                                               static_cast<std::uint32_t>(r.prompt_hashes.size()));
+  for (; r.hashed_upto < full; ++r.hashed_upto)
+    if (kv_.promote(r.prompt_hashes[r.hashed_upto]))
+      r.cached.push_back(r.prompt_hashes[r.hashed_upto]);
+}
+
+void engine::step() {
+  collect_aborts();
+  if (running_.empty() && waiting_.empty()) return;
+
+  shmetrics::step_stats st;
+  ttfts_.clear();
+  itls_.clear();
+  step_preemptions_ = 0;
+  struct item {
+    std::shared_ptr<request> r;
+    std::uint32_t tokens;
+  };
+  std::vector<item> batch;
+  std::uint32_t budget = cfg_.max_num_batched_tokens;
+  double t_sched = now();
+
+  // Running requests first, oldest first; when the pool is out of blocks the newest
+  // running request is preempted (possibly this one).
+  for (std::size_t i = 0; i < running_.size() && budget > 0;) {
+    auto& r = *running_[i];
+    std::uint32_t need =
+        static_cast<std::uint32_t>(r.prompt.size()) + r.total_generated() - r.computed;
+    std::uint32_t tokens = std::min(need, budget);
+    bool self_preempted = false;
+    while (!grow(r, tokens)) {
+      auto victim = running_.back();
+      running_.pop_back();
+      preempt(*victim);
+      waiting_.push_front(victim);
+      if (victim.get() == &r) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;
+    batch.push_back({running_[i], tokens});
+    budget -= tokens;
+    ++i;
+  }
+  // Then waiting requests, unless this step had to preempt.
+  while (step_preemptions_ == 0 && budget > 0 && running_.size() < cfg_.max_num_seqs &&
+         !waiting_.empty()) {
+    auto r = waiting_.front();
+    admit_prefix(*r, st);
+    std::uint32_t need =
+        static_cast<std::uint32_t>(r->prompt.size()) + r->total_generated() - r->computed;
+    std::uint32_t tokens = std::min(need, budget);
+    if (!grow(*r, tokens)) {
+      free_blocks(*r);
+      break;
+    }
+    waiting_.pop_front();
+    if (!r->started) {
+      r->started = true;
+      r->scheduled_ts = t_sched;
+    }
+    running_.push_back(r);
+    batch.push_back({r, tokens});
+    budget -= tokens;
+  }
+  if (batch.empty()) {
+    // Nothing fits and nothing runs: the head request can never fit the pool.
+    if (running_.empty() && !waiting_.empty()) {
+      auto r = waiting_.front();
+      waiting_.pop_front();
+      finish(r, finish_reason::error);
+    }
+    return;
+  }
+
+  // The simulated forward pass.
+  std::uint32_t prefill_tokens = 0;
+  for (auto& b : batch)
+    prefill_tokens += b.tokens > 1 ? b.tokens : 0;
+  double dt = cfg_.step_base_s + cfg_.per_seq_s * static_cast<double>(batch.size()) +
+              cfg_.per_prefill_token_s * prefill_tokens;
+  std::this_thread::sleep_for(std::chrono::duration<double>(dt * cfg_.time_scale));
+
+  double t = now();
+  std::vector<std::shared_ptr<request>> done;
+  for (auto& b : batch) {
+    auto& r = *b.r;
+    r.computed += b.tokens;
+    cache_full_blocks(r);
+    if (r.computed == r.prompt.size() + r.total_generated()) {
+      emit(r, t, st);
+      if (r.active_choices() == 0) done.push_back(b.r);
+    }
+  }
+  for (auto& r : done) {
+    running_.erase(std::find(running_.begin(), running_.end(), r));
+    free_blocks(*r);  // before the usage gauge, so a finished batch reports 0 at once
+  }
+
+  st.num_running_reqs = static_cast<std::uint32_t>(running_.size());
+  running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
+  st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size());
+  st.kv_cache_usage = kv_.usage();
+  st.num_preempted_reqs = step_preemptions_;
+  st.time_to_first_tokens = ttfts_;
+  st.inter_token_latencies = itls_;
+  if (metrics_) metrics_->record_step(index_, st);
+  idle_recorded_ = false;
+  // Finished requests are recorded after the step's tokens, so a client that has its
+  // response finds every counter already including it.
+  for (auto& r : done) {
+    finish_reason why = finish_reason::length;
+    for (std::size_t i = 0; i < r->n; ++i)
+      if (r->output_reasons[i] == finish_reason::stop) why = finish_reason::stop;
+    finish(r, why);
+  }
+}
+
+void engine::emit(request& r, double t, shmetrics::step_stats& st) {
+  bool first = r.first_token_ts == 0;
+  std::uint32_t produced = 0;
+  {
+    std::lock_guard lk(r.m);
+    for (std::size_t i = 0; i < r.n; ++i) {
+      if (r.generated[i] >= r.target_len[i]) continue;
+      // The token depends on the request, the choice and the position: deterministic.
+      std::uint32_t id = static_cast<std::uint32_t>(
+          (std::hash<std::string>{}(r.id) + i * 7919 + r.generated[i] * 104729) % 31991);
+      r.outputs[i].push_back(id);
+      ++r.generated[i];
+      ++produced;
+    }
+  }
+  r.cv.notify_all();
+  st.num_generation_tokens += produced;
+  if (first) {
+    r.first_token_ts = t;
+    ttfts_.push_back(t - r.arrival);
+    st.num_prompt_tokens += r.prompt.size();
+    st.prompt_tokens_local_cache_hit += r.num_cached_tokens;
+  } else {
+    itls_.push_back(t - r.last_token_ts);
+  }
+  r.last_token_ts = t;
+}
+
+void engine::finish(std::shared_ptr<request> r, finish_reason why) {
+  free_blocks(*r);
+  double t = now();
+  if (metrics_) {
+    shmetrics::finished_request f;
+    f.reason = why;
+    f.arrival_time = r->arrival;
+    f.queued_ts = r->queued_ts ? r->queued_ts : t;
+    f.scheduled_ts = r->started ? r->scheduled_ts : t;
+    f.first_token_ts = r->first_token_ts ? r->first_token_ts : t;
+    f.last_token_ts = r->last_token_ts ? r->last_token_ts : t;
+    f.finished_time = t;
+    f.num_prompt_tokens = r->prompt.size();
+    f.num_generation_tokens = r->total_generated();
+    f.num_cached_tokens = r->num_cached_tokens;
+    f.max_tokens_param = r->max_tokens_set ? r->max_tokens : 0;
+    f.num_preemptions = r->num_preemptions;
+    f.n = r->n;
+    f.max_num_generation_tokens = *std::max_element(r->generated.begin(), r->generated.end());
+    metrics_->record_finished_request(index_, f);
+  }
+  {
+    std::lock_guard lk(r->m);
+    r->reason = why;
+  }
+  bool continues = finished_hook_ && finished_hook_(r);
+  {
+    std::lock_guard lk(r->m);
+    if (why == finish_reason::abort || why == finish_reason::error)
+      for (auto& o : r->output_reasons)
+        o = why;
+    r->finished = true;
+    if (!continues) r->complete = true;
+  }
+  r->cv.notify_all();
+  load_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void engine::record_idle() {
+  running_count_.store(0, std::memory_order_relaxed);
+  if (idle_recorded_ || !metrics_) return;
+  shmetrics::step_stats st;
+  st.kv_cache_usage = kv_.usage();
+  metrics_->record_step(index_, st);
+  idle_recorded_ = true;
+}
+
+}  // namespace engine_sim

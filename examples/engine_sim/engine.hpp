@@ -1,0 +1,155 @@
+// The simulated engine core: vLLM v1's continuous-batching scheduler over a KV-block pool
+// with a prefix cache, chunked prefill and preemption, stepping with a 7B-on-one-GPU
+// timing model. It records through vllm_metrics exactly what vLLM's stat logger records.
+//
+// Threads: the HTTP handlers call submit() / abort() and wait on a request's condition
+// variable; one engine thread runs the steps and is the only writer of the metrics.
+#pragma once
+
+#include <atomic>              // abort flag, stop
+#include <condition_variable>  // wake-ups
+#include <cstdint>             // counts
+#include <deque>               // waiting queue
+#include <functional>          // finished hook
+#include <memory>              // shared requests
+#include <mutex>               // queues
+#include <random>              // output lengths
+#include <string>              // ids
+#include <thread>              // engine thread
+#include <vector>              // batches
+
+#include <shmetrics/catalog/pipeline_stats.hpp>
+#include <shmetrics/catalog/vllm_metrics.hpp>
+
+#include "kv_cache.hpp"
+
+namespace engine_sim {
+
+struct engine_config {
+  std::uint32_t max_num_seqs = 256;
+  std::uint32_t max_num_batched_tokens = 2048;
+  std::uint32_t block_size = 16;
+  std::uint32_t num_gpu_blocks = 8192;
+  std::uint32_t max_model_len = 4096;
+  bool enable_prefix_caching = true;
+  double time_scale = 1.0;  ///< multiplies every simulated step time (tests run at 0.05)
+  std::uint64_t seed = 0;
+  // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
+  // sequence (weights are read once per step; KV reads grow with the batch), a prefill
+  // costs per token (compute bound).
+  double step_base_s = 0.020;
+  double per_seq_s = 0.00004;
+  double per_prefill_token_s = 0.00008;
+};
+
+/// One request as the engine sees it. Shared by the HTTP handler (which reads outputs
+/// under `m`) and the engine thread (which owns every field below "engine state").
+class engine;
+
+struct request {
+  std::string id;
+  std::vector<std::uint32_t> prompt;
+  std::uint32_t max_tokens = 16;
+  bool max_tokens_set = false;
+  std::uint32_t n = 1;
+  bool ignore_eos = false;
+  double arrival = 0;  ///< seconds, engine clock
+  std::atomic<bool> abort_requested{false};
+
+  // Results, guarded by m; cv signals new tokens and the end.
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::vector<std::uint32_t>> outputs;  ///< per choice
+  std::vector<shmetrics::finish_reason> output_reasons;
+  bool finished = false;
+  shmetrics::finish_reason reason = shmetrics::finish_reason::stop;
+  std::uint32_t num_cached_tokens = 0;  ///< prefix-cache hits of the first scheduling
+  /// Everything is done, later pipeline stages included; the response can be sent.
+  bool complete = false;
+  std::string audio_json;  ///< omni: the response's audio object
+
+  // Pipeline bookkeeping (omni): who runs it, what follows.
+  engine* owner = nullptr;
+  std::uint32_t stage = 0, replica = 0;
+  bool wants_audio = false;
+  std::shared_ptr<request> parent;  ///< a talker request -> the client's request
+  std::shared_ptr<request> child;   ///< the client's request -> its talker request (under m)
+  shmetrics::request_record record;
+
+  // Engine state (engine thread only).
+  std::vector<std::uint32_t> target_len;     ///< per choice: tokens to generate
+  std::vector<std::uint32_t> generated;      ///< per choice, mirrors outputs[i].size()
+  std::uint32_t computed = 0;                ///< tokens whose KV is in the blocks
+  std::uint32_t blocks = 0;                  ///< blocks held, cached ones included
+  std::vector<std::uint64_t> cached;         ///< hashes of the cached blocks held
+  std::vector<std::uint64_t> prompt_hashes;  ///< chained hashes of the full prompt blocks
+  std::uint32_t hashed_upto = 0;             ///< prompt blocks already looked up or cached
+  std::uint32_t num_preemptions = 0;
+  bool started = false;  ///< has been scheduled once (prompt counted)
+  double queued_ts = 0, scheduled_ts = 0, first_token_ts = 0, last_token_ts = 0;
+
+  std::uint32_t total_generated() const;
+  std::uint32_t active_choices() const;
+};
+
+class engine {
+ public:
+  /// `metrics` may be null (no recording); `engine_index` is this engine's label.
+  engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::size_t engine_index);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Seconds on the engine clock (steady, since the process started).
+  static double now();
+  void submit(std::shared_ptr<request> r);
+  /// Marks the request aborted; the engine frees it at its next step.
+  void abort(const std::shared_ptr<request>& r);
+  /// Called on the engine thread after a request finished (any reason); returns true
+  /// when a later stage goes on with it (then `complete` is set by that stage).
+  void on_finished(std::function<bool(const std::shared_ptr<request>&)> f) {
+    finished_hook_ = std::move(f);
+  }
+  std::size_t index() const noexcept { return index_; }
+  /// Requests submitted and not finished; of them, those in the running batch.
+  std::uint32_t load() const noexcept { return load_.load(std::memory_order_relaxed); }
+  std::uint32_t running() const noexcept { return running_count_.load(std::memory_order_relaxed); }
+  const engine_config& config() const noexcept { return cfg_; }
+
+ private:
+  void run();
+  void step();
+  void collect_aborts();
+  bool grow(request& r, std::uint32_t new_tokens);
+  void admit_prefix(request& r, shmetrics::step_stats& st);
+  void preempt(request& r);
+  void free_blocks(request& r);
+  void cache_full_blocks(request& r);
+  void emit(request& r, double t, shmetrics::step_stats& st);
+  void finish(std::shared_ptr<request> r, shmetrics::finish_reason why);
+  void record_idle();
+
+  engine_config cfg_;
+  shmetrics::vllm_metrics* metrics_;
+  std::size_t index_;
+  kv_cache kv_;
+  std::mt19937_64 rng_;
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<request>> incoming_;  // guarded by m_
+  bool stop_ = false;                               // guarded by m_
+  bool abort_pending_ = false;                      // guarded by m_
+
+  std::deque<std::shared_ptr<request>> waiting_;
+  std::vector<std::shared_ptr<request>> running_;
+  std::atomic<std::uint32_t> load_{0}, running_count_{0};
+  std::function<bool(const std::shared_ptr<request>&)> finished_hook_;
+  // Per-step scratch, kept to avoid allocating every step.
+  std::vector<double> ttfts_, itls_;
+  std::uint64_t step_preemptions_ = 0;
+  bool idle_recorded_ = true;
+  std::thread thread_;
+};
+
+}  // namespace engine_sim

@@ -1,0 +1,61 @@
+// The KV-block pool and its prefix cache, as vLLM v1's BlockPool accounts for them.
+//
+// A block is free, owned by one request, or cached: a full prompt block registered under
+// the hash of its tokens (chained with the previous block's hash), shared by every
+// request whose prompt starts the same way. A cached block nobody uses any more stays
+// cached but counts as free, and is evicted (least recently freed first) only when a new
+// block is needed; usage = 1 - free / total, so an idle engine reports 0.
+#pragma once
+
+#include <cstdint>        // counts, hashes
+#include <set>            // eviction order
+#include <span>           // prompt tokens
+#include <unordered_map>  // hash -> block
+#include <utility>        // pair
+#include <vector>         // hashes
+
+namespace engine_sim {
+
+class kv_cache {
+ public:
+  kv_cache(std::uint32_t num_blocks, std::uint32_t block_size)
+      : total_(num_blocks), block_size_(block_size) {}
+
+  std::uint32_t block_size() const noexcept { return block_size_; }
+  std::uint32_t total() const noexcept { return total_; }
+  /// Blocks a new allocation can get (free plus evictable cached ones).
+  std::uint32_t available() const noexcept {
+    return total_ - uncached_used_ - static_cast<std::uint32_t>(cache_.size()) +
+           static_cast<std::uint32_t>(idle_.size());
+  }
+  double usage() const noexcept {
+    return total_ ? 1.0 - static_cast<double>(available()) / total_ : 0.0;
+  }
+
+  /// Chained hashes of the full blocks of `tokens`.
+  std::vector<std::uint64_t> block_hashes(std::span<const std::uint32_t> tokens) const;
+  /// The longest run of leading blocks already cached (at most `max_blocks`); each hit
+  /// is referenced by the caller from now on.
+  std::uint32_t acquire_prefix(std::span<const std::uint64_t> hashes, std::uint32_t max_blocks);
+  /// Takes `n` uncached blocks; false (and nothing taken) if the pool cannot give them.
+  bool allocate(std::uint32_t n);
+  /// Turns one of the caller's uncached blocks into the cached block `hash`. If another
+  /// request cached the same content meanwhile, the caller keeps its private copy
+  /// (returns false, nothing changes).
+  bool promote(std::uint64_t hash);
+  /// Gives back `uncached` private blocks and one reference to each cached hash.
+  void release(std::uint32_t uncached, std::span<const std::uint64_t> cached);
+
+ private:
+  struct entry {
+    std::uint32_t refs = 0;
+    std::uint64_t idle_since = 0;  // eviction stamp while refs == 0
+  };
+  std::uint32_t total_, block_size_;
+  std::uint32_t uncached_used_ = 0;
+  std::unordered_map<std::uint64_t, entry> cache_;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> idle_;  // (stamp, hash), refs == 0
+  std::uint64_t clock_ = 0;
+};
+
+}  // namespace engine_sim

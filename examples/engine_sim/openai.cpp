@@ -1,0 +1,263 @@
+#include "openai.hpp"
+
+#include <cstdio>  // snprintf
+
+#include <simdjson.h>
+
+#include "tokenizer.hpp"
+
+namespace engine_sim {
+namespace {
+
+namespace dom = simdjson::dom;
+
+bool fail(api_error& err, std::string msg, std::string param = {}) {
+  err.status = 400;
+  err.message = std::move(msg);
+  err.param = std::move(param);
+  return false;
+}
+
+// An integer field in [min, max]; absent leaves `out` alone. `set` tells it was given.
+bool get_uint(dom::object obj, const char* key, std::uint64_t min, std::uint64_t max,
+              std::uint32_t& out, bool* set, api_error& err) {
+  dom::element v;
+  if (obj[key].get(v)) return true;  // absent
+  if (v.is_null()) return true;
+  std::int64_t x = 0;
+  if (v.get_int64().get(x) || x < static_cast<std::int64_t>(min) ||
+      x > static_cast<std::int64_t>(max))
+    return fail(err,
+                std::string(key) + " must be an integer between " + std::to_string(min) + " and " +
+                    std::to_string(max),
+                key);
+  out = static_cast<std::uint32_t>(x);
+  if (set) *set = true;
+  return true;
+}
+
+bool get_bool(dom::object obj, const char* key, bool& out, api_error& err) {
+  dom::element v;
+  if (obj[key].get(v) || v.is_null()) return true;
+  if (v.get_bool().get(out)) return fail(err, std::string(key) + " must be a boolean", key);
+  return true;
+}
+
+// Chat messages through a ChatML template, as Qwen models format them.
+bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
+  dom::array arr;
+  if (msgs.get_array().get(arr) || arr.size() == 0)
+    return fail(err, "messages must be a non-empty array", "messages");
+  for (dom::element m : arr) {
+    dom::object mo;
+    std::string_view role;
+    if (m.get_object().get(mo) || mo["role"].get_string().get(role))
+      return fail(err, "each message needs a string role", "messages");
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool" &&
+        role != "developer")
+      return fail(err, "unknown message role: " + std::string(role), "messages");
+    text += "<|im_start|>";
+    text += role;
+    text += "\n";
+    dom::element content;
+    if (mo["content"].get(content) || content.is_null()) {
+      // An assistant turn with tool calls only has no content.
+    } else if (content.is_string()) {
+      text += std::string_view(content.get_string().value_unsafe());
+    } else if (content.is_array()) {
+      dom::array parts = content.get_array().value_unsafe();
+      for (dom::element p : parts) {
+        std::string_view type, t;
+        if (p["type"].get_string().get(type))
+          return fail(err, "each content part needs a type", "messages");
+        if (type == "text") {
+          if (p["text"].get_string().get(t))
+            return fail(err, "a text part needs a string text", "messages");
+          text += t;
+        } else {
+          text += "<|" + std::string(type) + "|>";  // media: one placeholder token
+        }
+      }
+    } else {
+      return fail(err, "message content must be a string or an array", "messages");
+    }
+    text += "<|im_end|>\n";
+  }
+  text += "<|im_start|>assistant\n";
+  return true;
+}
+
+}  // namespace
+
+bool parse_request(api_kind kind, std::string_view body, api_request& out, api_error& err) {
+  out = {};
+  out.kind = kind;
+  dom::parser parser;
+  dom::element doc;
+  if (auto e = parser.parse(body.data(), body.size()).get(doc))
+    return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
+  dom::object obj;
+  if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
+
+  dom::element v;
+  if (!obj["model"].get(v) && !v.is_null()) {
+    std::string_view m;
+    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
+    out.model = m;
+  }
+  if (kind == api_kind::completion) {
+    if (obj["prompt"].get(v)) return fail(err, "prompt is required", "prompt");
+    if (v.is_string()) {
+      out.prompt = tokenizer::encode(v.get_string().value_unsafe());
+    } else if (v.is_array()) {
+      // Token ids, or a list with one prompt (batches of prompts are not simulated).
+      dom::array arr = v.get_array().value_unsafe();
+      if (arr.size() == 1 && arr.at(0).is_string()) {
+        out.prompt = tokenizer::encode(arr.at(0).get_string().value_unsafe());
+      } else {
+        for (dom::element t : arr) {
+          std::int64_t id = 0;
+          if (t.get_int64().get(id) || id < 0 || id >= tokenizer::vocab_size)
+            return fail(err,
+                        "prompt must be a string or a list of token ids in [0, " +
+                            std::to_string(tokenizer::vocab_size) + ")",
+                        "prompt");
+          out.prompt.push_back(static_cast<std::uint32_t>(id));
+        }
+      }
+    } else {
+      return fail(err, "prompt must be a string or a list of token ids", "prompt");
+    }
+    if (out.prompt.empty()) return fail(err, "prompt must not be empty", "prompt");
+  } else {
+    if (obj["messages"].get(v)) return fail(err, "messages is required", "messages");
+    std::string text;
+    if (!chat_prompt(v, text, err)) return false;
+    out.prompt = tokenizer::encode(text);
+  }
+  const std::uint64_t big = 1u << 30;
+  if (!get_uint(obj, "max_tokens", 1, big, out.max_tokens, &out.max_tokens_set, err)) return false;
+  if (kind == api_kind::chat &&
+      !get_uint(obj, "max_completion_tokens", 1, big, out.max_tokens, &out.max_tokens_set, err))
+    return false;
+  if (!get_uint(obj, "n", 1, 16, out.n, nullptr, err)) return false;
+  if (!get_bool(obj, "stream", out.stream, err)) return false;
+  if (!get_bool(obj, "ignore_eos", out.ignore_eos, err)) return false;
+  if (!obj["stream_options"].get(v) && !v.is_null()) {
+    dom::object so;
+    if (v.get_object().get(so))
+      return fail(err, "stream_options must be an object", "stream_options");
+    if (!get_bool(so, "include_usage", out.include_usage, err)) return false;
+  }
+  if (!obj["temperature"].get(v) && !v.is_null()) {
+    double t = 0;
+    if (v.get_double().get(t) || t < 0 || t > 2)
+      return fail(err, "temperature must be a number between 0 and 2", "temperature");
+  }
+  if (!obj["modalities"].get(v) && !v.is_null()) {
+    dom::array arr;
+    if (v.get_array().get(arr)) return fail(err, "modalities must be an array", "modalities");
+    for (dom::element m : arr) {
+      std::string_view s;
+      if (m.get_string().get(s) || (s != "text" && s != "audio"))
+        return fail(err, "modalities may hold \"text\" and \"audio\"", "modalities");
+      if (s == "audio") out.audio = true;
+    }
+  }
+  return true;
+}
+
+std::string json_string(std::string_view s) {
+  std::string o = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o += buf;
+        } else {
+          o += c;
+        }
+    }
+  }
+  return o + "\"";
+}
+
+std::string error_body(const api_error& e) {
+  const char* type = e.status == 404 ? "NotFoundError" : "BadRequestError";
+  return "{\"error\":{\"message\":" + json_string(e.message) + ",\"type\":\"" + type +
+         "\",\"param\":" + (e.param.empty() ? std::string("null") : json_string(e.param)) +
+         ",\"code\":" + std::to_string(e.status) + "}}";
+}
+
+std::string usage_json(const api_result& r) {
+  return "{\"prompt_tokens\":" + std::to_string(r.prompt_tokens) +
+         ",\"total_tokens\":" + std::to_string(r.prompt_tokens + r.completion_tokens) +
+         ",\"completion_tokens\":" + std::to_string(r.completion_tokens) +
+         ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(r.cached_tokens) + "}}";
+}
+
+namespace {
+std::string head(api_kind kind, const api_result& r, bool chunk) {
+  const char* object = kind == api_kind::completion
+                           ? "text_completion"
+                           : (chunk ? "chat.completion.chunk" : "chat.completion");
+  return "{\"id\":" + json_string(r.id) + ",\"object\":\"" + object +
+         "\",\"created\":" + std::to_string(r.created) + ",\"model\":" + json_string(r.model);
+}
+std::string reason(std::string_view f) {
+  return f.empty() ? std::string("null") : json_string(f);
+}
+}  // namespace
+
+std::string response_json(api_kind kind, const api_result& r) {
+  std::string o = head(kind, r, false) + ",\"choices\":[";
+  for (std::size_t i = 0; i < r.texts.size(); ++i) {
+    if (i) o += ",";
+    o += "{\"index\":" + std::to_string(i) + ",";
+    if (kind == api_kind::completion) {
+      o += "\"text\":" + json_string(r.texts[i]);
+    } else {
+      o += "\"message\":{\"role\":\"assistant\",\"content\":" + json_string(r.texts[i]);
+      if (!r.audio_json.empty()) o += ",\"audio\":" + r.audio_json;
+      o += "}";
+    }
+    o += ",\"logprobs\":null,\"finish_reason\":" + reason(r.finish_reasons[i]) + "}";
+  }
+  return o + "],\"usage\":" + usage_json(r) + "}";
+}
+
+std::string chunk_json(api_kind kind, const api_result& r, std::size_t choice,
+                       std::string_view delta, std::string_view finish_reason, bool role) {
+  std::string o = head(kind, r, true) + ",\"choices\":[{\"index\":" + std::to_string(choice) + ",";
+  if (kind == api_kind::completion) {
+    o += "\"text\":" + json_string(delta);
+  } else {
+    o += "\"delta\":{";
+    if (role) o += "\"role\":\"assistant\",";
+    o += "\"content\":" + json_string(delta) + "}";
+  }
+  return o + ",\"logprobs\":null,\"finish_reason\":" + reason(finish_reason) + "}]}";
+}
+
+std::string usage_chunk_json(api_kind kind, const api_result& r) {
+  return head(kind, r, true) + ",\"choices\":[],\"usage\":" + usage_json(r) + "}";
+}
+
+}  // namespace engine_sim

@@ -1,0 +1,63 @@
+// The OpenAI wire format: request bodies parsed and validated with simdjson's DOM API,
+// responses and SSE chunks written as JSON text.
+#pragma once
+
+#include <cstdint>      // token counts
+#include <string>       // JSON text
+#include <string_view>  // bodies
+#include <vector>       // prompts, outputs
+
+namespace engine_sim {
+
+enum class api_kind : std::uint8_t { completion, chat };
+
+/// A validated request body.
+struct api_request {
+  api_kind kind = api_kind::completion;
+  std::string model;  ///< empty: not given (the served model)
+  std::vector<std::uint32_t> prompt;
+  std::uint32_t max_tokens = 0;
+  bool max_tokens_set = false;
+  std::uint32_t n = 1;
+  bool stream = false;
+  bool include_usage = false;  ///< stream_options.include_usage
+  bool ignore_eos = false;
+  bool audio = false;  ///< "audio" in modalities
+};
+
+/// A client error: HTTP status and an OpenAI error body.
+struct api_error {
+  int status = 400;
+  std::string message;
+  std::string param;  ///< the offending field, or empty
+};
+
+/// Parses `body`; on failure returns false and fills `err` (always status 400 here;
+/// the model check, 404, is the server's).
+bool parse_request(api_kind kind, std::string_view body, api_request& out, api_error& err);
+
+/// `{"error": {"message", "type", "param", "code"}}`, as OpenAI and vLLM send it.
+std::string error_body(const api_error& e);
+/// `s` as a JSON string literal, quotes included.
+std::string json_string(std::string_view s);
+
+/// What a response reports about one finished (or streaming) request.
+struct api_result {
+  std::string id, model;
+  long created = 0;
+  std::vector<std::string> texts;           ///< per choice
+  std::vector<std::string> finish_reasons;  ///< per choice
+  std::uint32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  std::string audio_json;  ///< chat with audio: the `audio` object, else empty
+};
+std::string usage_json(const api_result& r);
+/// The non-streaming response body.
+std::string response_json(api_kind kind, const api_result& r);
+/// One SSE chunk's JSON: `delta` text for `choice`, or the finishing chunk when
+/// `finish_reason` is not empty; `role` adds the chat role delta.
+std::string chunk_json(api_kind kind, const api_result& r, std::size_t choice,
+                       std::string_view delta, std::string_view finish_reason, bool role);
+/// The usage-only chunk of stream_options.include_usage.
+std::string usage_chunk_json(api_kind kind, const api_result& r);
+
+}  // namespace engine_sim

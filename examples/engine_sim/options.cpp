@@ -1,0 +1,131 @@
+#include "options.hpp"
+
+#include <cstdio>  // usage
+
+#include <shmetrics/config.hpp>  // --version
+
+#include "flags.hpp"
+
+namespace engine_sim {
+namespace {
+
+constexpr const char* usage = R"(usage: shmetrics-engine-sim [flags]
+An OpenAI-compatible simulated inference server that records vLLM / vLLM-Omni metrics
+into shared memory (serve them with shmetrics-exporter).
+
+  --host ADDR                      listen address (127.0.0.1)
+  --port N                         listen port, 0 = any free port (8000)
+  --model NAME                     model name (Qwen/Qwen2.5-7B-Instruct, omni: Qwen/Qwen3-Omni-30B-A3B-Instruct)
+  --served-model-name NAME         name in the API and the model_name label (--model)
+  --pipeline omni|llm              Qwen3-Omni-like 3-stage pipeline, or a plain vLLM engine (omni)
+  --replicas A,B,C                 omni: replicas of thinker, talker, code2wav (1,1,1)
+  --data-parallel-size N           llm: engines, each with its own segment (1)
+  --api-server-count N             accepted for compatibility; only 1 is simulated
+  --log-stats / --disable-log-stats  metrics on / off (llm: on, omni: off, as upstream)
+  --max-num-seqs N                 (256)
+  --max-num-batched-tokens N       (2048)
+  --block-size N                   (16)
+  --num-gpu-blocks N               KV blocks, alias --num-gpu-blocks-override (8192)
+  --max-model-len N                (4096)
+  --enable-prefix-caching / --no-enable-prefix-caching  (on)
+  --seed N                         output-length distribution seed (0)
+  --time-scale X                   multiplies every simulated step time; 0.05 = 20x faster (1)
+  --shm.dir DIR                    segment directory (/dev/shm)
+  --shm.prefix NAME                segment name prefix (shmetrics)
+  --catalog FILE                   the vLLM metric catalog (installed or source-tree copy)
+)";
+
+std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
+  std::string v = p.string();
+  std::vector<std::uint32_t> out;
+  std::size_t pos = 0;
+  while (pos <= v.size()) {
+    auto comma = v.find(',', pos);
+    std::string part = v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    unsigned long x = std::strtoul(part.c_str(), &end, 10);
+    if (part.empty() || *end || x < 1 || x > 16) p.fail("invalid value for --replicas: " + v);
+    out.push_back(static_cast<std::uint32_t>(x));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (out.size() != 3) p.fail("invalid value for --replicas: " + v + " (want A,B,C)");
+  return out;
+}
+
+}  // namespace
+
+options parse_options(int argc, char** argv) {
+  options o;
+  flag_parser p("shmetrics-engine-sim", argc, argv);
+  auto& e = o.engine;
+  while (p.next()) {
+    if (p.is("--help") || p.is("-h")) {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    } else if (p.is("--version")) {
+      std::printf("shmetrics-engine-sim %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
+                  SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
+      std::exit(0);
+    } else if (p.is("--host")) {
+      o.host = p.string();
+    } else if (p.is("--port")) {
+      o.port = static_cast<int>(p.uint(0, 65535));
+    } else if (p.is("--model")) {
+      o.model = p.string();
+    } else if (p.is("--served-model-name")) {
+      o.served_model_name = p.string();
+    } else if (p.is("--pipeline")) {
+      std::string v = p.string();
+      if (v == "llm")
+        o.pipeline = pipeline_kind::llm;
+      else if (v == "omni")
+        o.pipeline = pipeline_kind::omni;
+      else
+        p.fail("invalid value for --pipeline: " + v + " (llm or omni)");
+    } else if (p.is("--replicas")) {
+      o.replicas = parse_replicas(p);
+    } else if (p.is("--data-parallel-size") || p.is("-dp")) {
+      o.data_parallel_size = static_cast<std::uint32_t>(p.uint(1, 64));
+    } else if (p.is("--api-server-count")) {
+      o.api_server_count = static_cast<std::uint32_t>(p.uint(1, 1));
+    } else if (p.is("--log-stats")) {
+      o.log_stats = p.boolean();
+    } else if (p.is("--disable-log-stats")) {
+      o.log_stats = !p.boolean();
+    } else if (p.is("--max-num-seqs")) {
+      e.max_num_seqs = static_cast<std::uint32_t>(p.uint(1, 1u << 20));
+    } else if (p.is("--max-num-batched-tokens")) {
+      e.max_num_batched_tokens = static_cast<std::uint32_t>(p.uint(1, 1u << 24));
+    } else if (p.is("--block-size")) {
+      e.block_size = static_cast<std::uint32_t>(p.uint(1, 1024));
+    } else if (p.is("--num-gpu-blocks") || p.is("--num-gpu-blocks-override")) {
+      e.num_gpu_blocks = static_cast<std::uint32_t>(p.uint(1, 1u << 24));
+    } else if (p.is("--max-model-len")) {
+      e.max_model_len = static_cast<std::uint32_t>(p.uint(16, 1u << 24));
+    } else if (p.is("--enable-prefix-caching")) {
+      e.enable_prefix_caching = p.boolean();
+    } else if (p.is("--no-enable-prefix-caching")) {
+      e.enable_prefix_caching = !p.boolean();
+    } else if (p.is("--seed")) {
+      e.seed = p.uint();
+    } else if (p.is("--time-scale")) {
+      e.time_scale = p.number(0, 1000);
+    } else if (p.is("--shm.dir")) {
+      o.shm_dir = p.string();
+    } else if (p.is("--shm.prefix")) {
+      o.shm_prefix = p.string();
+    } else if (p.is("--catalog")) {
+      o.catalog = p.string();
+    } else {
+      p.unknown();
+    }
+  }
+  if (o.model.empty())
+    o.model = o.pipeline == pipeline_kind::omni ? "Qwen/Qwen3-Omni-30B-A3B-Instruct"
+                                                : "Qwen/Qwen2.5-7B-Instruct";
+  if (o.served_model_name.empty()) o.served_model_name = o.model;
+  return o;
+}
+
+}  // namespace engine_sim

@@ -1,0 +1,36 @@
+// shmetrics-engine-sim's flags, named as vLLM (and vLLM-Omni) name them.
+#pragma once
+
+#include <cstdint>  // counts
+#include <string>   // names
+#include <vector>   // replicas
+
+#include "engine.hpp"
+
+namespace engine_sim {
+
+enum class pipeline_kind : std::uint8_t { llm, omni };
+
+struct options {
+  std::string host = "127.0.0.1";
+  int port = 8000;                ///< 0: a free port (the first stdout line says which)
+  std::string model;              ///< --model; default per pipeline
+  std::string served_model_name;  ///< --served-model-name; default: model
+  pipeline_kind pipeline = pipeline_kind::omni;
+  std::vector<std::uint32_t> replicas = {1, 1, 1};  ///< omni: thinker, talker, code2wav
+  std::uint32_t data_parallel_size = 1;
+  std::uint32_t api_server_count = 1;
+  int log_stats = -1;  ///< -1: the pipeline's default (llm on, omni off)
+  engine_config engine;
+  std::string shm_dir = "/dev/shm";
+  std::string shm_prefix = "shmetrics";
+  std::string catalog;  ///< --catalog; default: $SHMETRICS_CATALOG, installed, source tree
+  double audio_sample_rate = 24000;
+
+  bool stats() const { return log_stats < 0 ? pipeline == pipeline_kind::llm : log_stats > 0; }
+};
+
+/// Parses argv; prints usage and exits 0 on --help, one line and exit 2 on a bad flag.
+options parse_options(int argc, char** argv);
+
+}  // namespace engine_sim

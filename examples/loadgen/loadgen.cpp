@@ -1,0 +1,273 @@
+// shmetrics-loadgen: an open-loop load generator for OpenAI-compatible servers.
+//
+//   shmetrics-loadgen --url http://127.0.0.1:8000 --rate 4 --duration 30 --stream
+//
+// Requests arrive as a Poisson process at --rate per second (open loop: a slow server
+// builds a queue, as real traffic does). Prompt and output lengths are drawn uniformly
+// within +-50% of their means. A progress line goes to stderr every second; at the end a
+// latency summary (TTFT, ITL, e2e percentiles, throughput) goes to stdout.
+#include <algorithm>  // sort
+#include <atomic>     // counters
+#include <chrono>     // clocks
+#include <cstdio>     // printf
+#include <cstdlib>    // _Exit
+#include <mutex>      // samples
+#include <random>     // arrivals, lengths
+#include <string>     // bodies
+#include <thread>     // workers
+#include <vector>     // samples
+
+#include <httplib.h>
+
+#include <shmetrics/config.hpp>  // --version
+
+#include "../engine_sim/flags.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct config {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string model;  // empty: the server's
+  double rate = 2, duration = 10, drain = 60;
+  bool stream = false, chat = false, ignore_eos = true, audio = false;
+  std::uint32_t prompt_len = 256, output_len = 128, max_inflight = 256;
+  std::uint64_t seed = 0;
+};
+
+struct sample {
+  double ttft = -1, e2e = 0;
+  std::vector<double> itl;
+  std::uint64_t tokens = 0;
+};
+
+struct stats {
+  std::mutex m;
+  std::vector<sample> done;
+  std::atomic<std::uint64_t> sent{0}, ok{0}, errors{0}, inflight{0};
+};
+
+double since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+std::string body_for(const config& c, std::uint32_t prompt_words, std::uint32_t max_tokens,
+                     std::uint64_t n) {
+  std::string text;
+  // Every fourth request shares a prefix with the others, as a common system prompt.
+  if (n % 4 == 0) text = "You are a helpful assistant. Answer briefly and clearly.";
+  for (std::uint32_t i = 0; i < prompt_words; ++i)
+    text += " w" + std::to_string((n * 131 + i * 7) % 997);
+  std::string b = "{";
+  if (!c.model.empty()) b += "\"model\":\"" + c.model + "\",";
+  if (c.chat)
+    b += "\"messages\":[{\"role\":\"user\",\"content\":\"" + text + "\"}]";
+  else
+    b += "\"prompt\":\"" + text + "\"";
+  b += ",\"max_tokens\":" + std::to_string(max_tokens);
+  b += std::string(",\"ignore_eos\":") + (c.ignore_eos ? "true" : "false");
+  if (c.audio) b += ",\"modalities\":[\"text\",\"audio\"]";
+  if (c.stream) b += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
+  return b + "}";
+}
+
+void one_request(const config& c, stats& st, std::string body) {
+  httplib::Client cli(c.host, c.port);
+  cli.set_tcp_nodelay(true);
+  cli.set_read_timeout(600, 0);
+  httplib::Request req;
+  req.method = "POST";
+  req.path = c.chat ? "/v1/chat/completions" : "/v1/completions";
+  req.body = std::move(body);
+  req.headers.emplace("Content-Type", "application/json");
+  sample s;
+  auto t0 = clock_type::now();
+  double last = 0;
+  std::string buf, full;
+  req.content_receiver = [&](const char* data, std::size_t len, std::uint64_t, std::uint64_t) {
+    full.append(data, len);
+    if (!c.stream) return true;
+    buf.append(data, len);
+    // Each SSE event with a token is one output; [DONE] and usage-only ones are not.
+    for (std::size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
+      std::string_view ev(buf.data(), end);
+      if (!ev.starts_with("data: {") || ev.find("\"finish_reason\":null") == std::string_view::npos)
+        continue;
+      double t = since(t0);
+      if (s.ttft < 0)
+        s.ttft = t;
+      else
+        s.itl.push_back(t - last);
+      last = t;
+      ++s.tokens;
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err;
+  bool ok = cli.send(req, res, err) && res.status == 200;
+  s.e2e = since(t0);
+  if (ok && !c.stream) {
+    // Not streamed: the first token is the whole answer; tokens from usage.
+    s.ttft = s.e2e;
+    auto p = full.find("\"completion_tokens\":");
+    if (p != std::string::npos) s.tokens = std::strtoull(full.c_str() + p + 20, nullptr, 10);
+  }
+  if (ok) {
+    ++st.ok;
+    std::lock_guard lk(st.m);
+    st.done.push_back(std::move(s));
+  } else {
+    ++st.errors;
+  }
+}
+
+double pct(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+void summary_line(const char* name, std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  double mean = 0;
+  for (double x : v)
+    mean += x;
+  mean = v.empty() ? 0 : mean / static_cast<double>(v.size());
+  std::printf("%-5s ms  mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f  (n=%zu)\n", name, mean * 1000,
+              pct(v, 50) * 1000, pct(v, 90) * 1000, pct(v, 99) * 1000, v.size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  config c;
+  engine_sim::flag_parser p("shmetrics-loadgen", argc, argv);
+  while (p.next()) {
+    if (p.is("--help") || p.is("-h")) {
+      std::puts(
+          "usage: shmetrics-loadgen [--url http://127.0.0.1:8000] [--model NAME] [--rate R/s]\n"
+          "  [--duration S] [--drain S] [--stream] [--chat] [--prompt-len N] [--output-len N]\n"
+          "  [--max-inflight N] [--audio] [--no-ignore-eos] [--seed N]");
+      return 0;
+    } else if (p.is("--version")) {
+      std::printf("shmetrics-loadgen %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
+                  SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
+      return 0;
+    } else if (p.is("--url")) {
+      std::string u = p.string();
+      if (!u.starts_with("http://"))
+        p.fail("invalid value for --url: " + u + " (http://HOST:PORT)");
+      u = u.substr(7);
+      auto colon = u.rfind(':');
+      if (colon == std::string::npos) p.fail("invalid value for --url: needs a port");
+      c.host = u.substr(0, colon);
+      c.port = std::atoi(u.c_str() + colon + 1);
+      if (c.port <= 0 || c.port > 65535) p.fail("invalid value for --url: bad port");
+    } else if (p.is("--model")) {
+      c.model = p.string();
+    } else if (p.is("--rate")) {
+      c.rate = p.number(0.001, 100000);
+    } else if (p.is("--duration")) {
+      c.duration = p.number(0, 1e7);
+    } else if (p.is("--drain")) {
+      c.drain = p.number(0, 1e7);
+    } else if (p.is("--stream")) {
+      c.stream = p.boolean();
+    } else if (p.is("--chat")) {
+      c.chat = p.boolean();
+    } else if (p.is("--audio")) {
+      c.audio = p.boolean();  // modalities text + audio: the omni pipeline speaks
+    } else if (p.is("--no-ignore-eos")) {
+      c.ignore_eos = !p.boolean();
+    } else if (p.is("--prompt-len")) {
+      c.prompt_len = static_cast<std::uint32_t>(p.uint(1, 100000));
+    } else if (p.is("--output-len")) {
+      c.output_len = static_cast<std::uint32_t>(p.uint(1, 100000));
+    } else if (p.is("--max-inflight")) {
+      c.max_inflight = static_cast<std::uint32_t>(p.uint(1, 100000));
+    } else if (p.is("--seed")) {
+      c.seed = p.uint();
+    } else {
+      p.unknown();
+    }
+  }
+
+  stats st;
+  std::mt19937_64 rng(c.seed);
+  std::exponential_distribution<double> gap(c.rate);
+  auto draw = [&](std::uint32_t mean) {
+    std::uniform_int_distribution<std::uint32_t> d(std::max(1u, mean / 2), mean + mean / 2);
+    return d(rng);
+  };
+  auto t0 = clock_type::now();
+  double next = 0, next_report = 1;
+  std::vector<std::thread> workers;
+  std::atomic<bool> reporting{true};
+  std::thread progress([&] {
+    while (reporting) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      double t = since(t0);
+      if (t < next_report) continue;
+      next_report += 1;
+      std::fprintf(stderr, "[loadgen %5.0fs] sent %llu  done %llu  errors %llu  in flight %llu\n",
+                   t, static_cast<unsigned long long>(st.sent.load()),
+                   static_cast<unsigned long long>(st.ok.load()),
+                   static_cast<unsigned long long>(st.errors.load()),
+                   static_cast<unsigned long long>(st.inflight.load()));
+    }
+  });
+  while ((next += gap(rng)) < c.duration) {
+    std::this_thread::sleep_until(
+        t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(next)));
+    if (st.inflight.load() >= c.max_inflight) continue;  // shed: the client is saturated
+    std::uint64_t n = st.sent++;
+    ++st.inflight;
+    std::string body = body_for(c, draw(c.prompt_len) * 3 / 4, draw(c.output_len), n);
+    workers.emplace_back([&c, &st, body = std::move(body)]() mutable {
+      one_request(c, st, std::move(body));
+      --st.inflight;
+    });
+  }
+  // Arrivals are over; wait up to --drain seconds for the requests still in flight, then
+  // report on what finished (the rest is counted as unfinished).
+  auto deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                          std::chrono::duration<double>(c.drain));
+  while (st.inflight.load() > 0 && clock_type::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool drained = st.inflight.load() == 0;
+  for (auto& w : workers)
+    if (drained)
+      w.join();
+    else
+      w.detach();
+  double wall = since(t0);
+  reporting = false;
+  progress.join();
+  std::lock_guard lk(st.m);
+
+  std::vector<double> ttft, itl, e2e;
+  std::uint64_t tokens = 0;
+  for (auto& s : st.done) {
+    ttft.push_back(s.ttft);
+    e2e.push_back(s.e2e);
+    itl.insert(itl.end(), s.itl.begin(), s.itl.end());
+    tokens += s.tokens;
+  }
+  std::printf(
+      "requests: %llu ok, %llu failed, %llu unfinished in %.1f s (%.2f req/s, %.1f output "
+      "tokens/s)\n",
+      static_cast<unsigned long long>(st.ok.load()),
+      static_cast<unsigned long long>(st.errors.load()),
+      static_cast<unsigned long long>(st.inflight.load()), wall,
+      static_cast<double>(st.ok.load()) / wall, static_cast<double>(tokens) / wall);
+  summary_line("TTFT", ttft);
+  if (c.stream) summary_line("ITL", itl);
+  summary_line("E2E", e2e);
+  std::fflush(stdout);
+  int rc = st.errors.load() > 0 && st.ok.load() == 0 ? 1 : 0;
+  if (!drained) std::_Exit(rc);  // detached workers still hold their connections
+  return rc;
+}

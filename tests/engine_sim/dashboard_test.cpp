@@ -1,0 +1,108 @@
+// deploy/: every Grafana query parses in a real Prometheus, and names only metrics that
+// engine-sim + the exporter serve; prometheus.yml passes promtool.
+#include <catch2/catch.hpp>
+
+#include <simdjson.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "sim_support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Grafana's variables, as Grafana would expand them for "All".
+std::string expand(std::string e) {
+  e = std::regex_replace(e, std::regex("\\$__rate_interval"), "1m");
+  return std::regex_replace(e, std::regex("\\$model"), ".*");
+}
+
+}  // namespace
+
+TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine_sim][deploy]") {
+  simdjson::dom::parser parser;
+  simdjson::dom::element dash;
+  REQUIRE(!parser.load(DEPLOY_DIR "/grafana-dashboard.json").get(dash));
+  std::vector<std::string> exprs;
+  simdjson::dom::array panels = dash["panels"].get_array();
+  for (simdjson::dom::element p : panels) {
+    simdjson::dom::array targets = p["targets"].get_array();
+    for (simdjson::dom::element t : targets)
+      exprs.emplace_back(std::string_view(t["expr"].get_string().value()));
+  }
+  REQUIRE(exprs.size() >= 20);
+
+  // Every metric name a query uses is served by engine-sim (omni, --log-stats) + exporter.
+  test::unique_prefix up;
+  simtest::server sim(simtest::sim_args(up, {"--pipeline", "omni", "--log-stats"}));
+  simtest::exporter exp(up);
+  auto body = exp.client().Get("/metrics");
+  REQUIRE(body);
+  std::set<std::string> served;
+  std::istringstream in(body->body);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty() && l[0] != '#') served.insert(l.substr(0, l.find_first_of("{ ")));
+  std::regex name("vllm:[a-z0-9_]+");
+  for (auto& e : exprs)
+    for (std::sregex_iterator it(e.begin(), e.end(), name), end; it != end; ++it) {
+      INFO(e);
+      CHECK(served.count(it->str()) == 1);
+    }
+
+  // Every query parses in a real Prometheus (which scrapes the exporter meanwhile).
+  int pport = free_port();
+  std::string dir = "/tmp/" + up.prefix + "-prom";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
+                                            "scrape_configs:\n  - job_name: shmetrics\n"
+                                            "    static_configs:\n      - targets: ['127.0.0.1:"
+                                         << exp.port << "']\n";
+  test::child prom({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+                    "--storage.tsdb.path=" + dir + "/data",
+                    "--web.listen-address=127.0.0.1:" + std::to_string(pport), "--log.level=warn"});
+  httplib::Client c("127.0.0.1", pport);
+  c.set_read_timeout(10, 0);
+  bool ready = false;
+  for (int i = 0; i < 60 && !ready; ++i) {
+    std::this_thread::sleep_for(250ms);
+    auto r = c.Get("/-/ready");
+    ready = r && r->status == 200;
+  }
+  REQUIRE(ready);
+  for (auto& e : exprs) {
+    auto r = c.Post("/api/v1/query", httplib::Params{{"query", expand(e)}});
+    INFO(e << " -> " << (r ? r->body : std::string("no answer")));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body.find("\"status\":\"success\"") != std::string::npos);
+  }
+  // A query that does not parse is refused: the check above can fail.
+  auto bad = c.Post("/api/v1/query", httplib::Params{{"query", "sum(rate(vllm:x[1m]"}});
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  std::filesystem::remove_all(dir);
+
+  auto [rc, out] = test::run("promtool check config " DEPLOY_DIR "/prometheus.yml 2>&1");
+  INFO(out);
+  CHECK(rc == 0);
+}

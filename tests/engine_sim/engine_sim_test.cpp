@@ -1,0 +1,456 @@
+// shmetrics-engine-sim end to end: a real server process, a real exporter process, real
+// HTTP. Responses are OpenAI-shaped, bad input is refused without harm, and the vllm:*
+// metrics the exporter serves agree exactly with what the responses report.
+#include <catch2/catch.hpp>
+
+#include <simdjson.h>
+
+#include <chrono>
+#include <thread>
+
+#include "sim_support.hpp"
+
+using namespace std::chrono_literals;
+namespace dom = simdjson::dom;
+
+namespace {
+
+struct usage {
+  std::uint64_t prompt = 0, completion = 0, total = 0, cached = 0;
+};
+
+usage usage_of(dom::element doc) {
+  usage u;
+  dom::element x = doc["usage"];
+  u.prompt = x["prompt_tokens"].get_uint64().value();
+  u.completion = x["completion_tokens"].get_uint64().value();
+  u.total = x["total_tokens"].get_uint64().value();
+  u.cached = x["prompt_tokens_details"]["cached_tokens"].get_uint64().value();
+  return u;
+}
+
+std::string completion_body(const std::string& prompt, int max_tokens, bool stream = false) {
+  return "{\"model\":\"sim\",\"prompt\":\"" + prompt +
+         "\",\"max_tokens\":" + std::to_string(max_tokens) + ",\"ignore_eos\":true" +
+         (stream ? ",\"stream\":true,\"stream_options\":{\"include_usage\":true}" : "") + "}";
+}
+
+/// The SSE events of a streamed body; checks the framing as it goes.
+std::vector<std::string> sse_events(const std::string& body) {
+  std::vector<std::string> ev;
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    auto end = body.find("\n\n", pos);
+    REQUIRE(end != std::string::npos);  // every event ends with a blank line
+    std::string e = body.substr(pos, end - pos);
+    pos = end + 2;
+    if (e.starts_with(":")) continue;  // comment (keep-alive)
+    REQUIRE(e.starts_with("data: "));
+    REQUIRE(e.find('\n') == std::string::npos);
+    ev.push_back(e.substr(6));
+  }
+  return ev;
+}
+
+struct sim_env {
+  test::unique_prefix up;
+  simtest::server sim;
+  simtest::exporter exp;
+  explicit sim_env(std::vector<std::string> extra = {"--pipeline", "llm", "--served-model-name",
+                                                     "sim"})
+      : sim(simtest::sim_args(up, extra)), exp(up) {
+    REQUIRE(sim.port > 0);
+    REQUIRE(exp.port > 0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("engine-sim answers the OpenAI endpoints", "[engine_sim][api]") {
+  sim_env env;
+  auto c = env.sim.client();
+  dom::parser parser;
+
+  auto h = c.Get("/health");
+  REQUIRE(h);
+  CHECK(h->status == 200);
+  auto v = c.Get("/version");
+  REQUIRE(v);
+  CHECK(std::string(parser.parse(v->body)["version"].get_string().value()).size() > 0);
+  auto m = c.Get("/v1/models");
+  REQUIRE(m);
+  {
+    dom::element doc = parser.parse(m->body);
+    CHECK(std::string_view(doc["object"].get_string().value()) == "list");
+    CHECK(std::string_view(doc["data"].at(0)["id"].get_string().value()) == "sim");
+  }
+
+  SECTION("completion, not streamed") {
+    auto r =
+        c.Post("/v1/completions", completion_body("the quick brown fox", 7), "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    dom::element doc = parser.parse(r->body);
+    CHECK(std::string_view(doc["object"].get_string().value()) == "text_completion");
+    CHECK(std::string_view(doc["model"].get_string().value()) == "sim");
+    CHECK(std::string_view(doc["id"].get_string().value()).starts_with("cmpl-"));
+    dom::element ch = doc["choices"].at(0);
+    CHECK(std::string_view(ch["finish_reason"].get_string().value()) == "length");
+    CHECK(std::string_view(ch["text"].get_string().value()).size() > 0);
+    auto u = usage_of(doc);
+    CHECK(u.prompt == 4);
+    CHECK(u.completion == 7);
+    CHECK(u.total == 11);
+  }
+  SECTION("chat, not streamed, token-id prompts and n") {
+    auto r = c.Post("/v1/chat/completions",
+                    R"({"messages":[{"role":"system","content":"be brief"},)"
+                    R"({"role":"user","content":[{"type":"text","text":"hello"}]}],)"
+                    R"("max_tokens":5,"ignore_eos":true,"n":2})",
+                    "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    dom::element doc = parser.parse(r->body);
+    CHECK(std::string_view(doc["object"].get_string().value()) == "chat.completion");
+    dom::array choices = doc["choices"].get_array();
+    CHECK(choices.size() == 2);
+    for (dom::element ch : choices) {
+      CHECK(std::string_view(ch["message"]["role"].get_string().value()) == "assistant");
+      CHECK(std::string_view(ch["message"]["content"].get_string().value()).size() > 0);
+    }
+    CHECK(usage_of(doc).completion == 10);
+    auto t =
+        c.Post("/v1/completions", R"({"prompt":[1,2,3,4,5,6],"max_tokens":3})", "application/json");
+    REQUIRE(t);
+    REQUIRE(t->status == 200);
+    dom::element td = parser.parse(t->body);
+    CHECK(usage_of(td).prompt == 6);
+    CHECK(usage_of(td).completion <= 3);
+  }
+  SECTION("streamed: SSE chunks, a finishing chunk, usage, [DONE]") {
+    for (std::string path : {"/v1/completions", "/v1/chat/completions"}) {
+      std::string body =
+          path == "/v1/completions"
+              ? completion_body("stream me please", 9, true)
+              : R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":9,"ignore_eos":true,)"
+                R"("stream":true,"stream_options":{"include_usage":true}})";
+      auto r = c.Post(path.c_str(), body, "application/json");
+      REQUIRE(r);
+      REQUIRE(r->status == 200);
+      CHECK(r->get_header_value("Content-Type").starts_with("text/event-stream"));
+      auto ev = sse_events(r->body);
+      REQUIRE(ev.size() >= 3);
+      CHECK(ev.back() == "[DONE]");
+      std::size_t deltas = 0, finishes = 0;
+      usage u;
+      for (std::size_t i = 0; i + 1 < ev.size(); ++i) {
+        dom::element doc = parser.parse(ev[i]);
+        dom::array choices = doc["choices"].get_array();
+        if (choices.size() == 0) {
+          u = usage_of(doc);
+          continue;
+        }
+        dom::element ch = choices.at(0);
+        if (ch["finish_reason"].is_null()) {
+          ++deltas;
+        } else {
+          ++finishes;
+          CHECK(std::string_view(ch["finish_reason"].get_string().value()) == "length");
+        }
+        if (path != "/v1/completions") {
+          CHECK(std::string_view(doc["object"].get_string().value()) == "chat.completion.chunk");
+          if (i == 0)
+            CHECK(std::string_view(ch["delta"]["role"].get_string().value()) == "assistant");
+        }
+      }
+      CHECK(deltas == 9);
+      CHECK(finishes == 1);
+      CHECK(u.completion == 9);
+    }
+  }
+}
+
+TEST_CASE("bad requests get 400 or 404 with an OpenAI error, and the server keeps serving",
+          "[engine_sim][errors]") {
+  sim_env env;
+  auto c = env.sim.client();
+  dom::parser parser;
+  auto expect = [&](const char* path, const std::string& body, int status, const char* param) {
+    auto r = c.Post(path, body, "application/json");
+    INFO(path << " " << body);
+    REQUIRE(r);
+    CHECK(r->status == status);
+    dom::element doc;
+    REQUIRE(!parser.parse(r->body).get(doc));
+    dom::element e = doc["error"];
+    CHECK(std::string_view(e["message"].get_string().value()).size() > 0);
+    CHECK(e["code"].get_int64().value() == status);
+    if (param) CHECK(std::string_view(e["param"].get_string().value()) == param);
+  };
+  expect("/v1/completions", "{\"prompt\": \"x\",", 400, nullptr);
+  expect("/v1/completions", "[1,2]", 400, nullptr);
+  expect("/v1/completions", "{}", 400, "prompt");
+  expect("/v1/completions", R"({"prompt":""})", 400, "prompt");
+  expect("/v1/completions", R"({"prompt":"x","max_tokens":"ten"})", 400, "max_tokens");
+  expect("/v1/completions", R"({"prompt":"x","max_tokens":0})", 400, "max_tokens");
+  expect("/v1/completions", R"({"prompt":"x","max_tokens":100000})", 400, "max_tokens");
+  expect("/v1/completions", R"({"prompt":"x","n":0})", 400, "n");
+  expect("/v1/completions", R"({"prompt":"x","stream":"yes"})", 400, "stream");
+  expect("/v1/completions", R"({"prompt":[1,-2]})", 400, "prompt");
+  expect("/v1/chat/completions", R"({"messages":[]})", 400, "messages");
+  expect("/v1/chat/completions",
+         R"({"messages":[{"role":"user","content":"x"}],"modalities":["smell"]})", 400,
+         "modalities");
+  expect("/v1/completions", R"({"model":"gpt-5","prompt":"x"})", 404, "model");
+  expect("/v1/chat/completions", R"({"model":"gpt-5","messages":[{"role":"user","content":"x"}]})",
+         404, "model");
+  auto nf = c.Get("/v1/nothing");
+  REQUIRE(nf);
+  CHECK(nf->status == 404);
+  auto h = c.Get("/health");
+  REQUIRE(h);
+  CHECK(h->status == 200);
+  auto ok = c.Post("/v1/completions", completion_body("still here", 2), "application/json");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  // Nothing bad reached the engine.
+  auto s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:request_success_total") == 1);
+}
+
+TEST_CASE("vllm:* counters and histograms agree exactly with the responses",
+          "[engine_sim][metrics]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--block-size", "4"});
+  auto before = env.exp.samples();
+  CHECK(simtest::sum(before, "vllm:num_requests_running") == 0);
+  dom::parser parser;
+  std::uint64_t prompt = 0, completion = 0, itl = 0, cached = 0;
+  int requests = 0;
+  std::mutex mu;
+  auto run = [&](int k) {
+    auto c = env.sim.client();
+    dom::parser p;
+    for (int i = 0; i < 4; ++i) {
+      // The same long prompt from every client: later requests hit the prefix cache.
+      std::string text = "a shared system prompt that is long enough to fill several blocks " +
+                         std::to_string(k * 10 + i);
+      bool stream = (i + k) % 2 == 0;
+      auto r = c.Post("/v1/completions", completion_body(text, 3 + i * 5 + k, stream),
+                      "application/json");
+      REQUIRE(r);
+      REQUIRE(r->status == 200);
+      usage u;
+      if (stream) {
+        auto ev = sse_events(r->body);
+        u = usage_of(p.parse(ev[ev.size() - 2]));
+      } else {
+        u = usage_of(p.parse(r->body));
+      }
+      std::lock_guard lk(mu);
+      prompt += u.prompt;
+      completion += u.completion;
+      itl += u.completion - 1;
+      cached += u.cached;
+      ++requests;
+    }
+  };
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 4; ++k)
+    clients.emplace_back(run, k);
+  for (auto& t : clients)
+    t.join();
+  REQUIRE(requests == 16);
+  auto s = env.exp.samples();
+  auto d = [&](const std::string& name, const std::string& filter = "") {
+    return simtest::sum(s, name, filter) - simtest::sum(before, name, filter);
+  };
+  CHECK(d("vllm:prompt_tokens_total") == prompt);
+  CHECK(d("vllm:generation_tokens_total") == completion);
+  CHECK(d("vllm:request_success_total", "finished_reason=\"length\"") == requests);
+  CHECK(d("vllm:request_success_total") == requests);
+  CHECK(d("vllm:time_to_first_token_seconds_count") == requests);
+  CHECK(d("vllm:e2e_request_latency_seconds_count") == requests);
+  CHECK(d("vllm:request_queue_time_seconds_count") == requests);
+  CHECK(d("vllm:request_prompt_tokens_count") == requests);
+  CHECK(d("vllm:request_prompt_tokens_sum") == prompt);
+  CHECK(d("vllm:request_generation_tokens_sum") == completion);
+  CHECK(d("vllm:inter_token_latency_seconds_count") == itl);
+  CHECK(d("vllm:iteration_tokens_total_sum") >= completion);
+  // Repeated prompts share blocks: the prefix cache hits, and usage reports it.
+  CHECK(cached > 0);
+  CHECK(d("vllm:prefix_cache_hits_total") >= cached);
+  CHECK(d("vllm:prompt_tokens_cached_total") == cached);
+  CHECK(d("vllm:prefix_cache_queries_total") >= prompt);
+  // Idle again: the gauges are back to 0.
+  CHECK(simtest::sum(s, "vllm:num_requests_running") == 0);
+  CHECK(simtest::sum(s, "vllm:num_requests_waiting") == 0);
+  CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+}
+
+TEST_CASE("a small KV pool preempts and still finishes every request", "[engine_sim][preempt]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--block-size", "4",
+               "--num-gpu-blocks", "24", "--max-num-batched-tokens", "64"});
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int k = 0; k < 4; ++k)
+    clients.emplace_back([&, k] {
+      auto c = env.sim.client();
+      auto r = c.Post("/v1/completions", completion_body("client " + std::to_string(k), 30),
+                      "application/json");
+      if (r && r->status == 200) ++ok;
+    });
+  for (auto& t : clients)
+    t.join();
+  CHECK(ok == 4);
+  auto s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:num_preemptions_total") > 0);
+  CHECK(simtest::sum(s, "vllm:request_success_total", "finished_reason=\"length\"") == 4);
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total") == 120);
+  CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+}
+
+TEST_CASE("a client that goes away aborts its request; the gauges return to 0",
+          "[engine_sim][abort]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--time-scale", "0.2"});
+  std::string url = "http://127.0.0.1:" + std::to_string(env.sim.port) + "/v1/completions";
+  auto aborts = [&] {
+    return simtest::sum(env.exp.samples(), "vllm:request_success_total",
+                        "finished_reason=\"abort\"");
+  };
+  auto wait_idle = [&] {
+    std::map<std::string, double> s;
+    for (int i = 0; i < 10; ++i) {  // within a second
+      s = env.exp.samples();
+      if (simtest::sum(s, "vllm:num_requests_running") == 0 &&
+          simtest::sum(s, "vllm:kv_cache_usage_perc") == 0)
+        break;
+      std::this_thread::sleep_for(100ms);
+    }
+    CHECK(simtest::sum(s, "vllm:num_requests_running") == 0);
+    CHECK(simtest::sum(s, "vllm:num_requests_waiting") == 0);
+    CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+  };
+
+  SECTION("streaming client killed after its first tokens") {
+    test::child curl({"/usr/bin/curl", "-sN", url, "-H", "Content-Type: application/json", "-d",
+                      completion_body("talk for a long time", 3000, true)});
+    std::string first = curl.line();
+    REQUIRE(first.starts_with("data: {"));
+    auto running = simtest::sum(env.exp.samples(), "vllm:num_requests_running");
+    CHECK(running == 1);
+    curl.kill();
+    curl.wait();
+    for (int i = 0; i < 20 && aborts() < 1; ++i)
+      std::this_thread::sleep_for(50ms);
+    CHECK(aborts() == 1);
+    wait_idle();
+  }
+  SECTION("non-streaming client killed while it waits") {
+    test::child curl({"/usr/bin/curl", "-s", url, "-H", "Content-Type: application/json", "-d",
+                      completion_body("talk for a long time", 3000)});
+    for (int i = 0; i < 40 && simtest::sum(env.exp.samples(), "vllm:num_requests_running") < 1; ++i)
+      std::this_thread::sleep_for(50ms);
+    curl.kill();
+    curl.wait();
+    for (int i = 0; i < 20 && aborts() < 1; ++i)
+      std::this_thread::sleep_for(50ms);
+    CHECK(aborts() == 1);
+    wait_idle();
+  }
+  // The server is fine afterwards.
+  auto c = env.sim.client();
+  auto r = c.Post("/v1/completions", completion_body("after", 2), "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+}
+
+TEST_CASE("the omni pipeline records stages, transfers and audio", "[engine_sim][omni]") {
+  sim_env env(
+      {"--pipeline", "omni", "--log-stats", "--replicas=1,2,1", "--served-model-name", "omni"});
+  auto c = env.sim.client();
+  dom::parser parser;
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Post("/v1/chat/completions",
+                    R"({"messages":[{"role":"user","content":"say something"}],"max_tokens":12,)"
+                    R"("ignore_eos":true,"modalities":["text","audio"]})",
+                    "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    dom::element doc = parser.parse(r->body);
+    dom::element audio = doc["choices"].at(0)["message"]["audio"];
+    CHECK(audio["sample_rate"].get_double().value() == 24000);
+    CHECK(audio["frames"].get_double().value() == 12 * 4 * 1920);
+  }
+  auto text = c.Post("/v1/chat/completions",
+                     R"({"messages":[{"role":"user","content":"text only"}],"max_tokens":4})",
+                     "application/json");
+  REQUIRE(text);
+  CHECK(text->status == 200);
+  auto s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:omni_requests_success_total") == 4);
+  CHECK(simtest::sum(s, "vllm:omni_e2e_request_latency_s_count") == 4);
+  CHECK(simtest::sum(s, "vllm:omni_audio_frames_total") == 3 * 12 * 4 * 1920);
+  CHECK(simtest::sum(s, "vllm:omni_audio_ttfp_s_count") >= 3);
+  CHECK(simtest::sum(s, "vllm:omni_transfer_size_bytes_count", "from_stage=\"0\"") == 3);
+  CHECK(simtest::sum(s, "vllm:omni_transfer_size_bytes_count", "from_stage=\"1\"") == 3);
+  // vLLM's families, reshaped to stage + replica: thinker tokens and talker tokens.
+  CHECK(simtest::sum(s, "vllm:request_success_total", "stage=\"0\"") == 4);
+  CHECK(simtest::sum(s, "vllm:request_success_total", "stage=\"1\"") == 3);
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total", "stage=\"1\"") == 3 * 12 * 4);
+
+  SECTION("without --log-stats the families are there, without series") {
+    test::unique_prefix up2;
+    simtest::server sim2(simtest::sim_args(up2, {"--pipeline", "omni"}));
+    simtest::exporter exp2(up2);
+    auto r = sim2.client().Post(
+        "/v1/chat/completions",
+        R"({"messages":[{"role":"user","content":"x"}],"max_tokens":3,"modalities":["audio"]})",
+        "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    auto s2 = exp2.samples();
+    CHECK(simtest::sum(s2, "vllm:omni_requests_success_total") == 0);
+    CHECK(simtest::sum(s2, "vllm:generation_tokens_total") == 0);
+    auto m = exp2.client().Get("/metrics");
+    REQUIRE(m);
+    CHECK(m->body.find("# TYPE vllm:omni_audio_rtf histogram") != std::string::npos);
+  }
+}
+
+TEST_CASE("data-parallel engines write their own segments, merged by the exporter",
+          "[engine_sim][dp]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--data-parallel-size", "2"});
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 4; ++k)
+    clients.emplace_back([&, k] {
+      auto r = env.sim.client().Post(
+          "/v1/completions", completion_body("dp " + std::to_string(k), 5), "application/json");
+      CHECK((r && r->status == 200));
+    });
+  for (auto& t : clients)
+    t.join();
+  auto s = env.exp.samples();
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total") == 20);
+  CHECK(simtest::sum(s, "vllm:request_success_total", "engine=\"0\"") > 0);
+  CHECK(simtest::sum(s, "vllm:request_success_total", "engine=\"1\"") > 0);
+}
+
+TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine_sim][flags]") {
+  auto check = [](const std::string& args, const std::string& needle) {
+    auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " " + args + " 2>&1");
+    INFO(args << " -> " << out);
+    CHECK(rc == 2);
+    CHECK(out.find(needle) != std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+  };
+  check("--no-such-flag", "--no-such-flag");
+  check("--port=http", "--port");
+  check("--max-num-seqs 0", "--max-num-seqs");
+  check("--pipeline diffusion", "--pipeline");
+  check("--replicas 1,2", "--replicas");
+  check("--time-scale", "--time-scale");
+  auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
+  CHECK(rc == 0);
+  CHECK(out.find("--shm.prefix") != std::string::npos);
+}
