@@ -5,9 +5,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 #include <fcntl.h>
+#include <map>
+#include <netinet/in.h>
+#include <sstream>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -107,6 +113,55 @@ struct child {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
   void kill(int sig = SIGKILL) { ::kill(pid, sig); }
+};
+
+/// A loopback TCP port that was free a moment ago (for servers that cannot take port 0).
+inline int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+/// Prometheus text as "name{labels}" -> value (comments skipped).
+inline std::map<std::string, double> parse_samples(const std::string& text) {
+  std::map<std::string, double> m;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l.empty() || l[0] == '#') continue;
+    auto sp = l.rfind(' ');
+    m[l.substr(0, sp)] = std::stod(l.substr(sp + 1));
+  }
+  return m;
+}
+
+/// A real Prometheus server (Debian's /usr/bin/prometheus) on a free loopback port,
+/// scraping 127.0.0.1:`target_port` every second; its files live in `dir`.
+struct prometheus_server {
+  std::string dir;
+  int port = free_port();
+  std::unique_ptr<child> proc;
+  prometheus_server(std::string d, int target_port) : dir(std::move(d)) {
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
+                                              "scrape_configs:\n  - job_name: shmetrics\n"
+                                              "    static_configs:\n      - targets: ['127.0.0.1:"
+                                           << target_port << "']\n";
+    proc = std::make_unique<child>(std::vector<std::string>{
+        "/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+        "--storage.tsdb.path=" + dir + "/data",
+        "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"});
+  }
+  ~prometheus_server() {
+    proc.reset();
+    std::filesystem::remove_all(dir);
+  }
 };
 
 /// Finds a family by name in a snapshot.

@@ -19,18 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Grafana's variables, as Grafana would expand them for "All".
 std::string expand(std::string e) {
   e = std::regex_replace(e, std::regex("\\$__rate_interval"), "1m");
@@ -70,17 +58,8 @@ TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine
     }
 
   // Every query parses in a real Prometheus (which scrapes the exporter meanwhile).
-  int pport = free_port();
-  std::string dir = "/tmp/" + up.prefix + "-prom";
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
-                                            "scrape_configs:\n  - job_name: shmetrics\n"
-                                            "    static_configs:\n      - targets: ['127.0.0.1:"
-                                         << exp.port << "']\n";
-  test::child prom({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-                    "--storage.tsdb.path=" + dir + "/data",
-                    "--web.listen-address=127.0.0.1:" + std::to_string(pport), "--log.level=warn"});
-  httplib::Client c("127.0.0.1", pport);
+  test::prometheus_server prom("/tmp/" + up.prefix + "-prom", exp.port);
+  httplib::Client c("127.0.0.1", prom.port);
   c.set_read_timeout(10, 0);
   bool ready = false;
   for (int i = 0; i < 60 && !ready; ++i) {
@@ -100,7 +79,6 @@ TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine
   auto bad = c.Post("/api/v1/query", httplib::Params{{"query", "sum(rate(vllm:x[1m]"}});
   REQUIRE(bad);
   CHECK(bad->status == 400);
-  std::filesystem::remove_all(dir);
 
   auto [rc, out] = test::run("promtool check config " DEPLOY_DIR "/prometheus.yml 2>&1");
   INFO(out);

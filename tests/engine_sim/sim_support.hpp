@@ -51,17 +51,9 @@ struct exporter : server {
                 "--shm.prefix", up.prefix, "--log.level", "warn"}) {}
   /// Sample lines as "name{labels}" -> value.
   std::map<std::string, double> samples() const {
-    std::map<std::string, double> m;
     auto r = client().Get("/metrics");
-    if (!r || r->status != 200) return m;
-    std::istringstream in(r->body);
-    std::string l;
-    while (std::getline(in, l)) {
-      if (l.empty() || l[0] == '#') continue;
-      auto sp = l.rfind(' ');
-      m[l.substr(0, sp)] = std::stod(l.substr(sp + 1));
-    }
-    return m;
+    if (!r || r->status != 200) return {};
+    return test::parse_samples(r->body);
   }
 };
 

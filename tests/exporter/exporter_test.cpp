@@ -130,30 +130,8 @@ struct exporter : process {
     return r->body;
   }
   /// Sample lines as "name{labels}" -> value.
-  std::map<std::string, double> samples() {
-    std::map<std::string, double> m;
-    std::istringstream in(metrics());
-    std::string l;
-    while (std::getline(in, l)) {
-      if (l.empty() || l[0] == '#') continue;
-      auto sp = l.rfind(' ');
-      m[l.substr(0, sp)] = std::stod(l.substr(sp + 1));
-    }
-    return m;
-  }
+  std::map<std::string, double> samples() { return test::parse_samples(metrics()); }
 };
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string write_tmp(const std::string& name, const std::string& text) {
   std::string p = "/tmp/" + name;
@@ -398,17 +376,8 @@ TEST_CASE("a real Prometheus server scrapes the exporter", "[exporter][prometheu
   writer w(up);
   w.run({"counter vllm:prompt_tokens_total m 42", "hist vllm:e2e_request_latency_seconds 0.5"});
   exporter e(up);
-  int pport = free_port();
-  std::string dir = "/tmp/" + up.prefix + "-prom";
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/prometheus.yml") << "global:\n  scrape_interval: 1s\n"
-                                            "scrape_configs:\n  - job_name: shmetrics\n"
-                                            "    static_configs:\n      - targets: ['127.0.0.1:"
-                                         << e.port << "']\n";
-  test::child prom({"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
-                    "--storage.tsdb.path=" + dir + "/data",
-                    "--web.listen-address=127.0.0.1:" + std::to_string(pport), "--log.level=warn"});
-  httplib::Client c("127.0.0.1", pport);
+  test::prometheus_server prom("/tmp/" + up.prefix + "-prom", e.port);
+  httplib::Client c("127.0.0.1", prom.port);
   std::string body;
   bool found = false;
   for (int i = 0; i < 60 && !found; ++i) {
@@ -424,7 +393,6 @@ TEST_CASE("a real Prometheus server scrapes the exporter", "[exporter][prometheu
   auto up_q = c.Get("/api/v1/query?query=up%7Bjob%3D%22shmetrics%22%7D");
   REQUIRE(up_q);
   CHECK(up_q->body.find("\"1\"") != std::string::npos);
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("bad flags are refused with a one-line error naming the flag", "[exporter][flags]") {
