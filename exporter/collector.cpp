@@ -192,17 +192,11 @@ void collector::retire(tracked& t) {
   if (!t.have_last) return;
   // Fold the last values of counters and histograms into the retired totals, so that
   // no merged counter goes backwards when a dead writer's segment goes away.
-  std::vector<family_snapshot> keep;
-  for (const family_snapshot& f : t.last.families) {
-    if (f.type != layout::metric_type::counter && f.type != layout::metric_type::histogram)
-      continue;
-    keep.push_back(f);
-  }
   merged_set all;
   for (auto& f : retired_)
     all.add(f, false);
-  for (auto& f : keep)
-    if (!all.add(f, false))
+  for (auto& f : t.last.families)
+    if (!all.add_totals(f))
       count_error("family_conflict", t.name.path + "\n" + f.name,
                   "family " + f.name + " of retired " + t.name.path + " conflicts; dropped");
   retired_ = std::move(all.families());
@@ -246,7 +240,6 @@ void collector::discover(std::vector<segment_status>& bad) {
       if (r.code() == errc::not_ready) continue;  // a writer still initializing: next time
       std::string reason = reason_of(r.code());
       count_error(reason, n.path, r.error().message());
-      invalid_[n.path] = r.error().message();
       segment_status s;
       s.path = n.path;
       s.pid = n.pid;
@@ -256,7 +249,6 @@ void collector::discover(std::vector<segment_status>& bad) {
       bad.push_back(std::move(s));
       continue;
     }
-    invalid_.erase(n.path);
     tracked t{n, std::move(*r), {}, false, true, 0, clock::now(), {}, {}};
     log_.log(log_level::info, "segment found",
              "path=" + logger::quote(n.path) + " pid=" + std::to_string(n.pid));

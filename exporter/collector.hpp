@@ -90,14 +90,11 @@ class collector {
   std::shared_ptr<const collection> latest_;
 
   // state owned by the single in-flight collection
-  std::map<std::string, tracked> segments_;     // by path
-  std::map<std::string, std::string> invalid_;  // path -> reason, for files we cannot open
-  std::vector<family_snapshot> retired_;        // folded totals of removed dead writers
-  std::unordered_map<std::string, std::size_t> retired_index_;
-  std::map<std::string, double> errors_;  // reason -> count
-  std::map<std::string, bool> reported_;  // error keys already counted
+  std::map<std::string, tracked> segments_;  // by path
+  std::vector<family_snapshot> retired_;     // folded totals of removed dead writers
+  std::map<std::string, double> errors_;     // reason -> count
+  std::map<std::string, bool> reported_;     // error keys already counted
   double collections_ = 0, retired_segments_ = 0;
-  std::chrono::system_clock::time_point start_time_ = std::chrono::system_clock::now();
 };
 
 /// The label-friendly name of an error code (`truncated`, `bad_magic`, ...).
