@@ -26,8 +26,9 @@ constexpr auto stall_after = std::chrono::seconds(10);
 
 const char* const all_states[] = {"alive", "stalled", "dead", "closed", "restarted", "invalid"};
 const char* const all_reasons[] = {
-    "open_failed",    "not_a_regular_file", "truncated", "bad_magic",  "unsupported_major",
-    "corrupt_header", "corrupt_record",     "shrunk",    "map_failed", "family_conflict"};
+    "open_failed",       "not_a_regular_file", "truncated",      "bad_magic",
+    "unsupported_major", "corrupt_header",     "corrupt_record", "shrunk",
+    "map_failed",        "family_conflict",    "foreign_owner"};
 
 family_snapshot make_family(std::string name, std::string help, layout::metric_type type,
                             std::vector<std::string> labels = {}) {
@@ -47,8 +48,19 @@ void add_sample(family_snapshot& f, double v, std::vector<std::string> labels = 
   f.series.push_back(std::move(s));
 }
 
+double read_boot_time_s() {
+  double btime = 0;
+  if (std::FILE* f = std::fopen("/proc/stat", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::strncmp(line, "btime ", 6) == 0) btime = std::strtod(line + 6, nullptr);
+    std::fclose(f);
+  }
+  return btime;
+}
+
 // Process metrics as the Prometheus client libraries export them.
-void append_process_metrics(std::vector<family_snapshot>& out) {
+void append_process_metrics(std::vector<family_snapshot>& out, double btime) {
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
   double utime = 0, stime = 0, start_ticks = 0, vsize = 0, rss = 0;
@@ -71,13 +83,6 @@ void append_process_metrics(std::vector<family_snapshot>& out) {
       }
       utime = v[14], stime = v[15], start_ticks = v[22], vsize = v[23], rss = v[24];
     }
-  }
-  double btime = 0;
-  if (std::FILE* f = std::fopen("/proc/stat", "re")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f))
-      if (std::strncmp(line, "btime ", 6) == 0) btime = std::strtod(line + 6, nullptr);
-    std::fclose(f);
   }
   double fds = 0;
   if (DIR* d = ::opendir("/proc/self/fd")) {
@@ -149,7 +154,8 @@ std::string reason_of(errc code) {
   }
 }
 
-collector::collector(collector_options opt, logger& log) : opt_(std::move(opt)), log_(log) {}
+collector::collector(collector_options opt, logger& log)
+    : opt_(std::move(opt)), log_(log), pool_(std::make_shared<buffer_pool>()) {}
 
 std::shared_ptr<const collection> collector::latest() const {
   std::lock_guard lock(mu_);
@@ -188,18 +194,54 @@ void collector::count_error(const std::string& reason, const std::string& key,
   log_.log_limited(log_level::warn, key + "\n" + reason, message, "reason=" + reason);
 }
 
+bool collector::read_values(tracked& t) {
+  auto fresh = t.reader.refresh();
+  if (!fresh) {
+    t.error = fresh.error().message();
+    count_error(reason_of(fresh.code()), t.name.path, t.error);
+    return false;
+  }
+  // Into scratch first: a read that finds the file shrunk must not replace good values.
+  const std::size_t n = t.reader.series_count();
+  t.scratch.resize(n);
+  for (std::size_t i = 0; i < n; ++i)
+    t.reader.read_series(i, t.scratch[i]);
+  if (t.reader.damaged()) {
+    auto e = t.reader.refresh();  // fails `shrunk` now, with the message to show
+    t.error = e ? "file shrank while mapped" : e.error().message();
+    count_error("shrunk", t.name.path, t.error);
+    return false;
+  }
+  t.values.swap(t.scratch);
+  t.families_covered = t.reader.family_count();
+  t.error.clear();
+  return true;
+}
+
+std::vector<family_snapshot> collector::families_of(const tracked& t) const {
+  std::vector<family_snapshot> out;
+  out.reserve(t.families_covered);
+  for (std::size_t f = 0; f < t.families_covered; ++f)
+    out.push_back(t.reader.family(f));
+  for (std::size_t i = 0; i < t.values.size(); ++i) {
+    series_snapshot& s = out[t.reader.series_family(i)].series.emplace_back(t.values[i]);
+    s.label_values = t.reader.series_labels(i);
+  }
+  return out;
+}
+
 void collector::retire(tracked& t) {
-  if (!t.have_last) return;
   // Fold the last values of counters and histograms into the retired totals, so that
   // no merged counter goes backwards when a dead writer's segment goes away.
   merged_set all;
   for (auto& f : retired_)
     all.add(f, false);
-  for (auto& f : t.last.families)
+  for (auto& f : families_of(t))
     if (!all.add_totals(f))
       count_error("family_conflict", t.name.path + "\n" + f.name,
                   "family " + f.name + " of retired " + t.name.path + " conflicts; dropped");
   retired_ = std::move(all.families());
+  ++retired_version_;
   retired_segments_ += 1;
 }
 
@@ -224,41 +266,147 @@ void collector::discover(std::vector<segment_status>& bad) {
       ++it;
       continue;
     }
-    if (auto snap = t.reader.snapshot()) {
-      t.last = std::move(*snap);
-      t.have_last = true;
-    }
+    read_values(t);
     log_.log(log_level::info, "segment removed", "path=" + logger::quote(t.name.path));
     retire(t);
     it = segments_.erase(it);
   }
 
+  const auto me = static_cast<std::uint32_t>(::geteuid());
   for (const segment_name& n : *list) {
     if (segments_.count(n.path)) continue;
     auto r = segment_reader::open(n.path);
-    if (!r) {
-      if (r.code() == errc::not_ready) continue;  // a writer still initializing: next time
-      std::string reason = reason_of(r.code());
-      count_error(reason, n.path, r.error().message());
+    auto refuse = [&](const std::string& reason, const std::string& message) {
+      count_error(reason, n.path, message);
       segment_status s;
       s.path = n.path;
       s.pid = n.pid;
       s.instance = n.instance;
       s.state = "invalid";
-      s.error = r.error().message();
+      s.error = message;
       bad.push_back(std::move(s));
+    };
+    if (!r) {
+      if (r.code() == errc::not_ready) continue;  // a writer still initializing: next time
+      refuse(reason_of(r.code()), r.error().message());
       continue;
     }
-    tracked t{n, std::move(*r), {}, false, true, 0, clock::now(), {}, {}};
+    if (!opt_.allow_other_users && r->owner_uid() != me) {
+      refuse("foreign_owner", n.path + ": owned by uid " + std::to_string(r->owner_uid()) +
+                                  ", not by this exporter's uid " + std::to_string(me) +
+                                  " (--shm.allow-other-users serves it)");
+      continue;
+    }
+    tracked t{n, std::move(*r), {}, {}, 0, true, 0, clock::now(), {}, {}};
     log_.log(log_level::info, "segment found",
              "path=" + logger::quote(n.path) + " pid=" + std::to_string(n.pid));
     segments_.emplace(n.path, std::move(t));
   }
 }
 
+void collector::update_plan() {
+  std::vector<plan_input> inputs;
+  inputs.reserve(segments_.size());
+  for (auto& [path, t] : segments_)
+    inputs.push_back(
+        {t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(), t.alive});
+  if (plan_.version != 0 && inputs == plan_.inputs && retired_version_ == plan_.retired_version)
+    return;
+  merge_plan p;
+  p.inputs = std::move(inputs);
+  p.retired_version = retired_version_;
+  p.version = plan_.version + 1;
+  merged_set m;
+  for (auto& [path, t] : segments_) {
+    // Where each of this writer's families goes (not_served: conflict or a dead live_* gauge).
+    std::vector<std::uint32_t> family_target(t.families_covered, not_served);
+    for (std::size_t f = 0; f < t.families_covered; ++f) {
+      const family_snapshot& shape = t.reader.family(f);
+      std::size_t slot = m.family_slot(shape);
+      if (slot == merged_set::no_slot) {
+        count_error("family_conflict", path + "\n" + shape.name,
+                    "family " + shape.name + " in " + path +
+                        " has a different type, labels or buckets than another writer's; not "
+                        "served from this segment");
+        continue;
+      }
+      if (!skipped_when_dead(shape, t.alive)) family_target[f] = static_cast<std::uint32_t>(slot);
+    }
+    auto& targets = p.segment_targets.emplace_back(t.values.size());
+    for (std::size_t i = 0; i < t.values.size(); ++i) {
+      std::uint32_t fam = family_target[t.reader.series_family(i)];
+      if (fam == not_served) {
+        targets[i].family = not_served;
+        continue;
+      }
+      auto [index, fresh] = m.series_slot(fam, t.reader.series_labels(i));
+      targets[i] = {fam, static_cast<std::uint32_t>(index), fresh};
+    }
+  }
+  for (const family_snapshot& f : retired_) {
+    auto& targets = p.retired_targets.emplace_back(f.series.size());
+    std::size_t fam = m.family_slot(f);
+    for (std::size_t i = 0; i < f.series.size(); ++i) {
+      if (fam == merged_set::no_slot) {
+        targets[i].family = not_served;
+        continue;
+      }
+      auto [index, fresh] = m.series_slot(fam, f.series[i].label_values);
+      targets[i] = {static_cast<std::uint32_t>(fam), static_cast<std::uint32_t>(index), fresh};
+    }
+  }
+  p.families = std::move(m.families());
+  plan_ = std::move(p);
+}
+
+std::shared_ptr<collection> collector::take_buffer() {
+  // Results come back to the pool when the last scrape holding them lets go (the
+  // deleter), so a collection is only rewritten when nobody reads it. Steady state: two
+  // buffers alternate, the latest and the one being filled.
+  std::unique_ptr<collection> c;
+  {
+    std::lock_guard lock(pool_->mu);
+    for (auto& b : pool_->free)
+      if (b->plan_version == plan_.version) std::swap(b, pool_->free.back());
+    if (!pool_->free.empty()) {
+      c = std::move(pool_->free.back());
+      pool_->free.pop_back();
+    }
+  }
+  if (!c) c = std::make_unique<collection>();
+  return std::shared_ptr<collection>(c.release(), [pool = pool_](collection* done) {
+    std::unique_ptr<collection> owned(done);
+    std::lock_guard lock(pool->mu);
+    if (pool->free.size() < 2) pool->free.push_back(std::move(owned));
+  });
+}
+
+void collector::fill_values(collection& c) {
+  if (c.plan_version != plan_.version) {
+    c.families = plan_.families;  // the shape changed: copy names and labels once
+    c.plan_version = plan_.version;
+    prepare_labels(c.families, c.labels);
+  } else {
+    c.families.resize(plan_.families.size());  // drop the previous self-metrics
+  }
+  auto fold = [&](const target& to, const series_snapshot& from) {
+    if (to.family == not_served) return;
+    family_snapshot& f = c.families[to.family];
+    combine(f.type, f.mode, f.series[to.series], from, to.first);
+  };
+  std::size_t k = 0;
+  for (auto& [path, t] : segments_) {
+    const auto& targets = plan_.segment_targets[k++];
+    for (std::size_t i = 0; i < targets.size(); ++i)
+      fold(targets[i], t.values[i]);
+  }
+  for (std::size_t f = 0; f < retired_.size(); ++f)
+    for (std::size_t i = 0; i < retired_[f].series.size(); ++i)
+      fold(plan_.retired_targets[f][i], retired_[f].series[i]);
+}
+
 std::shared_ptr<collection> collector::run_once() {
   auto t0 = clock::now();
-  auto c = std::make_shared<collection>();
   std::vector<segment_status> status;
   discover(status);
   const auto now = clock::now();
@@ -266,15 +414,7 @@ std::shared_ptr<collection> collector::run_once() {
 
   std::set<std::uint32_t> live_pids;
   for (auto& [path, t] : segments_) {
-    auto snap = t.reader.snapshot();
-    if (snap) {
-      t.last = std::move(*snap);
-      t.have_last = true;
-      t.error.clear();
-    } else {
-      t.error = snap.error().message();
-      count_error(reason_of(snap.code()), path, t.error);
-    }
+    read_values(t);
     bool alive = t.reader.writer_alive();
     if (alive && !t.alive) t.last_hb_change = now;
     if (!alive && t.alive) t.dead_since = now;
@@ -310,9 +450,8 @@ std::shared_ptr<collection> collector::run_once() {
     }
   }
 
-  merged_set merged;
   for (auto& [path, t] : segments_) {
-    segment_info info = t.have_last ? t.last.info : t.reader.info();
+    segment_info info = t.reader.info();
     if (info.heartbeat_count != t.last_hb_count) {
       t.last_hb_count = info.heartbeat_count;
       t.last_hb_change = now;
@@ -321,8 +460,8 @@ std::shared_ptr<collection> collector::run_once() {
     s.path = path;
     s.pid = t.name.pid;
     s.instance = t.name.instance;
-    s.families = info.families;
-    s.series = info.series;
+    s.families = t.families_covered;
+    s.series = t.values.size();
     s.heartbeat_age_s = now_mono - static_cast<double>(info.heartbeat_ns) * 1e-9;
     s.error = t.error;
     if (t.alive)
@@ -334,17 +473,11 @@ std::shared_ptr<collection> collector::run_once() {
     else
       s.state = "dead";
     status.push_back(std::move(s));
-    if (!t.have_last) continue;
-    for (const family_snapshot& f : t.last.families)
-      if (!merged.add(f, t.alive))
-        count_error("family_conflict", path + "\n" + f.name,
-                    "family " + f.name + " in " + path +
-                        " has a different type, labels or buckets than another writer's; not "
-                        "served from this segment");
   }
-  for (const family_snapshot& f : retired_)
-    merged.add(f, false);
-  c->families = std::move(merged.families());
+
+  update_plan();
+  std::shared_ptr<collection> c = take_buffer();
+  fill_values(*c);
   c->segments = std::move(status);
   collections_ += 1;
   c->duration_s = std::chrono::duration<double>(clock::now() - t0).count();
@@ -397,13 +530,14 @@ void collector::append_self_metrics(collection& c, const std::vector<segment_sta
   out.push_back(std::move(f));
   double dropped = 0;
   for (auto& [path, t] : segments_)
-    if (t.have_last) dropped += static_cast<double>(t.last.info.registrations_dropped);
+    dropped += static_cast<double>(t.reader.info().registrations_dropped);
   f = make_family("shmetrics_exporter_registrations_dropped",
                   "Registrations writers could not make because their segment was full.",
                   metric_type::gauge);
   add_sample(f, dropped);
   out.push_back(std::move(f));
-  append_process_metrics(out);
+  if (boot_time_s_ < 0) boot_time_s_ = read_boot_time_s();
+  append_process_metrics(out, boot_time_s_);
 }
 
 }  // namespace shmetrics::exporter

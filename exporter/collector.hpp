@@ -10,12 +10,12 @@
 #include <memory>              // shared results
 #include <mutex>               // one flight at a time
 #include <string>              // names
-#include <unordered_map>       // merge index
 #include <vector>              // families
 
 #include <shmetrics/reader/discovery.hpp>
 #include <shmetrics/reader/segment_reader.hpp>
 #include <shmetrics/reader/snapshot.hpp>
+#include <shmetrics/reader/text_format.hpp>
 
 #include "log.hpp"
 
@@ -27,6 +27,9 @@ struct collector_options {
   /// Remove a dead writer's segment after this long (0: never), folding its last
   /// counter and histogram values into the exporter's retired totals first.
   std::chrono::milliseconds gc_dead_after{0};
+  /// Serve segments owned by other users too. Off: a file in a shared directory that
+  /// another user planted is refused (`foreign_owner`), not served as ours.
+  bool allow_other_users = false;
 };
 
 /// What /segments lists for each segment.
@@ -45,6 +48,12 @@ struct collection {
   std::vector<family_snapshot> families;  // merged, plus the exporter's own
   std::vector<segment_status> segments;
   double duration_s = 0;
+
+  // The collector reuses a collection nobody holds any more: when its merged shape is
+  // the current plan's, only the values are rewritten (no allocation).
+  std::uint64_t plan_version = 0;  // 0: no shape yet
+  /// The merged series' label blocks, rendered when the shape was made (encoders read it).
+  prepared_labels labels;
 };
 
 class collector {
@@ -62,21 +71,46 @@ class collector {
   struct tracked {
     segment_name name;
     segment_reader reader;
-    segment_snapshot last;  // last good snapshot: what we serve if it goes bad or dies
-    bool have_last = false;
+    // The last good values of the reader's first values.size() series, covering its first
+    // families_covered families: what we serve if the segment goes bad or the writer dies.
+    std::vector<series_snapshot> values, scratch;
+    std::size_t families_covered = 0;
     bool alive = true;
     std::uint64_t last_hb_count = 0;
     std::chrono::steady_clock::time_point last_hb_change, dead_since;
-    std::string error;  // why the last snapshot failed, if it did
+    std::string error;  // why the last read failed, if it did
+  };
+
+  // Where each source series goes in the merged families; computed again only when the
+  // shape of the input changes (segments, their record counts, liveness, retired totals).
+  struct target {
+    std::uint32_t family = 0, series = 0;
+    bool first = false;  // the first source of this merged series in a pass
+  };
+  static constexpr std::uint32_t not_served = 0xFFFFFFFF;
+  struct plan_input {
+    std::uint64_t dev, ino, families, series;
+    bool alive;
+    bool operator==(const plan_input&) const = default;
+  };
+  struct merge_plan {
+    std::vector<plan_input> inputs;
+    std::uint64_t retired_version = 0;
+    std::uint64_t version = 0;
+    std::vector<family_snapshot> families;             // merged shapes and label values
+    std::vector<std::vector<target>> segment_targets;  // per segment, per series
+    std::vector<std::vector<target>> retired_targets;  // per retired family, per series
   };
 
   std::shared_ptr<collection> run_once();
   void discover(std::vector<segment_status>& bad);
+  bool read_values(tracked& t);
+  std::vector<family_snapshot> families_of(const tracked& t) const;
   void retire(tracked& t);
   void count_error(const std::string& reason, const std::string& key, const std::string& message);
-  void merge_into(std::vector<family_snapshot>& out,
-                  std::unordered_map<std::string, std::size_t>& index, const std::string& origin,
-                  const family_snapshot& f, bool writer_alive, bool retired);
+  void update_plan();
+  std::shared_ptr<collection> take_buffer();
+  void fill_values(collection& c);
   void append_self_metrics(collection& c, const std::vector<segment_status>& status);
 
   collector_options opt_;
@@ -92,9 +126,17 @@ class collector {
   // state owned by the single in-flight collection
   std::map<std::string, tracked> segments_;  // by path
   std::vector<family_snapshot> retired_;     // folded totals of removed dead writers
-  std::map<std::string, double> errors_;     // reason -> count
-  std::map<std::string, bool> reported_;     // error keys already counted
+  std::uint64_t retired_version_ = 0;
+  merge_plan plan_;
+  struct buffer_pool {
+    std::mutex mu;
+    std::vector<std::unique_ptr<collection>> free;  // results no scrape holds any more
+  };
+  std::shared_ptr<buffer_pool> pool_;     // shared with the results' deleters
+  std::map<std::string, double> errors_;  // reason -> count
+  std::map<std::string, bool> reported_;  // error keys already counted
   double collections_ = 0, retired_segments_ = 0;
+  double boot_time_s_ = -1;  // /proc/stat btime, read once
 };
 
 /// The label-friendly name of an error code (`truncated`, `bad_magic`, ...).

@@ -197,10 +197,10 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
                  std::string body;
                  body.reserve(1 << 16);
                  if (om) {
-                   encode_openmetrics(c->families, body);
+                   encode_openmetrics(c->families, body, &c->labels);
                    body += "# EOF\n";
                  } else {
-                   encode_text(c->families, body);
+                   encode_text(c->families, body, &c->labels);
                  }
                  bool gz = accepts_gzip(req.get_header_value("Accept-Encoding"));
                  if (gz) body = gzip(body);

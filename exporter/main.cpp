@@ -35,6 +35,8 @@ const char* usage_text =
     "  --shm.prefix NAME           segment name prefix (default \"shmetrics\")\n"
     "  --shm.gc-dead-after DUR     remove dead writers' segments after DUR (e.g. 30s, 5m; default "
     "0: never)\n"
+    "  --[no-]shm.allow-other-users  serve segments owned by other users too (default: refused, "
+    "counted as foreign_owner)\n"
     "  --log.level LEVEL           debug, info, warn or error (default info)\n"
     "  --version                   print the version and exit\n"
     "  --help                      print this and exit\n"
@@ -92,6 +94,17 @@ int main(int argc, char** argv) {
       std::printf("shmetrics-exporter %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
                   SHMETRICS_FORMAT_MAJOR, SHMETRICS_FORMAT_MINOR);
       return 0;
+    }
+    if (a == "--shm.allow-other-users" || a == "--no-shm.allow-other-users") {
+      // A boolean, as kingpin takes them: --flag, --no-flag, --flag=true|false.
+      bool on = a == "--shm.allow-other-users";
+      if (has_value) {
+        if (!on || (v != "true" && v != "false"))
+          return bad_flag(a + ": \"" + v + "\" is not true or false");
+        on = v == "true";
+      }
+      copt.allow_other_users = on;
+      continue;
     }
     static const char* const valued[] = {
         "--web.listen-address", "--web.telemetry-path", "--web.config.file", "--shm.dir",

@@ -7,22 +7,61 @@ namespace shmetrics::exporter {
 using layout::gauge_mode;
 using layout::metric_type;
 
-std::string merged_set::key_of(const std::vector<std::string>& label_values) {
-  std::string k;
-  for (auto& v : label_values) {
-    k += std::to_string(v.size());
-    k += ':';
-    k += v;
+void combine(metric_type type, gauge_mode mode, series_snapshot& into, const series_snapshot& from,
+             bool first) {
+  if (first) {
+    into.value = from.value;
+    into.stamp_ns = from.stamp_ns;
+    into.buckets.assign(from.buckets.begin(), from.buckets.end());
+    into.sum = from.sum;
+    return;
   }
-  return k;
+  switch (type) {
+    case metric_type::counter:
+      into.value += from.value;
+      return;
+    case metric_type::histogram:
+      for (std::size_t b = 0; b < into.buckets.size() && b < from.buckets.size(); ++b)
+        into.buckets[b] += from.buckets[b];
+      into.sum += from.sum;
+      return;
+    case metric_type::info:
+      into.value = std::max(into.value, from.value);
+      return;
+    case metric_type::gauge:
+      break;
+  }
+  switch (mode) {
+    case gauge_mode::sum:
+    case gauge_mode::live_sum:
+      into.value += from.value;
+      break;
+    case gauge_mode::max:
+    case gauge_mode::live_max:
+      into.value = std::max(into.value, from.value);
+      break;
+    case gauge_mode::min:
+    case gauge_mode::live_min:
+      into.value = std::min(into.value, from.value);
+      break;
+    case gauge_mode::latest:
+    case gauge_mode::live_latest:
+      if (from.stamp_ns > into.stamp_ns) {
+        into.value = from.value;
+        into.stamp_ns = from.stamp_ns;
+      }
+      break;
+  }
 }
 
-bool merged_set::add_totals(const family_snapshot& f) {
-  if (f.type != metric_type::counter && f.type != metric_type::histogram) return true;
-  return add(f, false);
+bool skipped_when_dead(const family_snapshot& shape, bool writer_alive) {
+  if (writer_alive) return false;
+  if (shape.type != metric_type::gauge && shape.type != metric_type::info) return false;
+  return shape.mode == gauge_mode::live_sum || shape.mode == gauge_mode::live_max ||
+         shape.mode == gauge_mode::live_min || shape.mode == gauge_mode::live_latest;
 }
 
-bool merged_set::add(const family_snapshot& f, bool writer_alive) {
+std::size_t merged_set::family_slot(const family_snapshot& f) {
   auto [it, fresh] = family_index_.try_emplace(f.name, families_.size());
   if (fresh) {
     family_snapshot& shape = families_.emplace_back();  // the definition, not the series
@@ -33,59 +72,46 @@ bool merged_set::add(const family_snapshot& f, bool writer_alive) {
     shape.mode = f.mode;
     shape.label_names = f.label_names;
     shape.bounds = f.bounds;
-    shape.series.reserve(f.series.size());
     series_index_.emplace_back();
+    return it->second;
   }
-  family_snapshot& m = families_[it->second];
-  if (m.type != f.type || m.label_names != f.label_names || m.bounds != f.bounds) return false;
-  auto& index = series_index_[it->second];
-  const bool live_only = m.mode == gauge_mode::live_sum || m.mode == gauge_mode::live_max ||
-                         m.mode == gauge_mode::live_min || m.mode == gauge_mode::live_latest;
-  const bool is_gauge = m.type == metric_type::gauge || m.type == metric_type::info;
-  if (is_gauge && live_only && !writer_alive) return true;
+  const family_snapshot& m = families_[it->second];
+  if (m.type != f.type || m.label_names != f.label_names || m.bounds != f.bounds) return no_slot;
+  return it->second;
+}
+
+std::pair<std::size_t, bool> merged_set::series_slot(std::size_t family,
+                                                     const std::vector<std::string>& labels) {
+  // Length-prefixed so that ("a,b") and ("a", "b") differ.
+  key_.clear();
+  for (const std::string& v : labels) {
+    key_ += std::to_string(v.size());
+    key_ += ':';
+    key_ += v;
+  }
+  family_snapshot& m = families_[family];
+  auto [it, fresh] = series_index_[family].try_emplace(key_, m.series.size());
+  if (fresh) {
+    series_snapshot& s = m.series.emplace_back();
+    s.label_values = labels;
+    if (m.type == metric_type::histogram) s.buckets.assign(m.bounds.size() + 1, 0);
+  }
+  return {it->second, fresh};
+}
+
+bool merged_set::add_totals(const family_snapshot& f) {
+  if (f.type != metric_type::counter && f.type != metric_type::histogram) return true;
+  return add(f, false);
+}
+
+bool merged_set::add(const family_snapshot& f, bool writer_alive) {
+  std::size_t fam = family_slot(f);
+  if (fam == no_slot) return false;
+  if (skipped_when_dead(f, writer_alive)) return true;
   for (const series_snapshot& s : f.series) {
-    auto [sit, new_series] = index.try_emplace(key_of(s.label_values), m.series.size());
-    if (new_series) {
-      m.series.push_back(s);
-      continue;
-    }
-    series_snapshot& t = m.series[sit->second];
-    switch (m.type) {
-      case metric_type::counter:
-        t.value += s.value;
-        break;
-      case metric_type::histogram:
-        for (std::size_t b = 0; b < t.buckets.size() && b < s.buckets.size(); ++b)
-          t.buckets[b] += s.buckets[b];
-        t.sum += s.sum;
-        break;
-      case metric_type::info:
-        t.value = std::max(t.value, s.value);
-        break;
-      case metric_type::gauge:
-        switch (m.mode) {
-          case gauge_mode::sum:
-          case gauge_mode::live_sum:
-            t.value += s.value;
-            break;
-          case gauge_mode::max:
-          case gauge_mode::live_max:
-            t.value = std::max(t.value, s.value);
-            break;
-          case gauge_mode::min:
-          case gauge_mode::live_min:
-            t.value = std::min(t.value, s.value);
-            break;
-          case gauge_mode::latest:
-          case gauge_mode::live_latest:
-            if (s.stamp_ns > t.stamp_ns) {
-              t.value = s.value;
-              t.stamp_ns = s.stamp_ns;
-            }
-            break;
-        }
-        break;
-    }
+    auto [index, fresh] = series_slot(fam, s.label_values);
+    family_snapshot& m = families_[fam];
+    combine(m.type, m.mode, m.series[index], s, fresh);
   }
   return true;
 }

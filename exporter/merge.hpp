@@ -2,26 +2,46 @@
 #pragma once
 
 #include <cstddef>        // size_t
+#include <limits>         // no_slot
 #include <string>         // keys
 #include <unordered_map>  // indexes
+#include <utility>        // pair
 #include <vector>         // families
 
 #include <shmetrics/reader/snapshot.hpp>
 
 namespace shmetrics::exporter {
 
+/// Folds one writer's values of a series into the merged series `into`.
+/// Counters and histograms add; info keeps the max; gauges follow `mode` (sum, max,
+/// min, latest by set time). `first`: `into` holds nothing yet, so it takes `from`'s
+/// values (storage reused: no allocation once `into.buckets` has its size).
+void combine(layout::metric_type type, layout::gauge_mode mode, series_snapshot& into,
+             const series_snapshot& from, bool first);
+
+/// Whether a writer's family contributes nothing: a live_* gauge of a writer that is gone.
+bool skipped_when_dead(const family_snapshot& shape, bool writer_alive);
+
 /// Families merged across writers, with indexes to find a family by name and a series
 /// by its label values.
 ///
-/// Rules: counters and histograms with the same family and labels are summed; gauges
-/// follow the family's gauge_mode (sum, max, min, latest by set time; the live_* modes
-/// skip writers that are gone); info series are united. A family whose type, label
-/// names or buckets differ from the first definition seen is a conflict: add() refuses
-/// it and the caller reports it.
+/// A family whose type, label names or buckets differ from the first definition seen is
+/// a conflict: it is refused and the caller reports it.
 class merged_set {
  public:
-  /// Adds one writer's family. `writer_alive` is false for dead and retired writers.
-  /// Returns false (and adds nothing) on a definition conflict.
+  static constexpr std::size_t no_slot = std::numeric_limits<std::size_t>::max();
+
+  /// The index of the family defined like `shape` (added without series if new), or
+  /// no_slot on a definition conflict.
+  std::size_t family_slot(const family_snapshot& shape);
+
+  /// The index of the series with these label values in family `family` (added with
+  /// zero values if new: the label values are copied only then), and whether it is new.
+  std::pair<std::size_t, bool> series_slot(std::size_t family,
+                                           const std::vector<std::string>& label_values);
+
+  /// Adds one writer's family with its values. `writer_alive` is false for dead and
+  /// retired writers. Returns false (and adds nothing) on a definition conflict.
   bool add(const family_snapshot& f, bool writer_alive);
 
   /// Keeps only counters and histograms (what a dead writer leaves behind).
@@ -31,10 +51,10 @@ class merged_set {
   const std::vector<family_snapshot>& families() const { return families_; }
 
  private:
-  static std::string key_of(const std::vector<std::string>& label_values);
   std::vector<family_snapshot> families_;
   std::unordered_map<std::string, std::size_t> family_index_;
   std::vector<std::unordered_map<std::string, std::size_t>> series_index_;
+  std::string key_;  // reused to build series keys
 };
 
 }  // namespace shmetrics::exporter

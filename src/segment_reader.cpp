@@ -14,6 +14,7 @@
 
 #include "shmetrics/detail/atomics.hpp"
 #include "shmetrics/detail/validate.hpp"
+#include "shmetrics/reader/mapping_guard.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
 
@@ -112,12 +113,20 @@ result<segment_reader> segment_reader::open(const std::string& path) {
     return error{errc::map_failed, e, path};
   }
   layout::segment_header h;
-  // acquire: pairs with the writer's release-store of magic; every write-once field
-  // read below was written before it.
-  std::uint64_t magic = load_acquire(static_cast<const std::uint64_t*>(hp));
-  std::memcpy(&h, hp, sizeof h);
-  h.magic = magic;
+  bool header_gone;
+  {
+    // The file may shrink between fstat and this read.
+    detail::mapping_guard hg(hp, layout::header_size);
+    // acquire: pairs with the writer's release-store of magic; every write-once field
+    // read below was written before it.
+    std::uint64_t magic = load_acquire(static_cast<const std::uint64_t*>(hp));
+    std::memcpy(&h, hp, sizeof h);
+    h.magic = magic;
+    header_gone = hg.damaged();
+  }
   ::munmap(hp, layout::header_size);
+  if (header_gone) return fail(errc::truncated, "file shrank while its header was read");
+  const std::uint64_t magic = h.magic;
   if (magic == 0) return fail(errc::not_ready, "magic not yet published");
   error e = check_header(h, file_size, path);
   if (e.code != errc::ok) {
@@ -137,7 +146,9 @@ result<segment_reader> segment_reader::open(const std::string& path) {
   r.size_ = h.segment_size;
   r.dev_ = st.st_dev;
   r.ino_ = st.st_ino;
+  r.uid_ = st.st_uid;
   r.hdr_ = h;
+  r.guard_ = detail::mapping_guard(base, h.segment_size);
   return r;
 }
 
@@ -147,6 +158,7 @@ segment_reader::segment_reader(segment_reader&& o) noexcept {
 
 segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
   if (this != &o) {
+    guard_ = {};  // stop watching before the range can be reused
     if (base_) ::munmap(const_cast<char*>(base_), size_);
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(o.path_);
@@ -155,6 +167,8 @@ segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
     size_ = std::exchange(o.size_, 0);
     dev_ = o.dev_;
     ino_ = o.ino_;
+    uid_ = o.uid_;
+    guard_ = std::move(o.guard_);
     hdr_ = o.hdr_;
     families_ = std::move(o.families_);
     series_ = std::move(o.series_);
@@ -163,6 +177,7 @@ segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
 }
 
 segment_reader::~segment_reader() {
+  guard_ = {};
   if (base_) ::munmap(const_cast<char*>(base_), size_);
   if (fd_ >= 0) ::close(fd_);
 }
@@ -290,6 +305,7 @@ result<bool> segment_reader::parse_series(std::uint32_t index) {
 }
 
 result<bool> segment_reader::refresh() {
+  if (damaged()) return shrunk_error();
   struct stat st;
   if (::fstat(fd_, &st) != 0) return error{errc::open_failed, errno, path_};
   if (static_cast<std::uint64_t>(st.st_size) < size_)
@@ -314,6 +330,7 @@ result<bool> segment_reader::refresh() {
     if (!r) return r.error();
     changed = true;
   }
+  if (damaged()) return shrunk_error();
   return changed;
 }
 
@@ -355,6 +372,57 @@ bool segment_reader::writer_alive() const {
   return errno == EWOULDBLOCK;
 }
 
+error segment_reader::shrunk_error() const {
+  return corrupt(errc::shrunk, "file shrank while mapped (a read past its end saw zeros)");
+}
+
+void segment_reader::read_series(std::size_t i, series_snapshot& s) const {
+  const series_meta& sm = series_[i];
+  const family_meta& fm = families_[sm.family];
+  const char* cells = base_ + hdr_.cells_offset;
+  const std::uint64_t stride = hdr_.shard_stride;
+  const std::uint32_t shards = hdr_.shard_count;
+  auto cell = [&](std::uint32_t shard, std::uint32_t k) {
+    return load_relaxed(reinterpret_cast<const std::uint64_t*>(cells + shard * stride) + k);
+  };
+  switch (fm.shape.type) {
+    case layout::metric_type::counter: {
+      std::uint64_t whole = 0;
+      double frac = 0;
+      for (std::uint32_t k = 0; k < shards; ++k) {
+        whole += cell(k, sm.cell_index);
+        frac += std::bit_cast<double>(cell(k, sm.cell_index + 1));
+      }
+      s.value = static_cast<double>(whole) + frac;
+      break;
+    }
+    case layout::metric_type::gauge:
+    case layout::metric_type::info: {
+      // acquire the stamp first (pairs with gauge::stamp's release): the value read
+      // after it is at least as new as the stamp says.
+      s.stamp_ns = load_acquire(reinterpret_cast<const std::uint64_t*>(cells) + sm.cell_index + 1);
+      s.value = std::bit_cast<double>(cell(0, sm.cell_index));
+      break;
+    }
+    case layout::metric_type::histogram: {
+      // One pass over one read of each bucket: cumulative counts never decrease and
+      // the +Inf bucket is _count by construction.
+      const auto nb = static_cast<std::uint32_t>(fm.shape.bounds.size()) + 1;
+      s.buckets.assign(nb, 0);
+      double sum = 0;
+      for (std::uint32_t k = 0; k < shards; ++k) {
+        for (std::uint32_t b = 0; b < nb; ++b)
+          s.buckets[b] += cell(k, sm.cell_index + b);
+        sum += std::bit_cast<double>(cell(k, sm.cell_index + nb));
+      }
+      for (std::uint32_t b = 1; b < nb; ++b)
+        s.buckets[b] += s.buckets[b - 1];
+      s.sum = sum;
+      break;
+    }
+  }
+}
+
 result<segment_snapshot> segment_reader::snapshot() {
   auto r = refresh();
   if (!r) return r.error();
@@ -363,54 +431,12 @@ result<segment_snapshot> segment_reader::snapshot() {
   snap.families.reserve(families_.size());
   for (const family_meta& fm : families_)
     snap.families.push_back(fm.shape);
-  const char* cells = base_ + hdr_.cells_offset;
-  const std::uint64_t stride = hdr_.shard_stride;
-  const std::uint32_t shards = hdr_.shard_count;
-  auto cell = [&](std::uint32_t shard, std::uint32_t i) {
-    return load_relaxed(reinterpret_cast<const std::uint64_t*>(cells + shard * stride) + i);
-  };
-  for (const series_meta& sm : series_) {
-    family_snapshot& f = snap.families[sm.family];
-    series_snapshot& s = f.series.emplace_back();
-    s.label_values = sm.label_values;
-    switch (f.type) {
-      case layout::metric_type::counter: {
-        std::uint64_t whole = 0;
-        double frac = 0;
-        for (std::uint32_t k = 0; k < shards; ++k) {
-          whole += cell(k, sm.cell_index);
-          frac += std::bit_cast<double>(cell(k, sm.cell_index + 1));
-        }
-        s.value = static_cast<double>(whole) + frac;
-        break;
-      }
-      case layout::metric_type::gauge:
-      case layout::metric_type::info: {
-        // acquire the stamp first (pairs with gauge::stamp's release): the value read
-        // after it is at least as new as the stamp says.
-        s.stamp_ns =
-            load_acquire(reinterpret_cast<const std::uint64_t*>(cells) + sm.cell_index + 1);
-        s.value = std::bit_cast<double>(cell(0, sm.cell_index));
-        break;
-      }
-      case layout::metric_type::histogram: {
-        // One pass over one read of each bucket: cumulative counts never decrease and
-        // the +Inf bucket is _count by construction.
-        const auto nb = static_cast<std::uint32_t>(f.bounds.size()) + 1;
-        s.buckets.assign(nb, 0);
-        double sum = 0;
-        for (std::uint32_t k = 0; k < shards; ++k) {
-          for (std::uint32_t b = 0; b < nb; ++b)
-            s.buckets[b] += cell(k, sm.cell_index + b);
-          sum += std::bit_cast<double>(cell(k, sm.cell_index + nb));
-        }
-        for (std::uint32_t b = 1; b < nb; ++b)
-          s.buckets[b] += s.buckets[b - 1];
-        s.sum = sum;
-        break;
-      }
-    }
+  for (std::size_t i = 0; i < series_.size(); ++i) {
+    series_snapshot& s = snap.families[series_[i].family].series.emplace_back();
+    s.label_values = series_[i].label_values;
+    read_series(i, s);
   }
+  if (damaged()) return shrunk_error();
   return snap;
 }
 

@@ -121,7 +121,11 @@ void append_escaped_help(std::string& out, std::string_view s) {
 }
 
 void append_escaped_label_value(std::string& out, std::string_view s) {
-  if (s.find_first_of("\\\"\n") == std::string_view::npos) {  // nothing to escape: one append
+  // Values are short: one plain scan beats three memchr calls.
+  bool plain = true;
+  for (char c : s)
+    plain &= c != '\\' && c != '"' && c != '\n';
+  if (plain) {  // nothing to escape: one append
     out += s;
     return;
   }
@@ -141,26 +145,42 @@ namespace {
 
 constexpr int le_label = -1;
 
-// Appends {a="x",le="0.1",b="y"} with labels sorted by name; `le` may be null.
-void append_labels(std::string& out, const std::vector<std::string>& names,
-                   const std::vector<int>& order, const std::vector<std::string>& values,
-                   const std::string* le) {
+void render_labels(label_block& lb, const std::vector<std::string>& names,
+                   const std::vector<int>& order, const std::vector<std::string>& values) {
+  lb.text.clear();
+  lb.split = 1;
+  lb.le_first = true;
   bool first = true;
   for (int i : order) {
-    if (i == le_label && !le) continue;
-    out += first ? '{' : ',';
-    first = false;
     if (i == le_label) {
-      out += "le=\"";
-      out += *le;
-    } else {
-      out += names[static_cast<std::size_t>(i)];
-      out += "=\"";
-      append_escaped_label_value(out, values[static_cast<std::size_t>(i)]);
+      lb.le_first = first;
+      lb.split = first ? 1 : lb.text.size();
+      continue;
     }
-    out += '"';
+    lb.text += first ? '{' : ',';
+    first = false;
+    lb.text += names[static_cast<std::size_t>(i)];
+    lb.text += "=\"";
+    append_escaped_label_value(lb.text, values[static_cast<std::size_t>(i)]);
+    lb.text += '"';
   }
-  if (!first) out += '}';
+  if (!first) lb.text += '}';
+}
+
+// Appends the block with le="<le>" in its sorted place.
+void append_with_le(std::string& out, const label_block& lb, const std::string& le) {
+  if (lb.text.empty()) {
+    out += "{le=\"";
+    out += le;
+    out += "\"}";
+    return;
+  }
+  out.append(lb.text, 0, lb.split);
+  out += lb.le_first ? "le=\"" : ",le=\"";
+  out += le;
+  out += '"';
+  if (lb.le_first) out += ',';
+  out.append(lb.text, lb.split, std::string::npos);
 }
 
 }  // namespace
@@ -187,11 +207,40 @@ void append_uint(std::string& out, std::uint64_t v) {
 
 }  // namespace
 
-void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out) {
+void prepare_labels(const std::vector<family_snapshot>& families, prepared_labels& out) {
+  std::vector<int> order;
+  out.families.resize(families.size());
+  for (std::size_t fi = 0; fi < families.size(); ++fi) {
+    const family_snapshot& f = families[fi];
+    sort_labels(f, f.type == layout::metric_type::histogram, order);
+    auto& blocks = out.families[fi];
+    blocks.resize(f.series.size());
+    for (std::size_t i = 0; i < f.series.size(); ++i)
+      render_labels(blocks[i], f.label_names, order, f.series[i].label_values);
+  }
+}
+
+namespace {
+// The label block of series `i` of family `fi`: prepared, or rendered into `scratch`.
+const label_block& labels_of(const prepared_labels* prepared, std::size_t fi,
+                             const family_snapshot& f, std::size_t i, const std::vector<int>& order,
+                             label_block& scratch) {
+  if (prepared && fi < prepared->families.size() &&
+      prepared->families[fi].size() == f.series.size())
+    return prepared->families[fi][i];
+  render_labels(scratch, f.label_names, order, f.series[i].label_values);
+  return scratch;
+}
+}  // namespace
+
+void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out,
+                        const prepared_labels* prepared) {
   std::vector<int> order;
   std::vector<std::string> le_text;
   std::string name, sample;
-  for (const family_snapshot& f : families) {
+  label_block scratch;
+  for (std::size_t fi = 0; fi < families.size(); ++fi) {
+    const family_snapshot& f = families[fi];
     const bool hist = f.type == layout::metric_type::histogram;
     const bool info =
         f.type == layout::metric_type::info && f.name.size() > 5 && f.name.ends_with("_info");
@@ -227,10 +276,12 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
         le_text.push_back(format_float(b));
       le_text.push_back("+Inf");
     }
-    for (const series_snapshot& s : f.series) {
+    for (std::size_t i = 0; i < f.series.size(); ++i) {
+      const series_snapshot& s = f.series[i];
+      const label_block& lb = labels_of(prepared, fi, f, i, order, scratch);
       if (!hist) {
         out += sample;
-        append_labels(out, f.label_names, order, s.label_values, nullptr);
+        out += lb.text;
         out += ' ';
         if (info)
           out += '1';
@@ -242,20 +293,20 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
       for (std::size_t b = 0; b < le_text.size(); ++b) {
         out += name;
         out += "_bucket";
-        append_labels(out, f.label_names, order, s.label_values, &le_text[b]);
+        append_with_le(out, lb, le_text[b]);
         out += ' ';
         append_uint(out, b < s.buckets.size() ? s.buckets[b] : 0);
         out += '\n';
       }
       out += name;
       out += "_count";
-      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += lb.text;
       out += ' ';
       append_uint(out, s.count());
       out += '\n';
       out += name;
       out += "_sum";
-      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += lb.text;
       out += ' ';
       append_float(out, s.sum);
       out += '\n';
@@ -263,11 +314,14 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
   }
 }
 
-void encode_text(const std::vector<family_snapshot>& families, std::string& out) {
+void encode_text(const std::vector<family_snapshot>& families, std::string& out,
+                 const prepared_labels* prepared) {
   std::vector<int> order;
   std::vector<std::string> le_text;
   std::string name;
-  for (const family_snapshot& f : families) {
+  label_block scratch;
+  for (std::size_t fi = 0; fi < families.size(); ++fi) {
+    const family_snapshot& f = families[fi];
     const bool hist = f.type == layout::metric_type::histogram;
     name = f.name;
     if (f.type == layout::metric_type::counter) name += "_total";
@@ -292,10 +346,12 @@ void encode_text(const std::vector<family_snapshot>& families, std::string& out)
       le_text.push_back("+Inf");
     }
 
-    for (const series_snapshot& s : f.series) {
+    for (std::size_t i = 0; i < f.series.size(); ++i) {
+      const series_snapshot& s = f.series[i];
+      const label_block& lb = labels_of(prepared, fi, f, i, order, scratch);
       if (!hist) {
         out += name;
-        append_labels(out, f.label_names, order, s.label_values, nullptr);
+        out += lb.text;
         out += ' ';
         append_float(out, s.value);
         out += '\n';
@@ -304,20 +360,20 @@ void encode_text(const std::vector<family_snapshot>& families, std::string& out)
       for (std::size_t b = 0; b < le_text.size(); ++b) {
         out += name;
         out += "_bucket";
-        append_labels(out, f.label_names, order, s.label_values, &le_text[b]);
+        append_with_le(out, lb, le_text[b]);
         out += ' ';
         append_float(out, b < s.buckets.size() ? static_cast<double>(s.buckets[b]) : 0.0);
         out += '\n';
       }
       out += name;
       out += "_count";
-      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += lb.text;
       out += ' ';
       append_float(out, static_cast<double>(s.count()));
       out += '\n';
       out += name;
       out += "_sum";
-      append_labels(out, f.label_names, order, s.label_values, nullptr);
+      out += lb.text;
       out += ' ';
       append_float(out, s.sum);
       out += '\n';

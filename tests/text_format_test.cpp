@@ -210,3 +210,58 @@ TEST_CASE("prometheus_client's parser reads back the same values", "[text][pytho
   std::remove(file.c_str());
   std::remove(("/tmp/" + up.prefix + ".py").c_str());
 }
+
+TEST_CASE("le takes its sorted place among a histogram's labels, in both formats",
+          "[text][histogram]") {
+  auto hist = [](std::vector<std::string> names, std::vector<std::string> values) {
+    family_snapshot f;
+    f.name = "h";
+    f.help = "x";
+    f.type = layout::metric_type::histogram;
+    f.label_names = std::move(names);
+    f.bounds = {0.5};
+    series_snapshot s;
+    s.label_values = std::move(values);
+    s.buckets = {1, 3};
+    s.sum = 2;
+    f.series.push_back(s);
+    return std::vector<family_snapshot>{f};
+  };
+  struct {
+    std::vector<std::string> names, values;
+    const char* bucket0;  // the first bucket line's labels
+    const char* count;    // the _count line's labels
+  } cases[] = {
+      {{}, {}, "{le=\"0.5\"}", ""},
+      {{"model"}, {"m"}, "{le=\"0.5\",model=\"m\"}", "{model=\"m\"}"},
+      {{"b", "a"}, {"2", "1"}, "{a=\"1\",b=\"2\",le=\"0.5\"}", "{a=\"1\",b=\"2\"}"},
+      {{"z", "a"}, {"q\"", "1"}, "{a=\"1\",le=\"0.5\",z=\"q\\\"\"}", "{a=\"1\",z=\"q\\\"\"}"},
+  };
+  for (auto& c : cases) {
+    auto fams = hist(c.names, c.values);
+    std::string text, om;
+    encode_text(fams, text);
+    encode_openmetrics(fams, om);
+    CAPTURE(text, om);
+    CHECK(text.find(std::string("h_bucket") + c.bucket0 + " 1.0\n") != std::string::npos);
+    CHECK(text.find(std::string("h_count") + c.count + " 3.0\n") != std::string::npos);
+    CHECK(om.find(std::string("h_bucket") + c.bucket0 + " 1\n") != std::string::npos);
+    CHECK(om.find(std::string("h_sum") + c.count + " 2.0\n") != std::string::npos);
+    std::string inf = c.names.empty() ? "{le=\"+Inf\"}" : "";
+    if (!inf.empty()) CHECK(text.find("h_bucket" + inf + " 3.0\n") != std::string::npos);
+    // Labels prepared ahead print the same bytes; a family added after preparing too.
+    prepared_labels prepared;
+    prepare_labels(fams, prepared);
+    fams.push_back(hist({"y"}, {"late"})[0]);
+    fams.back().name = "late";
+    std::string text2, om2, text3, om3;
+    encode_text(fams, text2);
+    encode_openmetrics(fams, om2);
+    encode_text(fams, text3, &prepared);
+    encode_openmetrics(fams, om3, &prepared);
+    CHECK(text2.starts_with(text));
+    CHECK(text3 == text2);
+    CHECK(om3 == om2);
+    CHECK(text3.find("late_bucket{le=\"0.5\",y=\"late\"} 1.0\n") != std::string::npos);
+  }
+}

@@ -260,6 +260,49 @@ TEST_CASE("bad files are counted and skipped; good segments keep being served",
   CHECK(e.samples()["shmetrics_exporter_segment_errors_total{reason=\"bad_magic\"}"] == 1);
 }
 
+TEST_CASE("a segment that shrinks while served is reported; the others keep being served",
+          "[exporter][corrupt]") {
+  test::unique_prefix up;
+  writer good(up), victim(up);
+  good.run({"counter req_total a 2"});
+  victim.run({"counter req_total a 5", "counter other_total b 1"});
+  exporter e(up);
+  CHECK(e.samples()["req_total{k=\"a\"}"] == 7);
+  // Someone truncates the victim's file: reading its mapped pages would be SIGBUS.
+  REQUIRE(::truncate(victim.path.c_str(), 0) == 0);
+  for (int i = 0; i < 3; ++i) {
+    auto s = e.samples();
+    CHECK(s["req_total{k=\"a\"}"] == 7);  // the victim's last good values, not zeros
+    CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"shrunk\"}"] == 1);
+  }
+  good.run({"counter req_total a 1"});
+  CHECK(e.samples()["req_total{k=\"a\"}"] == 8);
+}
+
+TEST_CASE("segments owned by another user are refused unless allowed", "[exporter][security]") {
+  if (::geteuid() != 0) {
+    WARN("needs root to chown a segment to another user; skipped");
+    return;
+  }
+  test::unique_prefix up;
+  writer mine(up), planted(up);
+  mine.run({"counter req_total a 2"});
+  planted.run({"counter req_total a 1000"});
+  REQUIRE(::chown(planted.path.c_str(), 65534, 65534) == 0);
+  {
+    exporter e(up);
+    auto s = e.samples();
+    CHECK(s["req_total{k=\"a\"}"] == 2);
+    CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"foreign_owner\"}"] == 1);
+    CHECK(s["shmetrics_exporter_segments{state=\"invalid\"}"] == 1);
+    auto seg = e.get("/segments");
+    REQUIRE(seg);
+    CHECK(seg->body.find("owned by uid 65534") != std::string::npos);
+  }
+  exporter allowed(up, {"--shm.allow-other-users"});
+  CHECK(allowed.samples()["req_total{k=\"a\"}"] == 1002);
+}
+
 TEST_CASE("content negotiation, gzip, HEAD and the other endpoints", "[exporter][http]") {
   test::unique_prefix up;
   writer w(up);

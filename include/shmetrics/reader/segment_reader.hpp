@@ -6,11 +6,13 @@
 // published since the last call; values are re-read on every snapshot.
 #pragma once
 
+#include <cstddef>  // size_t
 #include <cstdint>  // sizes
 #include <deque>    // parsed records, stable addresses
 #include <string>   // path
 
 #include "../errc.hpp"
+#include "mapping_guard.hpp"
 #include "snapshot.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
@@ -35,8 +37,33 @@ class segment_reader {
   /// detail names the record).
   result<bool> refresh();
 
-  /// refresh(), then the values of every series, summed over shards.
+  /// refresh(), then the values of every series, summed over shards. Copies every
+  /// name and label: for repeated reads, refresh() + read_series() reuse storage.
   result<segment_snapshot> snapshot();
+
+  /// Records parsed so far (by refresh()). Stable: records are append-only, and a
+  /// reference stays valid for the reader's life.
+  std::size_t family_count() const noexcept { return families_.size(); }
+  std::size_t series_count() const noexcept { return series_.size(); }
+  /// Family `i`'s definition; its `series` is empty.
+  const family_snapshot& family(std::size_t i) const noexcept { return families_[i].shape; }
+  std::uint32_t series_family(std::size_t i) const noexcept { return series_[i].family; }
+  const std::vector<std::string>& series_labels(std::size_t i) const noexcept {
+    return series_[i].label_values;
+  }
+
+  /// The values of series `i` (< series_count()) summed over shards, into `out`'s
+  /// value, stamp_ns, buckets and sum; label_values is left alone. Allocates only when
+  /// `out.buckets` must grow. Reads the mapping without a size check: call damaged()
+  /// after a batch of reads.
+  void read_series(std::size_t i, series_snapshot& out) const;
+
+  /// Whether a read touched a page past the end of a file that shrank under it (the read
+  /// saw zeros there instead of dying of SIGBUS). Sticky; refresh() then fails `shrunk`.
+  bool damaged() const noexcept { return guard_.damaged(); }
+
+  /// Owner of the file when it was opened (the exporter refuses other users' segments).
+  std::uint32_t owner_uid() const noexcept { return uid_; }
 
   /// The header as of now (identity fields from open, hot fields re-read).
   segment_info info() const;
@@ -65,6 +92,7 @@ class segment_reader {
   };
 
   error corrupt(errc c, std::string what) const;
+  error shrunk_error() const;
   result<std::string> read_string(std::uint32_t off, std::uint32_t len, const char* what) const;
   result<bool> parse_family(std::uint32_t index);
   result<bool> parse_series(std::uint32_t index);
@@ -74,6 +102,8 @@ class segment_reader {
   const char* base_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint64_t dev_ = 0, ino_ = 0;
+  std::uint32_t uid_ = 0;
+  detail::mapping_guard guard_;
   layout::segment_header hdr_{};  // write-once part, copied at open
   std::deque<family_meta> families_;
   std::deque<series_meta> series_;
