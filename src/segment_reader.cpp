@@ -423,6 +423,29 @@ void segment_reader::read_series(std::size_t i, series_snapshot& s) const {
   }
 }
 
+result<bool> segment_reader::snapshot_into(segment_snapshot& snap) {
+  auto r = refresh();
+  if (!r) return r.error();
+  std::size_t have = 0;
+  for (const family_snapshot& f : snap.families)
+    have += f.series.size();
+  const bool rebuild = snap.families.size() != families_.size() || have != series_.size();
+  if (rebuild) {
+    auto fresh = snapshot();
+    if (!fresh) return fresh.error();
+    snap = std::move(*fresh);
+    return true;
+  }
+  snap.info = info();
+  cursor_.assign(families_.size(), 0);
+  for (std::size_t i = 0; i < series_.size(); ++i) {
+    const std::uint32_t f = series_[i].family;
+    read_series(i, snap.families[f].series[cursor_[f]++]);
+  }
+  if (damaged()) return shrunk_error();
+  return false;
+}
+
 result<segment_snapshot> segment_reader::snapshot() {
   auto r = refresh();
   if (!r) return r.error();

@@ -341,3 +341,36 @@ TEST_CASE("segment names are parsed strictly", "[discovery]") {
   REQUIRE(list->size() == 2);
   REQUIRE(list_segments("/nonexistent-dir", "x").code() == errc::open_failed);
 }
+
+TEST_CASE("snapshot_into reads values only until new records appear", "[reader]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  auto c = reg.add_counter({.name = "c", .help = "", .labels = {"k"}}).value();
+  auto h = reg.add_histogram({.name = "h", .help = "", .buckets = {1, 2}}).value();
+  auto a = c.with_labels({"a"}).value();
+  auto hh = h.with_labels({}).value();
+  a.add(2);
+  hh.observe(1.5);
+  auto rd = segment_reader::open(reg.path()).value();
+  segment_snapshot snap;
+  REQUIRE(rd.snapshot_into(snap).value() == true);  // first call: shape built
+  const auto* labels_before = snap.families[0].series[0].label_values.data();
+  a.add(3);
+  hh.observe(0.5);
+  REQUIRE(rd.snapshot_into(snap).value() == false);  // values only
+  CHECK(snap.families[0].series[0].label_values.data() == labels_before);
+  CHECK(snap.families[0].series[0].value == 5);
+  CHECK(snap.families[1].series[0].buckets == std::vector<std::uint64_t>{1, 2, 2});
+  c.with_labels({"b"}).value().add(7);  // a new series: the shape is rebuilt
+  REQUIRE(rd.snapshot_into(snap).value() == true);
+  auto fresh = rd.snapshot().value();
+  REQUIRE(snap.families.size() == fresh.families.size());
+  for (std::size_t f = 0; f < fresh.families.size(); ++f) {
+    REQUIRE(snap.families[f].series.size() == fresh.families[f].series.size());
+    for (std::size_t i = 0; i < fresh.families[f].series.size(); ++i) {
+      CHECK(snap.families[f].series[i].label_values == fresh.families[f].series[i].label_values);
+      CHECK(snap.families[f].series[i].value == fresh.families[f].series[i].value);
+      CHECK(snap.families[f].series[i].buckets == fresh.families[f].series[i].buckets);
+    }
+  }
+}

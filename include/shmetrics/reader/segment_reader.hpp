@@ -10,6 +10,7 @@
 #include <cstdint>  // sizes
 #include <deque>    // parsed records, stable addresses
 #include <string>   // path
+#include <vector>   // cursors
 
 #include "../errc.hpp"
 #include "mapping_guard.hpp"
@@ -40,6 +41,12 @@ class segment_reader {
   /// refresh(), then the values of every series, summed over shards. Copies every
   /// name and label: for repeated reads, refresh() + read_series() reuse storage.
   result<segment_snapshot> snapshot();
+
+  /// snapshot() for repeated reads: fills `snap`, reusing it. When `snap` is what the last
+  /// call left (pass the same object back, unmodified) and no record was published since,
+  /// only the values are read: no allocation. Returns true when the shape was rebuilt
+  /// (names and labels copied: the first call, and after new records).
+  result<bool> snapshot_into(segment_snapshot& snap);
 
   /// Records parsed so far (by refresh()). Stable: records are append-only, and a
   /// reference stays valid for the reader's life.
@@ -107,6 +114,7 @@ class segment_reader {
   layout::segment_header hdr_{};  // write-once part, copied at open
   std::deque<family_meta> families_;
   std::deque<series_meta> series_;
+  std::vector<std::uint32_t> cursor_;  // snapshot_into: next series per family
 };
 
 SHMETRICS_END_NAMESPACE
