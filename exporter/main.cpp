@@ -15,6 +15,8 @@
 
 #include "collector.hpp"
 #include "http.hpp"
+#include "server.hpp"
+#include "web_config.hpp"
 
 using namespace shmetrics::exporter;
 
@@ -29,8 +31,8 @@ const char* usage_text =
     "  --web.listen-address ADDR   address to listen on (default \":9400\"; \"127.0.0.1:0\" picks "
     "a port)\n"
     "  --web.telemetry-path PATH   path of the metrics endpoint (default \"/metrics\")\n"
-    "  --web.config.file FILE      TLS and basic auth (exporter-toolkit format): not supported "
-    "yet\n"
+    "  --web.config.file FILE      TLS, basic auth and headers (Prometheus exporter-toolkit "
+    "format)\n"
     "  --shm.dir DIR               directory of the segments (default \"/dev/shm\")\n"
     "  --shm.prefix NAME           segment name prefix (default \"shmetrics\")\n"
     "  --shm.gc-dead-after DUR     remove dead writers' segments after DUR (e.g. 30s, 5m; default "
@@ -77,6 +79,7 @@ std::atomic<bool> stop_requested{false};
 int main(int argc, char** argv) {
   server_options opt;
   collector_options copt;
+  std::string web_config_file;
   logger log;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
@@ -127,10 +130,7 @@ int main(int argc, char** argv) {
                         "\" must start with / and not be /, /healthz or /segments");
       opt.telemetry_path = v;
     } else if (a == "--web.config.file") {
-      return bad_flag(
-          "--web.config.file: TLS and basic auth are not supported yet; put the exporter behind a "
-          "proxy or "
-          "bind it to localhost");
+      web_config_file = v;
     } else if (a == "--shm.dir") {
       if (v.empty()) return bad_flag("--shm.dir: empty");
       copt.dir = v;
@@ -149,10 +149,24 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A bad web config is a bad flag value: one line naming the file and the key, exit 2.
+  web_config wcfg;
+  ssl_ctx_ptr tls;
+  if (!web_config_file.empty()) {
+    std::string err;
+    auto c = load_web_config(web_config_file, err);
+    if (c && c->tls) tls = make_ssl_ctx(*c->tls, web_config_file, err);
+    if (!c || (c->tls && !tls)) return bad_flag("--web.config.file " + err);
+    wcfg = std::move(*c);
+  }
+  basic_auth auth(wcfg.users);
+
   collector coll(copt, log);
-  httplib::Server server;
+  guarded_server server(connection_limits{}, std::move(tls));
   install_routes(server, coll, opt, log);
+  install_web_config(server, wcfg, auth, log);
   int port = bind_server(server, opt);
+  if (port >= 0) server.widen_backlog();
   if (port < 0) {
     log.log(log_level::error, "cannot listen",
             "address=" + logger::quote(opt.host + ":" + std::to_string(opt.port)) +
@@ -161,14 +175,15 @@ int main(int argc, char** argv) {
   }
   // Tests and scripts read this line to learn the port when it was 0.
   std::printf(
-      "listening on http://%s:%d%s\n",
+      "listening on %s://%s:%d%s\n", wcfg.tls ? "https" : "http",
       opt.host.find(':') != std::string::npos ? ("[" + opt.host + "]").c_str() : opt.host.c_str(),
       port, opt.telemetry_path.c_str());
   std::fflush(stdout);
   log.log(log_level::info, "listening",
           "address=" + logger::quote(opt.host + ":" + std::to_string(port)) +
-              " shm_dir=" + logger::quote(copt.dir) + " shm_prefix=" + logger::quote(copt.prefix) +
-              " version=" + SHMETRICS_VERSION_STRING);
+              " tls=" + (wcfg.tls ? "true" : "false") + " basic_auth_users=" +
+              std::to_string(wcfg.users.size()) + " shm_dir=" + logger::quote(copt.dir) +
+              " shm_prefix=" + logger::quote(copt.prefix) + " version=" + SHMETRICS_VERSION_STRING);
 
   // Stop cleanly on SIGTERM/SIGINT: a thread waits for the signal, then stops the server.
   sigset_t set;

@@ -1,0 +1,361 @@
+#include "server.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>  // min
+#include <cerrno>     // EAGAIN
+#include <climits>    // INT_MAX
+#include <csignal>    // SIGPIPE
+#include <cstring>    // memcpy
+
+namespace shmetrics::exporter {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Waits up to `timeout` for `events` on `fd`.
+bool wait_fd(int fd, short events, milliseconds timeout) {
+  auto until = clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<milliseconds>(until - clock::now());
+    if (left.count() < 0) return false;
+    pollfd p{fd, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r > 0) return true;
+    if (r == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+void endpoint(int fd, bool peer, std::string& ip, int& port) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  int r = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len)
+               : ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  char host[NI_MAXHOST], serv[NI_MAXSERV];
+  if (r != 0 || ::getnameinfo(reinterpret_cast<sockaddr*>(&a), len, host, sizeof host, serv,
+                              sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return;
+  ip = host;
+  port = std::atoi(serv);
+}
+
+// One connection, plain or TLS, on a non-blocking socket. Reads are buffered (cpp-httplib
+// reads request lines a byte at a time), limited by the request's deadline and byte budget.
+class conn_stream final : public httplib::Stream {
+ public:
+  conn_stream(int fd, SSL* ssl, const connection_limits& lim) : fd_(fd), ssl_(ssl), lim_(lim) {
+    begin_request();
+  }
+
+  void begin_request() {
+    deadline_ = clock::now() + lim_.request_timeout;
+    budget_ = lim_.max_request_bytes;
+  }
+
+  bool buffered() const { return off_ < len_ || (ssl_ && SSL_pending(ssl_) > 0); }
+
+  // The request ran past its deadline or byte budget. cpp-httplib then answers 400 and
+  // would keep the connection for the next request, which would start a fresh deadline:
+  // the connection must be closed instead.
+  bool overrun() const { return overrun_; }
+
+  bool is_readable() const override { return buffered() || wait_fd(fd_, POLLIN, read_wait()); }
+  bool is_writable() const override { return wait_fd(fd_, POLLOUT, lim_.io_timeout); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (off_ == len_) {
+      ssize_t r = fill();
+      if (r <= 0) return r;
+    }
+    std::size_t k = std::min(size, len_ - off_);
+    std::memcpy(ptr, buf_ + off_, k);
+    off_ += k;
+    return static_cast<ssize_t>(k);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    for (;;) {
+      short want;
+      if (ssl_) {
+        ERR_clear_error();
+        int r = SSL_write(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+        if (r > 0) return r;
+        int e = SSL_get_error(ssl_, r);
+        if (e == SSL_ERROR_WANT_WRITE)
+          want = POLLOUT;
+        else if (e == SSL_ERROR_WANT_READ)
+          want = POLLIN;
+        else
+          return -1;
+      } else {
+        ssize_t r = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        if (r >= 0) return r;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        want = POLLOUT;
+      }
+      if (!wait_fd(fd_, want, lim_.io_timeout)) return -1;  // a client that stopped reading
+    }
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    endpoint(fd_, true, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    endpoint(fd_, false, ip, port);
+  }
+  socket_t socket() const override { return fd_; }
+
+ private:
+  // How long the next read may wait: the per-read timeout, cut by the request's deadline.
+  milliseconds read_wait() const {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline_ - clock::now());
+    return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
+  }
+
+  // Refills the buffer: > 0 bytes, 0 at end of stream, -1 on error, timeout or budget spent.
+  ssize_t fill() {
+    off_ = len_ = 0;
+    if (budget_ == 0) {
+      overrun_ = true;
+      return -1;
+    }
+    std::size_t want = std::min(sizeof buf_, budget_);
+    for (;;) {
+      short ev;
+      ssize_t n;
+      if (ssl_) {
+        ERR_clear_error();
+        n = SSL_read(ssl_, buf_, static_cast<int>(want));
+        if (n <= 0) {
+          int e = SSL_get_error(ssl_, static_cast<int>(n));
+          if (e == SSL_ERROR_ZERO_RETURN) return 0;
+          if (e == SSL_ERROR_WANT_READ)
+            ev = POLLIN;
+          else if (e == SSL_ERROR_WANT_WRITE)
+            ev = POLLOUT;
+          else
+            return -1;
+        }
+      } else {
+        n = ::recv(fd_, buf_, want, 0);
+        if (n == 0) return 0;
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+          ev = POLLIN;
+        }
+      }
+      if (n > 0) {
+        len_ = static_cast<std::size_t>(n);
+        budget_ -= len_;
+        return n;
+      }
+      milliseconds w = read_wait();
+      if (w.count() <= 0 || !wait_fd(fd_, ev, w)) {  // too slow: drop it
+        overrun_ = true;
+        return -1;
+      }
+    }
+  }
+
+  int fd_;
+  SSL* ssl_;
+  const connection_limits& lim_;
+  clock::time_point deadline_;
+  std::size_t budget_ = 0;
+  bool overrun_ = false;
+  char buf_[4096];
+  std::size_t off_ = 0, len_ = 0;
+};
+
+bool tls_handshake(int fd, SSL* ssl, const connection_limits& lim) {
+  auto deadline = clock::now() + lim.request_timeout;
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_accept(ssl);
+    if (r == 1) return true;
+    int e = SSL_get_error(ssl, r);
+    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (ev == 0) return false;  // not TLS, or a failed handshake
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
+    if (left.count() <= 0 || !wait_fd(fd, ev, std::min(left, lim.io_timeout))) return false;
+  }
+}
+
+// A client speaking plain HTTP to the TLS port gets a readable 400, as from Go's servers,
+// instead of a handshake failure it cannot explain. A TLS record starts with 0x16; a
+// request line with an upper-case method.
+bool plain_http_on_tls(int fd, const connection_limits& lim) {
+  unsigned char first = 0;
+  if (!wait_fd(fd, POLLIN, lim.io_timeout) || ::recv(fd, &first, 1, MSG_PEEK) != 1) return false;
+  if (first < 'A' || first > 'Z') return false;
+  static const char reply[] =
+      "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+  [[maybe_unused]] ssize_t n = ::send(fd, reply, sizeof reply - 1, MSG_NOSIGNAL);
+  // Read what the client sent before closing: closing with unread bytes sends a reset,
+  // which can destroy the reply before the client reads it.
+  ::shutdown(fd, SHUT_WR);
+  char sink[4096];
+  for (int i = 0; i < 16 && wait_fd(fd, POLLIN, milliseconds(100)); ++i)
+    if (::recv(fd, sink, sizeof sink, 0) <= 0) break;
+  return true;
+}
+
+}  // namespace
+
+elastic_pool::elastic_pool(std::size_t max_threads, std::chrono::milliseconds idle)
+    : max_threads_(std::max<std::size_t>(max_threads, 1)), idle_timeout_(idle) {}
+
+elastic_pool::~elastic_pool() {
+  shutdown();
+}
+
+void elastic_pool::reap_locked() {
+  for (auto id : exited_) {
+    auto it = threads_.find(id);
+    if (it == threads_.end()) continue;
+    it->second.join();  // it has left work(): nothing more to wait for
+    threads_.erase(it);
+  }
+  exited_.clear();
+}
+
+void elastic_pool::enqueue(std::function<void()> fn) {
+  std::unique_lock<std::mutex> lk(mu_);
+  reap_locked();
+  jobs_.push_back(std::move(fn));
+  if (idle_ < jobs_.size() && threads_.size() < max_threads_) {
+    std::thread t([this] { work(); });
+    auto id = t.get_id();
+    threads_.emplace(id, std::move(t));
+  }
+  lk.unlock();
+  cv_.notify_one();
+}
+
+void elastic_pool::work() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    ++idle_;
+    bool woken = cv_.wait_for(lk, idle_timeout_, [this] { return !jobs_.empty() || shutdown_; });
+    --idle_;
+    if (jobs_.empty()) {
+      if (shutdown_ || !woken) break;
+      continue;
+    }
+    auto fn = std::move(jobs_.front());
+    jobs_.pop_front();
+    lk.unlock();
+    fn();
+    fn = nullptr;
+    lk.lock();
+  }
+  exited_.push_back(std::this_thread::get_id());
+}
+
+void elastic_pool::shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+  for (;;) {
+    std::thread t;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (threads_.empty()) break;
+      t = std::move(threads_.begin()->second);
+      threads_.erase(threads_.begin());
+    }
+    t.join();
+  }
+}
+
+guarded_server::guarded_server(connection_limits limits, ssl_ctx_ptr tls)
+    : limits_(limits), tls_(std::move(tls)) {
+  std::signal(SIGPIPE, SIG_IGN);  // SSL_write writes with write(2): a gone client must not kill us
+  std::size_t n = limits_.max_connections;
+  new_task_queue = [n] { return new elastic_pool(n); };
+  set_keep_alive_max_count(limits_.keep_alive_max_requests);
+  set_keep_alive_timeout(limits_.keep_alive_timeout.count());
+}
+
+bool guarded_server::widen_backlog(int backlog) {
+  return svr_sock_ != INVALID_SOCKET && ::listen(svr_sock_, backlog) == 0;
+}
+
+bool guarded_server::wait_for_request(int fd) const {
+  auto until = clock::now() + limits_.keep_alive_timeout;
+  // In short slices, so that stop() is not held up by idle keep-alive connections.
+  while (svr_sock_ != INVALID_SOCKET && clock::now() < until)
+    if (wait_fd(fd, POLLIN, milliseconds(100))) return true;
+  return false;
+}
+
+bool guarded_server::process_and_close_socket(socket_t sock) {
+  ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+  SSL* ssl = nullptr;
+  bool ok = true;
+  if (tls_ && plain_http_on_tls(sock, limits_)) {
+    ok = false;
+  } else if (tls_) {
+    ssl = SSL_new(tls_.get());
+    ok = ssl && SSL_set_fd(ssl, sock) == 1 && tls_handshake(sock, ssl, limits_);
+  }
+  bool ret = false;
+  if (ok) {
+    conn_stream s(sock, ssl, limits_);
+    for (std::size_t left = limits_.keep_alive_max_requests;
+         left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
+      if (!s.buffered() && !wait_for_request(sock)) break;
+      s.begin_request();
+      bool closed = false;
+      ret = process_request(s, left == 1, closed, [ssl](httplib::Request& r) { r.ssl = ssl; });
+      if (!ret || closed || s.overrun()) break;
+    }
+  }
+  if (ssl) {
+    if (ok) {
+      ERR_clear_error();
+      SSL_shutdown(ssl);  // a close_notify, best effort: the socket is closed right after
+    }
+    SSL_free(ssl);
+  }
+  ERR_clear_error();  // OpenSSL's error queue is per thread: leave nothing for the next job
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return ret;
+}
+
+void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
+                        logger& log) {
+  httplib::Headers headers;
+  for (const auto& [k, v] : cfg.headers)
+    headers.emplace(k, v);
+  server.set_default_headers(std::move(headers));
+  if (!auth.enabled()) return;
+  server.set_pre_routing_handler(
+      [&auth, &log](const httplib::Request& req, httplib::Response& res) {
+        if (auth.check(req.get_header_value("Authorization")))
+          return httplib::Server::HandlerResponse::Unhandled;
+        // Who asked, never what they sent: the header holds the password.
+        log.log_limited(
+            log_level::info, "unauthorized", "unauthorized request",
+            "remote=" + logger::quote(req.remote_addr) + " path=" + logger::quote(req.path));
+        res.status = 401;
+        res.set_header("WWW-Authenticate", "Basic");
+        res.set_content("Unauthorized\n", "text/plain; charset=utf-8");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+}
+
+}  // namespace shmetrics::exporter

@@ -1,0 +1,73 @@
+// shmetrics-exporter: --web.config.file in the Prometheus exporter-toolkit format (TLS,
+// basic auth with bcrypt hashes, extra response headers), and the basic-auth check.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstddef>   // cache bound
+#include <map>       // users
+#include <memory>    // SSL_CTX owner
+#include <mutex>     // cache, one bcrypt at a time
+#include <optional>  // load result
+#include <set>       // cache
+#include <string>    // keys
+#include <utility>   // header pairs
+#include <vector>    // headers
+
+namespace shmetrics::exporter {
+
+struct tls_settings {
+  std::string cert_file, key_file;
+  std::string cert, key;  // inline PEM (`cert`, `key`); the key is a secret: never logged
+  std::string client_auth_type = "NoClientCert";
+  std::string client_ca_file;
+  int min_version = TLS1_2_VERSION;
+  int max_version = 0;  // 0: the newest OpenSSL has (TLS 1.3)
+  bool prefer_server_cipher_suites = true;
+};
+
+struct web_config {
+  std::optional<tls_settings> tls;                           // set when a certificate is configured
+  std::map<std::string, std::string> users;                  // user -> bcrypt hash
+  std::vector<std::pair<std::string, std::string>> headers;  // added to every response
+};
+
+/// Reads and checks `path`. On error returns nullopt and sets `err` to one line that
+/// names the file and the key at fault (never a secret's value).
+std::optional<web_config> load_web_config(const std::string& path, std::string& err);
+
+struct ssl_ctx_free {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, ssl_ctx_free>;
+
+/// A server SSL_CTX with the certificate, key, client-auth policy and versions of `tls`;
+/// null with `err` naming the file and key on failure (a missing file, a key that does not
+/// match the certificate).
+ssl_ctx_ptr make_ssl_ctx(const tls_settings& tls, const std::string& path, std::string& err);
+
+/// HTTP basic auth against bcrypt hashes (libxcrypt's crypt_rn). bcrypt is slow on
+/// purpose (~50 ms at cost 10), so a verified (user, password) is remembered, as the
+/// exporter-toolkit does: by an HMAC-SHA-256 under a per-process random key, never the
+/// password itself. Unremembered checks run one at a time so that a flood of wrong
+/// passwords costs one core at most.
+class basic_auth {
+ public:
+  explicit basic_auth(std::map<std::string, std::string> users);
+  bool enabled() const { return !users_.empty(); }
+  /// True when `authorization` ("Basic base64(user:password)") names a configured user
+  /// with the right password.
+  bool check(const std::string& authorization);
+
+ private:
+  std::string cache_key(const std::string& user, const std::string& hash,
+                        const std::string& password) const;
+  std::map<std::string, std::string> users_;
+  unsigned char hmac_key_[32];
+  std::mutex cache_mu_;
+  std::set<std::string> verified_;
+  std::mutex bcrypt_mu_;
+  static constexpr std::size_t max_cached = 256;
+};
+
+}  // namespace shmetrics::exporter
