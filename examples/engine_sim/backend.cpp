@@ -121,6 +121,31 @@ bool backend::init(std::string& err) {
     return true;
   }
 
+  if (opt_.pipeline == pipeline_kind::diffusion) {
+    // vLLM-Omni serving a diffusion model: one diffusion stage, its replicas, the Omni
+    // pipeline and diffusion / image families (extended), and no vllm:* family at all.
+    auto* reg = new_registry();
+    if (!reg) return false;
+    shmetrics::omni_options oo;
+    oo.model_name = opt_.served_model_name;
+    oo.log_stats = opt_.stats();
+    oo.extended_families = true;
+    oo.stages = {{opt_.replicas[0], shmetrics::stage_kind::diffusion}};
+    auto om = shmetrics::omni_metrics::create(*reg, cat_, oo);
+    if (!om) {
+      err = om.error().message();
+      return false;
+    }
+    omni_.emplace(std::move(*om));
+    diffusion_config dc;
+    dc.replicas = opt_.replicas[0];
+    dc.default_steps = opt_.num_inference_steps;
+    dc.time_scale = e.time_scale;
+    diffusion_ =
+        std::make_unique<diffusion_pipeline>(dc, &*omni_, opt_.served_model_name, opt_.stats());
+    return true;
+  }
+
   auto* reg = new_registry();
   if (!reg) return false;
   shmetrics::omni_options oo;
@@ -176,6 +201,7 @@ bool backend::init(std::string& err) {
 }
 
 backend::~backend() {
+  diffusion_.reset();  // its workers record into omni_
   stop_ = true;
   if (gauges_.joinable()) gauges_.join();
   for (auto& v : vocoders_) {

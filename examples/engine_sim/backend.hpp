@@ -23,6 +23,7 @@
 #include <shmetrics/catalog/pipeline_stats.hpp>
 #include <shmetrics/catalog/vllm_metrics.hpp>
 
+#include "diffusion.hpp"
 #include "engine.hpp"
 #include "openai.hpp"
 #include "options.hpp"
@@ -42,6 +43,8 @@ class backend {
   const options& opts() const noexcept { return opt_; }
   const std::string& vllm_version() const noexcept { return cat_.vllm_version(); }
   std::vector<std::string> segment_paths() const;
+  /// --pipeline diffusion: the image pipeline (the text endpoints are not served).
+  diffusion_pipeline* diffusion() noexcept { return diffusion_.get(); }
 
  private:
   struct vocoder {  // one code2wav replica: a worker and its queue
@@ -74,6 +77,7 @@ class backend {
   shmetrics::pipeline_stats log_{shmetrics::stats_scope::online};
   std::atomic<bool> stop_{false};
   std::thread gauges_;
+  std::unique_ptr<diffusion_pipeline> diffusion_;  // after omni_: stopped before it goes
 };
 
 }  // namespace engine_sim

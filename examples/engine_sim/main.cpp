@@ -4,26 +4,33 @@
 //   shmetrics-exporter --shm.prefix demo     # serves vllm:* to Prometheus
 //
 // The first stdout line is `listening on http://HOST:PORT`. See docs/engine-sim.md.
-#include <atomic>   // request ids
-#include <chrono>   // created, waits
-#include <csignal>  // SIGINT / SIGTERM
-#include <cstdio>   // printf
-#include <memory>   // backend
-#include <string>   // bodies
-#include <thread>   // signal watcher
+#include <atomic>  // request ids
+#include <chrono>  // created, waits
+#include <cstdio>  // printf
+#include <memory>  // backend
+#include <string>  // bodies
+#include <thread>  // listener
+#include <vector>  // API-server processes
+
+#include <pthread.h>   // pthread_sigmask
+#include <signal.h>    // sigwait
+#include <spawn.h>     // API-server processes
+#include <sys/wait.h>  // waitpid
+#include <unistd.h>    // pipe
 
 #include <httplib.h>
 
+#include "api_server.hpp"
 #include "backend.hpp"
+#include "lifecycle.hpp"
 #include "openai.hpp"
 #include "tokenizer.hpp"
+
+extern char** environ;
 
 namespace {
 
 using namespace engine_sim;
-
-httplib::Server* g_server = nullptr;
-std::atomic<bool> g_stop{false};
 
 std::string finish_name(shmetrics::finish_reason r) {
   return std::string(shmetrics::finish_reason_names[static_cast<std::size_t>(r)]);
@@ -41,12 +48,17 @@ struct reply {
   std::vector<std::size_t> sent;  // per choice: tokens already streamed
   bool role_sent = false;
   bool aborted = false;
+  lifecycle::reply_token token;  // main() waits for every reply before it stops
 
   // Called by httplib until it returns false or the sink is done.
   bool pump(httplib::DataSink& sink) {
-    if (g_stop) {  // shutting down: end the connection, so the worker pool can join
-      cancel();
-      return false;
+    if (lifecycle::stopping) {
+      // Shutting down: end the response properly; the engines abort the request when
+      // they stop.
+      auto tail = lifecycle::shutdown_tail(in.stream ? "text/event-stream" : "application/json");
+      if (!sink.write(tail.data(), tail.size())) return false;
+      sink.done();
+      return true;
     }
     std::vector<std::pair<std::size_t, std::string>> deltas;
     bool complete = false;
@@ -103,7 +115,8 @@ struct reply {
     return false;
   }
   void cancel() {
-    if (!aborted) be->abort(r);
+    lifecycle::use u;
+    if (!aborted && u.ok()) be->abort(r);  // after stopping, the engines abort it
     aborted = true;
   }
 
@@ -134,8 +147,15 @@ void send_error(httplib::Response& res, const api_error& e) {
 void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
                      httplib::Response& res) {
   static std::atomic<std::uint64_t> next_id{0};
+  lifecycle::use u;
+  if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
   double arrival = engine::now();
   const auto& o = be.opts();
+  if (be.diffusion())
+    return send_error(res, {400,
+                            "The model `" + o.served_model_name +
+                                "` generates images: use POST /v1/images/generations",
+                            "model"});
   auto rep = std::make_shared<reply>();
   rep->be = &be;
   rep->kind = kind;
@@ -180,32 +200,170 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
       });
 }
 
-void on_signal(int) {
-  g_stop = true;
+// An images response: whitespace every 100 ms while the job runs (JSON allows it, and a
+// write is how a client that went away is noticed), then the JSON.
+struct image_reply {
+  diffusion_pipeline* dp = nullptr;
+  std::shared_ptr<image_job> j;
+  long created = 0;
+  bool aborted = false;
+  lifecycle::reply_token token;
+
+  bool pump(httplib::DataSink& sink) {
+    if (lifecycle::stopping) {
+      std::string tail = lifecycle::shutdown_error;
+      if (!sink.write(tail.data(), tail.size())) return false;
+      sink.done();
+      return true;
+    }
+    bool complete = false;
+    shmetrics::finish_reason why = shmetrics::finish_reason::stop;
+    std::vector<std::string> images;
+    {
+      std::unique_lock lk(j->m);
+      j->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return j->complete; });
+      complete = j->complete;
+      if (complete) {
+        why = j->reason;
+        images.swap(j->b64_pngs);
+      }
+    }
+    if (!complete) return send(sink, " ");
+    // Only a shutdown ends a job that this client still waits for without images.
+    std::string body = why == shmetrics::finish_reason::stop
+                           ? images_response_json(created, images)
+                           : std::string(lifecycle::shutdown_error);
+    if (!send(sink, body)) return false;
+    sink.done();
+    return true;
+  }
+  bool send(httplib::DataSink& sink, const std::string& s) {
+    if (sink.write(s.data(), s.size())) return true;
+    cancel();
+    return false;
+  }
+  void cancel() {
+    lifecycle::use u;
+    if (!aborted && u.ok()) dp->abort(j);
+    aborted = true;
+  }
+};
+
+void handle_images(backend& be, const httplib::Request& req, httplib::Response& res) {
+  static std::atomic<std::uint64_t> next_id{0};
+  lifecycle::use u;
+  if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+  double arrival = engine::now();
+  image_request in;
+  api_error err;
+  if (!parse_image_request(req.body, in, err)) return send_error(res, err);
+  if (!in.model.empty() && in.model != be.opts().served_model_name)
+    return send_error(res, {404, "The model `" + in.model + "` does not exist.", "model"});
+  char id[40];
+  std::snprintf(id, sizeof id, "img-%016llx",
+                static_cast<unsigned long long>(next_id.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+  auto rep = std::make_shared<image_reply>();
+  rep->dp = be.diffusion();
+  rep->created = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+  rep->j = rep->dp->submit(std::move(in), id, arrival);
+  res.set_chunked_content_provider(
+      "application/json", [rep](std::size_t, httplib::DataSink& sink) { return rep->pump(sink); },
+      [rep](bool success) {
+        if (!success) rep->cancel();
+      });
+}
+
+// An API-server process (--api-server-count > 1): spawned from this executable, its
+// stdout on a pipe that brings back its "listening on" and "writing" lines.
+struct api_process {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+  std::string line() {
+    char buf[4096];
+    if (!out || !std::fgets(buf, sizeof buf, out)) return {};
+    std::string s(buf);
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+};
+
+bool spawn_api_server(int argc, char** argv, std::vector<std::string> extra, api_process& p) {
+  int fds[2];
+  if (::pipe(fds) != 0) return false;
+  std::vector<std::string> args(argv, argv + argc);
+  args.insert(args.end(), extra.begin(), extra.end());  // later flags win
+  std::vector<char*> cargs;
+  for (auto& a : args)
+    cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  int rc = posix_spawn(&p.pid, "/proc/self/exe", &fa, nullptr, cargs.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    return false;
+  }
+  p.out = ::fdopen(fds[0], "r");
+  return true;
+}
+
+/// Reaps the API servers (already sent SIGTERM); SIGKILL for any still there at `until`.
+void reap(std::vector<api_process>& procs, std::chrono::steady_clock::time_point until) {
+  for (auto& p : procs) {
+    while (p.pid > 0) {
+      int st = 0;
+      if (::waitpid(p.pid, &st, WNOHANG) == p.pid) {
+        p.pid = -1;
+      } else if (std::chrono::steady_clock::now() >= until) {
+        ::kill(p.pid, SIGKILL);
+        ::waitpid(p.pid, &st, 0);
+        p.pid = -1;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    if (p.out) std::fclose(p.out);
+    p.out = nullptr;
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   options opt = parse_options(argc, argv);
+  // SIGINT / SIGTERM are taken by sigwait() below: blocked before any thread starts, so
+  // every thread inherits the mask and none is interrupted.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  if (opt.api_server_rank >= 0) return run_api_server(opt, sigs);
+
   std::string err;
   auto be = backend::create(opt, err);
   if (!be) {
     std::fprintf(stderr, "shmetrics-engine-sim: %s\n", err.c_str());
     return 1;
   }
+  backend* bp = be.get();  // the handlers check lifecycle::use before they touch it
 
   httplib::Server svr;
-  g_server = &svr;
   // Streaming requests hold a worker each, as long as they stream.
   svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
   svr.set_tcp_nodelay(true);
   svr.set_keep_alive_max_count(1000);
   const std::string model = opt.served_model_name;
+  const std::string version = be->vllm_version() + ".0+shmetrics.sim";
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
   svr.Get("/version", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content("{\"version\":" + json_string(be->vllm_version() + ".0+shmetrics.sim") + "}",
-                    "application/json");
+    res.set_content("{\"version\":" + json_string(version) + "}", "application/json");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"object\":\"list\",\"data\":[{\"id\":" + json_string(model) +
@@ -215,37 +373,94 @@ int main(int argc, char** argv) {
                     "application/json");
   });
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(*be, api_kind::completion, req, res);
+    handle_generate(*bp, api_kind::completion, req, res);
   });
   svr.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(*be, api_kind::chat, req, res);
+    handle_generate(*bp, api_kind::chat, req, res);
   });
+  if (be->diffusion())
+    svr.Post("/v1/images/generations", [&](const httplib::Request& req, httplib::Response& res) {
+      handle_images(*bp, req, res);
+    });
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.status == 404 && res.body.empty())
       res.set_content(error_body({404, "Not Found", {}}), "application/json");
   });
 
-  int port = opt.port == 0 ? svr.bind_to_any_port(opt.host) : opt.port;
-  if (opt.port != 0 && !svr.bind_to_port(opt.host, opt.port)) port = -1;
+  // With API-server processes in front, this process is the engine: it listens on a
+  // private loopback port and the API servers share the public one.
+  const bool fronted = opt.api_server_count > 1;
+  const std::string host = fronted ? "127.0.0.1" : opt.host;
+  int port = -1;
+  if (fronted || opt.port == 0)
+    port = svr.bind_to_any_port(host);
+  else if (svr.bind_to_port(host, opt.port))
+    port = opt.port;
   if (port <= 0) {
-    std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d\n", opt.host.c_str(),
-                 opt.port);
+    std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d\n", host.c_str(), opt.port);
     return 1;
   }
-  std::printf("listening on http://%s:%d\n", opt.host.c_str(), port);
-  for (auto& p : be->segment_paths())
-    std::printf("writing %s\n", p.c_str());
-  std::fflush(stdout);
-
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  std::thread watcher([&] {
-    while (!g_stop)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    svr.stop();
+  std::atomic<bool> listener_done{false};
+  std::thread listener([&] {
+    svr.listen_after_bind();
+    listener_done = true;
   });
-  svr.listen_after_bind();
-  g_stop = true;
-  watcher.join();
-  return 0;
+
+  std::vector<api_process> procs;
+  std::vector<std::string> segments = be->segment_paths();
+  int public_port = port;
+  bool started = true;
+  for (std::uint32_t k = 0; fronted && k < opt.api_server_count && started; ++k) {
+    // Rank 0 takes --port (0: a free one); the others join it (SO_REUSEPORT, which
+    // cpp-httplib sets on every listening socket): the kernel spreads connections.
+    api_process p;
+    started = spawn_api_server(argc, argv,
+                               {"--internal.api-server-rank=" + std::to_string(k),
+                                "--internal.engine-port=" + std::to_string(port),
+                                "--port=" + std::to_string(k == 0 ? opt.port : public_port)},
+                               p);
+    if (!started) break;
+    procs.push_back(p);
+    std::string first = p.line();
+    auto colon = first.rfind(':');
+    started = first.starts_with("listening on ") && colon != std::string::npos;
+    if (!started) break;
+    if (k == 0) public_port = std::atoi(first.c_str() + colon + 1);
+    std::string seg = p.line();  // an API server prints exactly these two lines
+    started = seg.starts_with("writing ");
+    if (started) segments.push_back(seg.substr(8));
+  }
+  if (started) {
+    std::printf("listening on http://%s:%d\n", opt.host.c_str(), public_port);
+    for (auto& s : segments)
+      std::printf("writing %s\n", s.c_str());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+  } else {
+    std::fprintf(stderr, "shmetrics-engine-sim: an API server process did not start\n");
+  }
+
+  // Shutdown, at most ~2 s: the API servers first (they end their clients' responses
+  // and exit), then every response of this process ends at its next write, then the
+  // listener stops, then the engines stop (aborting what they hold) and the segments
+  // are unlinked.
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  for (auto& p : procs)
+    ::kill(p.pid, SIGTERM);
+  lifecycle::stopping = true;
+  reap(procs, until);
+  lifecycle::drain(lifecycle::active_replies, until);
+  svr.stop();
+  lifecycle::drain(lifecycle::backend_users, until + std::chrono::milliseconds(300));
+  be.reset();
+  // Idle keep-alive connections keep a worker in cpp-httplib's keep-alive wait (up to
+  // 5 s) with no way to interrupt it; everything that matters is done, so leave then.
+  for (int i = 0; i < 40 && !listener_done; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (!listener_done) std::_Exit(started ? 0 : 1);
+  listener.join();
+  return started ? 0 : 1;
 }

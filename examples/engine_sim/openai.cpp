@@ -167,6 +167,63 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
   return true;
 }
 
+bool parse_image_request(std::string_view body, image_request& out, api_error& err) {
+  out = {};
+  dom::parser parser;
+  dom::element doc;
+  if (auto e = parser.parse(body.data(), body.size()).get(doc))
+    return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
+  dom::object obj;
+  if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
+  dom::element v;
+  if (!obj["model"].get(v) && !v.is_null()) {
+    std::string_view m;
+    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
+    out.model = m;
+  }
+  std::string_view prompt;
+  if (obj["prompt"].get(v) || v.get_string().get(prompt) || prompt.empty())
+    return fail(err, "prompt is required and must be a non-empty string", "prompt");
+  out.prompt = prompt;
+  if (!get_uint(obj, "n", 1, 10, out.n, nullptr, err)) return false;
+  if (!get_uint(obj, "num_inference_steps", 1, 1000, out.steps, nullptr, err)) return false;
+  if (!obj["size"].get(v) && !v.is_null()) {
+    std::string_view size;
+    unsigned w = 0, h = 0;
+    char tail = 0;
+    std::string sz;
+    if (!v.get_string().get(size)) sz = size;
+    if (sz.empty() || std::sscanf(sz.c_str(), "%ux%u%c", &w, &h, &tail) != 2 || w < 16 || h < 16 ||
+        w > 2048 || h > 2048 || w % 16 || h % 16)
+      return fail(err,
+                  "size must be \"WIDTHxHEIGHT\" with each side a multiple of 16 between 16 "
+                  "and 2048, e.g. \"1024x1024\"",
+                  "size");
+    out.width = w;
+    out.height = h;
+  }
+  if (!obj["response_format"].get(v) && !v.is_null()) {
+    std::string_view f;
+    if (v.get_string().get(f) || (f != "b64_json" && f != "url"))
+      return fail(err, "response_format must be \"b64_json\"", "response_format");
+    if (f == "url")
+      return fail(err,
+                  "response_format \"url\" is not supported: this server does not host "
+                  "images; ask for \"b64_json\" and decode the PNG from the response",
+                  "response_format");
+  }
+  return true;
+}
+
+std::string images_response_json(long created, const std::vector<std::string>& b64_pngs) {
+  std::string o = "{\"created\":" + std::to_string(created) + ",\"data\":[";
+  for (std::size_t i = 0; i < b64_pngs.size(); ++i) {
+    if (i) o += ",";
+    o += "{\"b64_json\":\"" + b64_pngs[i] + "\",\"revised_prompt\":null}";
+  }
+  return o + "]}";
+}
+
 std::string json_string(std::string_view s) {
   std::string o = "\"";
   for (char c : s) {
@@ -200,7 +257,9 @@ std::string json_string(std::string_view s) {
 }
 
 std::string error_body(const api_error& e) {
-  const char* type = e.status == 404 ? "NotFoundError" : "BadRequestError";
+  const char* type = e.status == 404   ? "NotFoundError"
+                     : e.status == 503 ? "ServiceUnavailableError"
+                                       : "BadRequestError";
   return "{\"error\":{\"message\":" + json_string(e.message) + ",\"type\":\"" + type +
          "\",\"param\":" + (e.param.empty() ? std::string("null") : json_string(e.param)) +
          ",\"code\":" + std::to_string(e.status) + "}}";

@@ -25,6 +25,16 @@ struct api_request {
   bool audio = false;  ///< "audio" in modalities
 };
 
+/// A validated POST /v1/images/generations body (OpenAI's, plus vLLM-Omni's
+/// num_inference_steps).
+struct image_request {
+  std::string model;  ///< empty: not given
+  std::string prompt;
+  std::uint32_t n = 1;
+  std::uint32_t width = 1024, height = 1024;
+  std::uint32_t steps = 0;  ///< num_inference_steps; 0: the model's default
+};
+
 /// A client error: HTTP status and an OpenAI error body.
 struct api_error {
   int status = 400;
@@ -35,6 +45,12 @@ struct api_error {
 /// Parses `body`; on failure returns false and fills `err` (always status 400 here;
 /// the model check, 404, is the server's).
 bool parse_request(api_kind kind, std::string_view body, api_request& out, api_error& err);
+
+/// Parses an images request; sizes must be multiples of 16 in [16, 2048] (a diffusion
+/// transformer's latent patches), `response_format` only `b64_json`.
+bool parse_image_request(std::string_view body, image_request& out, api_error& err);
+/// The images response: `{"created", "data": [{"b64_json"}...]}`.
+std::string images_response_json(long created, const std::vector<std::string>& b64_pngs);
 
 /// `{"error": {"message", "type", "param", "code"}}`, as OpenAI and vLLM send it.
 std::string error_body(const api_error& e);

@@ -15,12 +15,16 @@ into shared memory (serve them with shmetrics-exporter).
 
   --host ADDR                      listen address (127.0.0.1)
   --port N                         listen port, 0 = any free port (8000)
-  --model NAME                     model name (Qwen/Qwen2.5-7B-Instruct, omni: Qwen/Qwen3-Omni-30B-A3B-Instruct)
+  --model NAME                     model name (llm: Qwen/Qwen2.5-7B-Instruct, omni: Qwen/Qwen3-Omni-30B-A3B-Instruct,
+                                   diffusion: Tongyi-MAI/Z-Image-Turbo)
   --served-model-name NAME         name in the API and the model_name label (--model)
-  --pipeline omni|llm              Qwen3-Omni-like 3-stage pipeline, or a plain vLLM engine (omni)
-  --replicas A,B,C                 omni: replicas of thinker, talker, code2wav (1,1,1)
+  --pipeline omni|llm|diffusion    Qwen3-Omni-like 3-stage pipeline, a plain vLLM engine, or a
+                                   Z-Image-like text-to-image model (omni)
+  --replicas A,B,C | N             omni: replicas of thinker, talker, code2wav (1,1,1);
+                                   diffusion: replicas of the diffusion stage (1)
+  --num-inference-steps N          diffusion: steps when a request gives none (8)
   --data-parallel-size N           llm: engines, each with its own segment (1)
-  --api-server-count N             accepted for compatibility; only 1 is simulated
+  --api-server-count N             API-server processes sharing --port, each with its own segment (1)
   --log-stats / --disable-log-stats  metrics on / off (llm: on, omni: off, as upstream)
   --max-num-seqs N                 (256)
   --max-num-batched-tokens N       (2048)
@@ -49,7 +53,8 @@ std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  if (out.size() != 3) p.fail("invalid value for --replicas: " + v + " (want A,B,C)");
+  if (out.size() != 3 && out.size() != 1)
+    p.fail("invalid value for --replicas: " + v + " (want A,B,C, or N for diffusion)");
   return out;
 }
 
@@ -57,6 +62,7 @@ std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
 
 options parse_options(int argc, char** argv) {
   options o;
+  bool replicas_set = false;
   flag_parser p("shmetrics-engine-sim", argc, argv);
   auto& e = o.engine;
   while (p.next()) {
@@ -81,14 +87,23 @@ options parse_options(int argc, char** argv) {
         o.pipeline = pipeline_kind::llm;
       else if (v == "omni")
         o.pipeline = pipeline_kind::omni;
+      else if (v == "diffusion")
+        o.pipeline = pipeline_kind::diffusion;
       else
-        p.fail("invalid value for --pipeline: " + v + " (llm or omni)");
+        p.fail("invalid value for --pipeline: " + v + " (llm, omni or diffusion)");
     } else if (p.is("--replicas")) {
       o.replicas = parse_replicas(p);
+      replicas_set = true;
+    } else if (p.is("--num-inference-steps")) {
+      o.num_inference_steps = static_cast<std::uint32_t>(p.uint(1, 1000));
     } else if (p.is("--data-parallel-size") || p.is("-dp")) {
       o.data_parallel_size = static_cast<std::uint32_t>(p.uint(1, 64));
     } else if (p.is("--api-server-count")) {
-      o.api_server_count = static_cast<std::uint32_t>(p.uint(1, 1));
+      o.api_server_count = static_cast<std::uint32_t>(p.uint(1, 64));
+    } else if (p.is("--internal.api-server-rank")) {  // set by the engine process
+      o.api_server_rank = static_cast<int>(p.uint(0, 63));
+    } else if (p.is("--internal.engine-port")) {
+      o.engine_port = static_cast<int>(p.uint(1, 65535));
     } else if (p.is("--log-stats")) {
       o.log_stats = p.boolean();
     } else if (p.is("--disable-log-stats")) {
@@ -121,8 +136,16 @@ options parse_options(int argc, char** argv) {
       p.unknown();
     }
   }
+  // --replicas depends on --pipeline, which may come later.
+  const bool diffusion = o.pipeline == pipeline_kind::diffusion;
+  if (!replicas_set)
+    o.replicas = diffusion ? std::vector<std::uint32_t>{1} : std::vector<std::uint32_t>{1, 1, 1};
+  else if (o.replicas.size() != (diffusion ? 1u : 3u))
+    p.fail(std::string("invalid value for --replicas: ") +
+           (diffusion ? "--pipeline diffusion wants one count" : "want A,B,C"));
   if (o.model.empty())
     o.model = o.pipeline == pipeline_kind::omni ? "Qwen/Qwen3-Omni-30B-A3B-Instruct"
+              : diffusion                       ? "Tongyi-MAI/Z-Image-Turbo"
                                                 : "Qwen/Qwen2.5-7B-Instruct";
   if (o.served_model_name.empty()) o.served_model_name = o.model;
   return o;

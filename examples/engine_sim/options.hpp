@@ -9,7 +9,7 @@
 
 namespace engine_sim {
 
-enum class pipeline_kind : std::uint8_t { llm, omni };
+enum class pipeline_kind : std::uint8_t { llm, omni, diffusion };
 
 struct options {
   std::string host = "127.0.0.1";
@@ -17,15 +17,19 @@ struct options {
   std::string model;              ///< --model; default per pipeline
   std::string served_model_name;  ///< --served-model-name; default: model
   pipeline_kind pipeline = pipeline_kind::omni;
-  std::vector<std::uint32_t> replicas = {1, 1, 1};  ///< omni: thinker, talker, code2wav
+  std::vector<std::uint32_t> replicas = {1, 1,
+                                         1};  ///< omni: thinker, talker, code2wav; diffusion: {N}
   std::uint32_t data_parallel_size = 1;
-  std::uint32_t api_server_count = 1;
-  int log_stats = -1;  ///< -1: the pipeline's default (llm on, omni off)
+  std::uint32_t api_server_count = 1;  ///< > 1: API-server processes in front of the engine
+  int api_server_rank = -1;            ///< set (internally) in an API-server process: its rank
+  int engine_port = 0;                 ///< in an API-server process: the engine process's port
+  int log_stats = -1;                  ///< -1: the pipeline's default (llm on, omni off)
   engine_config engine;
   std::string shm_dir = "/dev/shm";
   std::string shm_prefix = "shmetrics";
   std::string catalog;  ///< --catalog; default: $SHMETRICS_CATALOG, installed, source tree
   double audio_sample_rate = 24000;
+  std::uint32_t num_inference_steps = 8;  ///< diffusion: the default when a request gives none
 
   bool stats() const { return log_stats < 0 ? pipeline == pipeline_kind::llm : log_stats > 0; }
 };

@@ -33,6 +33,9 @@ struct config {
   std::string model;  // empty: the server's
   double rate = 2, duration = 10, drain = 60;
   bool stream = false, chat = false, ignore_eos = true, audio = false;
+  bool images = false;  ///< POST /v1/images/generations instead of text
+  std::string size = "512x512";
+  std::uint32_t steps = 0, n_images = 1;  ///< steps 0: the server's default
   std::uint32_t prompt_len = 256, output_len = 128, max_inflight = 256;
   std::uint64_t seed = 0;
 };
@@ -62,6 +65,12 @@ std::string body_for(const config& c, std::uint32_t prompt_words, std::uint32_t 
     text += " w" + std::to_string((n * 131 + i * 7) % 997);
   std::string b = "{";
   if (!c.model.empty()) b += "\"model\":\"" + c.model + "\",";
+  if (c.images) {
+    b += "\"prompt\":\"" + text + "\",\"n\":" + std::to_string(c.n_images) + ",\"size\":\"" +
+         c.size + "\",\"response_format\":\"b64_json\"";
+    if (c.steps) b += ",\"num_inference_steps\":" + std::to_string(c.steps);
+    return b + "}";
+  }
   if (c.chat)
     b += "\"messages\":[{\"role\":\"user\",\"content\":\"" + text + "\"}]";
   else
@@ -79,7 +88,9 @@ void one_request(const config& c, stats& st, std::string body) {
   cli.set_read_timeout(600, 0);
   httplib::Request req;
   req.method = "POST";
-  req.path = c.chat ? "/v1/chat/completions" : "/v1/completions";
+  req.path = c.images ? "/v1/images/generations"
+             : c.chat ? "/v1/chat/completions"
+                      : "/v1/completions";
   req.body = std::move(body);
   req.headers.emplace("Content-Type", "application/json");
   sample s;
@@ -115,6 +126,9 @@ void one_request(const config& c, stats& st, std::string body) {
     auto p = full.find("\"completion_tokens\":");
     if (p != std::string::npos) s.tokens = std::strtoull(full.c_str() + p + 20, nullptr, 10);
   }
+  if (ok && c.images)  // "tokens" are the images returned
+    for (std::size_t p = 0; (p = full.find("\"b64_json\":", p)) != std::string::npos; ++p)
+      ++s.tokens;
   if (ok) {
     ++st.ok;
     std::lock_guard lk(st.m);
@@ -150,7 +164,9 @@ int main(int argc, char** argv) {
       std::puts(
           "usage: shmetrics-loadgen [--url http://127.0.0.1:8000] [--model NAME] [--rate R/s]\n"
           "  [--duration S] [--drain S] [--stream] [--chat] [--prompt-len N] [--output-len N]\n"
-          "  [--max-inflight N] [--audio] [--no-ignore-eos] [--seed N]");
+          "  [--max-inflight N] [--audio] [--no-ignore-eos] [--seed N]\n"
+          "  [--images [--size WxH] [--steps N] [--n N]]   image generation (--pipeline "
+          "diffusion)");
       return 0;
     } else if (p.is("--version")) {
       std::printf("shmetrics-loadgen %s (segment format %d.%d)\n", SHMETRICS_VERSION_STRING,
@@ -180,6 +196,18 @@ int main(int argc, char** argv) {
       c.chat = p.boolean();
     } else if (p.is("--audio")) {
       c.audio = p.boolean();  // modalities text + audio: the omni pipeline speaks
+    } else if (p.is("--images")) {
+      c.images = p.boolean();
+    } else if (p.is("--size")) {
+      c.size = p.string();
+      unsigned w = 0, h = 0;
+      char tail = 0;
+      if (std::sscanf(c.size.c_str(), "%ux%u%c", &w, &h, &tail) != 2 || !w || !h)
+        p.fail("invalid value for --size: " + c.size + " (WxH)");
+    } else if (p.is("--steps")) {
+      c.steps = static_cast<std::uint32_t>(p.uint(1, 1000));
+    } else if (p.is("--n")) {
+      c.n_images = static_cast<std::uint32_t>(p.uint(1, 10));
     } else if (p.is("--no-ignore-eos")) {
       c.ignore_eos = !p.boolean();
     } else if (p.is("--prompt-len")) {
@@ -258,12 +286,13 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "requests: %llu ok, %llu failed, %llu unfinished in %.1f s (%.2f req/s, %.1f output "
-      "tokens/s)\n",
+      "%s/s)\n",
       static_cast<unsigned long long>(st.ok.load()),
       static_cast<unsigned long long>(st.errors.load()),
       static_cast<unsigned long long>(st.inflight.load()), wall,
-      static_cast<double>(st.ok.load()) / wall, static_cast<double>(tokens) / wall);
-  summary_line("TTFT", ttft);
+      static_cast<double>(st.ok.load()) / wall, static_cast<double>(tokens) / wall,
+      c.images ? "images" : "tokens");
+  if (!c.images) summary_line("TTFT", ttft);
   if (c.stream) summary_line("ITL", itl);
   summary_line("E2E", e2e);
   std::fflush(stdout);

@@ -40,9 +40,12 @@ TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine
   }
   REQUIRE(exprs.size() >= 20);
 
-  // Every metric name a query uses is served by engine-sim (omni, --log-stats) + exporter.
+  // Every metric name a query uses is served by engine-sim (omni and diffusion, with
+  // --log-stats, under one prefix) + exporter.
   test::unique_prefix up;
   simtest::server sim(simtest::sim_args(up, {"--pipeline", "omni", "--log-stats"}));
+  simtest::server images(simtest::sim_args(up, {"--pipeline", "diffusion", "--log-stats"}));
+  REQUIRE(images.port > 0);
   simtest::exporter exp(up);
   auto body = exp.client().Get("/metrics");
   REQUIRE(body);

@@ -447,10 +447,158 @@ TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine
   check("--no-such-flag", "--no-such-flag");
   check("--port=http", "--port");
   check("--max-num-seqs 0", "--max-num-seqs");
-  check("--pipeline diffusion", "--pipeline");
+  check("--pipeline video", "--pipeline");
+  check("--pipeline diffusion --replicas 1,1,1", "--replicas");
   check("--replicas 1,2", "--replicas");
   check("--time-scale", "--time-scale");
   auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
   CHECK(rc == 0);
   CHECK(out.find("--shm.prefix") != std::string::npos);
+}
+
+namespace {
+
+std::size_t segments_of(const test::unique_prefix& up) {
+  auto segs = shmetrics::list_segments(up.dir, up.prefix);
+  return segs ? segs->size() : 0;
+}
+
+/// The rest of a child's stdout, lines without their newlines.
+std::vector<std::string> rest_of(test::child& c) {
+  std::vector<std::string> out;
+  char buf[8192];
+  while (c.out && std::fgets(buf, sizeof buf, c.out)) {
+    std::string s(buf);
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("SIGTERM and SIGINT with streams in flight: complete responses, exit 0 within 2 s",
+          "[engine_sim][shutdown]") {
+  for (int sig : {SIGTERM, SIGINT}) {
+    INFO("signal " << sig);
+    test::unique_prefix up;
+    // Slow enough that 3000 tokens take minutes: nothing finishes on its own.
+    simtest::server sim(simtest::sim_args(
+        up, {"--pipeline", "llm", "--served-model-name", "sim", "--time-scale", "0.5"}));
+    REQUIRE(sim.port > 0);
+    REQUIRE(segments_of(up) == 1);
+    std::string url = "http://127.0.0.1:" + std::to_string(sim.port) + "/v1/completions";
+    std::vector<std::unique_ptr<test::child>> streams;
+    for (int i = 0; i < 4; ++i) {
+      streams.push_back(std::make_unique<test::child>(std::vector<std::string>{
+          "/usr/bin/curl", "-sN", url, "-H", "Content-Type: application/json", "-d",
+          completion_body("stream " + std::to_string(i), 3000, true)}));
+      REQUIRE(streams.back()->line().starts_with("data: {"));  // streaming now
+    }
+    test::child waiting({"/usr/bin/curl", "-s", url, "-H", "Content-Type: application/json", "-d",
+                         completion_body("not streamed", 3000)});
+    // An idle keep-alive connection: cpp-httplib would wait 5 s on it.
+    int idle = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(sim.port));
+    REQUIRE(::connect(idle, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    std::this_thread::sleep_for(300ms);
+
+    auto t0 = std::chrono::steady_clock::now();
+    sim.kill(sig);
+    int rc = sim.wait();
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::close(idle);
+    CHECK(rc == 0);
+    CHECK(took < 2.0);
+    CHECK(segments_of(up) == 0);  // unlinked on the way out
+    // Every client got a complete HTTP response (curl exits 0) that says why it ended.
+    for (auto& s : streams) {
+      auto lines = rest_of(*s);
+      CHECK(s->wait() == 0);
+      std::vector<std::string> data;
+      for (auto& l : lines)
+        if (l.starts_with("data: ")) data.push_back(l);
+      REQUIRE(data.size() >= 2);
+      CHECK(data.back() == "data: [DONE]");
+      CHECK(data[data.size() - 2].find("\"code\":503") != std::string::npos);
+    }
+    auto body = rest_of(waiting);
+    CHECK(waiting.wait() == 0);
+    REQUIRE(body.size() == 1);
+    dom::parser parser;
+    dom::element doc;
+    REQUIRE(!parser.parse(body[0]).get(doc));  // leading spaces, then the error object
+    CHECK(doc["error"]["code"].get_int64().value() == 503);
+  }
+}
+
+TEST_CASE("--api-server-count 2: one port, a segment per API server, merged by the exporter",
+          "[engine_sim][api_servers]") {
+  test::unique_prefix up;
+  simtest::server sim(simtest::sim_args(
+      up, {"--pipeline", "llm", "--served-model-name", "sim", "--api-server-count", "2"}));
+  REQUIRE(sim.port > 0);
+  std::vector<std::string> writing;
+  for (int i = 0; i < 3; ++i)
+    writing.push_back(sim.line());
+  for (auto& w : writing)
+    CHECK(w.starts_with("writing " + up.dir + "/" + up.prefix + "."));
+  simtest::exporter exp(up);
+  REQUIRE(exp.port > 0);
+
+  // A new connection per request, so the kernel spreads them over both API servers.
+  int ok = 0, bad = 0;
+  std::uint64_t tokens = 0;
+  dom::parser parser;
+  for (int i = 0; i < 12; ++i) {
+    auto r = sim.client().Post("/v1/completions", completion_body("api " + std::to_string(i), 3),
+                               "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    tokens += usage_of(parser.parse(r->body)).completion;
+    ++ok;
+  }
+  auto st = sim.client().Post("/v1/completions", completion_body("streamed", 4, true),
+                              "application/json");
+  REQUIRE(st);
+  REQUIRE(st->status == 200);
+  auto ev = sse_events(st->body);
+  CHECK(ev.back() == "[DONE]");
+  tokens += usage_of(parser.parse(ev[ev.size() - 2])).completion;
+  ++ok;
+  for (int i = 0; i < 3; ++i) {
+    auto r = sim.client().Post("/v1/completions", R"({"prompt":"x","max_tokens":0})",
+                               "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    ++bad;
+  }
+  auto nf =
+      sim.client().Post("/v1/completions", R"({"model":"nope","prompt":"x"})", "application/json");
+  REQUIRE(nf);
+  CHECK(nf->status == 404);
+  ++bad;
+
+  auto s = exp.samples();
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 3);
+  CHECK(simtest::sum(s, "http_requests_total", "status=\"2xx\"") == ok);
+  CHECK(simtest::sum(s, "http_requests_total", "status=\"4xx\"") == bad);
+  CHECK(simtest::sum(s, "http_request_duration_seconds_count") == ok + bad);
+  CHECK(simtest::sum(s, "http_request_duration_highr_seconds_count") == ok + bad);
+  CHECK(simtest::sum(s, "vllm:request_success_total") == ok);
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total") == tokens);
+
+  // shmetrics-inspect lists the engine segment and both API-server segments.
+  auto [rc, list] = test::run(std::string(INSPECT_BIN) + " --shm.dir " + up.dir + " --shm.prefix " +
+                              up.prefix + " list");
+  CHECK(rc == 0);
+  for (auto& w : writing)
+    CHECK(list.find(w.substr(8)) != std::string::npos);
+
+  sim.kill(SIGTERM);
+  CHECK(sim.wait() == 0);
+  CHECK(segments_of(up) == 0);
 }

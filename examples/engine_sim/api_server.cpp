@@ -1,0 +1,246 @@
+#include "api_server.hpp"
+
+#include <atomic>              // cancel flag
+#include <chrono>              // durations
+#include <condition_variable>  // upstream -> downstream
+#include <cstdio>              // printf
+#include <memory>              // shared calls
+#include <mutex>               // calls
+#include <optional>            // the registry, closed before _Exit
+#include <string>              // bodies
+#include <thread>              // upstream calls
+
+#include <httplib.h>
+#include <sys/prctl.h>  // PR_SET_PDEATHSIG
+
+#include <shmetrics/shmetrics.hpp>
+
+#include "lifecycle.hpp"
+#include "openai.hpp"
+
+namespace engine_sim {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// prometheus_fastapi_instrumentator's defaults, as vLLM's API server exposes them.
+struct http_metrics {
+  shmetrics::counter_family requests;
+  shmetrics::histogram_family duration;
+  shmetrics::histogram highr;
+
+  void record(const std::string& handler, const char* method, int status, double seconds) {
+    std::string group = std::to_string(status / 100) + "xx";  // status grouped, as upstream
+    if (auto c = requests.with_labels({handler, method, group})) c->inc();
+    if (auto h = duration.with_labels({handler, method})) h->observe(seconds);
+    highr.observe(seconds);
+  }
+};
+
+// One forwarded request: a thread talks to the engine, the response provider drains
+// what it received.
+struct call {
+  std::mutex m;
+  std::condition_variable cv;
+  bool headers = false, done = false;
+  int status = 502;
+  std::string content_type = "application/json";
+  std::string pending;
+  std::atomic<bool> cancelled{false};
+  clock_type::time_point start = clock_type::now();
+  bool recorded = false;
+  lifecycle::reply_token token;
+};
+
+std::shared_ptr<call> forward(int engine_port, const httplib::Request& in) {
+  auto c = std::make_shared<call>();
+  std::thread([c, engine_port, method = in.method, path = in.path, body = in.body,
+               type = in.get_header_value("Content-Type")] {
+    httplib::Client cli("127.0.0.1", engine_port);
+    cli.set_read_timeout(24 * 3600, 0);  // a long generation is not an error
+    cli.set_tcp_nodelay(true);
+    httplib::Request req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    req.set_header("Content-Type", type.empty() ? "application/json" : type);
+    req.response_handler = [c](const httplib::Response& r) {
+      std::lock_guard lk(c->m);
+      c->status = r.status;
+      if (r.has_header("Content-Type")) c->content_type = r.get_header_value("Content-Type");
+      c->headers = true;
+      c->cv.notify_all();
+      return !c->cancelled;
+    };
+    req.content_receiver = [c](const char* d, std::size_t n, std::uint64_t, std::uint64_t) {
+      std::lock_guard lk(c->m);
+      c->pending.append(d, n);
+      c->cv.notify_all();
+      return !c->cancelled;  // false closes the upstream connection: the engine aborts
+    };
+    auto res = cli.send(req);
+    std::lock_guard lk(c->m);
+    if (!res && !c->headers && !c->cancelled)
+      c->pending = error_body({502, "the engine process is not reachable", {}});
+    c->done = true;
+    c->cv.notify_all();
+  }).detach();
+  return c;
+}
+
+}  // namespace
+
+int run_api_server(const options& opt, const sigset_t& sigs) {
+  // The parent (the engine process) stops this one with SIGTERM; if it dies, so do we.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  shmetrics::registry_options ro;
+  ro.dir = opt.shm_dir;
+  ro.prefix = opt.shm_prefix;
+  ro.max_families = 16;
+  ro.max_series = 256;
+  std::optional<shmetrics::registry> reg;
+  if (auto r = shmetrics::registry::create(ro)) {
+    reg.emplace(std::move(*r));
+  } else {
+    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: %s\n", opt.api_server_rank,
+                 r.error().message().c_str());
+    return 1;
+  }
+  http_metrics hm;
+  auto req_f = reg->add_counter({.name = "http_requests_total",
+                                 .help = "Total number of requests by method, status and handler.",
+                                 .labels = {"handler", "method", "status"}});
+  auto dur_f = reg->add_histogram(
+      {.name = "http_request_duration_seconds",
+       .help = "Latency with only few buckets by handler. Made to be only used if aggregation by "
+               "handler is important.",
+       .labels = {"handler", "method"},
+       .buckets = {0.1, 0.5, 1}});
+  auto highr_f = reg->add_histogram(
+      {.name = "http_request_duration_highr_seconds",
+       .help = "Latency with many buckets but no API specific labels. Made for more accurate "
+               "percentile calculations.",
+       .buckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1,  1.5, 2,
+                   2.5,  3,     3.5,  4,     4.5, 5,    7.5, 10,   30, 60}});
+  if (!req_f || !dur_f || !highr_f) {
+    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot register its families\n",
+                 opt.api_server_rank);
+    return 1;
+  }
+  hm.requests = *req_f;
+  hm.duration = *dur_f;
+  hm.highr = highr_f->with_labels({}).value_or(shmetrics::histogram{});
+  std::mutex metrics_m;  // the cold path (with_labels) from many worker threads
+
+  httplib::Server svr;
+  svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
+  svr.set_tcp_nodelay(true);
+  svr.set_keep_alive_max_count(1000);
+  const int engine_port = opt.engine_port;
+
+  // vLLM's instrumentator leaves /health, /version and /metrics out.
+  auto proxy = [&, engine_port](const httplib::Request& req, httplib::Response& res,
+                                bool instrumented) {
+    if (lifecycle::stopping) {
+      res.status = 503;
+      res.set_content(lifecycle::shutdown_error, "application/json");
+      return;
+    }
+    auto c = forward(engine_port, req);
+    std::string handler = req.path;
+    auto record = [&, c, handler, method = req.method, instrumented](int status) {
+      if (!instrumented || c->recorded) return;
+      c->recorded = true;
+      double s = std::chrono::duration<double>(clock_type::now() - c->start).count();
+      std::lock_guard lk(metrics_m);
+      hm.record(handler, method.c_str(), status, s);
+    };
+    {
+      std::unique_lock lk(c->m);
+      c->cv.wait(lk, [&] { return c->headers || c->done; });
+      res.status = c->status;
+      if (!c->headers) {  // the engine did not answer
+        res.set_content(c->pending, "application/json");
+        record(res.status);
+        return;
+      }
+    }
+    int status = res.status;
+    res.set_chunked_content_provider(
+        c->content_type,
+        [c, record, status](std::size_t, httplib::DataSink& sink) {
+          std::string out;
+          bool done = false;
+          {
+            std::unique_lock lk(c->m);
+            c->cv.wait_for(lk, std::chrono::milliseconds(100),
+                           [&] { return c->done || !c->pending.empty() || lifecycle::stopping; });
+            out.swap(c->pending);
+            done = c->done;
+          }
+          if (lifecycle::stopping && !done) {
+            c->cancelled = true;
+            out += lifecycle::shutdown_tail(c->content_type);
+            done = true;
+          }
+          if (!out.empty() && !sink.write(out.data(), out.size())) {
+            c->cancelled = true;  // the client left: drop the upstream request
+            return false;
+          }
+          if (done) {
+            record(status);  // before the last chunk: a client that has it sees the count
+            sink.done();
+          }
+          return true;
+        },
+        [c, record, status](bool) {
+          c->cancelled = true;
+          record(status);
+        });
+  };
+  svr.Get("/health", [&](const auto& req, auto& res) { proxy(req, res, false); });
+  svr.Get("/version", [&](const auto& req, auto& res) { proxy(req, res, false); });
+  svr.Get("/v1/models", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  svr.Post("/v1/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  svr.Post("/v1/images/generations", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404 && res.body.empty())
+      res.set_content(error_body({404, "Not Found", {}}), "application/json");
+  });
+
+  int port = opt.port == 0 ? svr.bind_to_any_port(opt.host) : opt.port;
+  if (opt.port != 0 && !svr.bind_to_port(opt.host, opt.port)) port = -1;
+  if (port <= 0) {
+    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot listen on %s:%d\n",
+                 opt.api_server_rank, opt.host.c_str(), opt.port);
+    return 1;
+  }
+  std::atomic<bool> listener_done{false};
+  std::thread listener([&] {
+    svr.listen_after_bind();
+    listener_done = true;
+  });
+  std::printf("listening on http://%s:%d\nwriting %s\n", opt.host.c_str(), port,
+              reg->path().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  auto until = clock_type::now() + std::chrono::milliseconds(1000);
+  lifecycle::stopping = true;
+  lifecycle::drain(lifecycle::active_replies, until);
+  svr.stop();
+  // See main(): idle keep-alive workers cannot be interrupted; the segment goes with reg.
+  for (int i = 0; i < 40 && !listener_done; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!listener_done) {
+    reg.reset();  // unlinks the segment; _Exit skips destructors
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
+  listener.join();
+  return 0;
+}
+
+}  // namespace engine_sim
