@@ -39,6 +39,7 @@ enum class errc : int {
   create_failed,
   no_space,
   map_failed,
+  forked,
   // reading a segment (reader)
   open_failed,
   not_a_regular_file,
@@ -74,6 +75,7 @@ inline constexpr std::string_view errc_messages[] = {
     "cannot create segment file",
     "no space to reserve the segment (is /dev/shm large enough?)",
     "cannot map segment",
+    "registry inherited across fork(): inert in the child (create a new registry there)",
     "cannot open segment",
     "not a regular file",
     "segment not ready (writer still initializing)",

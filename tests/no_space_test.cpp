@@ -1,0 +1,111 @@
+// /dev/shm full: creating a segment on a full tmpfs fails at registry::create with
+// no_space naming the file, leaves nothing behind, and a registry created before the
+// filesystem filled keeps counting and registering (its pages were reserved up front).
+//
+// Needs a private mount namespace for a 64 KiB tmpfs (root or CAP_SYS_ADMIN); exits 77
+// (skip) where mounting is not allowed.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <shmetrics/reader/discovery.hpp>
+#include <shmetrics/reader/segment_reader.hpp>
+#include <shmetrics/shmetrics.hpp>
+
+namespace {
+
+int failures = 0;
+#define EXPECT(cond)                                                          \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                             \
+    }                                                                         \
+  } while (0)
+
+int checks(const std::string& dir) {
+  shmetrics::registry_options o;
+  o.dir = dir;
+  o.prefix = "full";
+  o.max_families = 8;
+  o.max_series = 64;
+  o.max_cells = 256;
+  o.string_bytes = 4096;
+  o.shards = 2;
+  o.heartbeat_interval = std::chrono::milliseconds(0);
+  auto before = shmetrics::registry::create(o);
+  EXPECT(before);
+  if (!before) return 1;
+  auto c = before->add_counter({.name = "ops_total", .help = "Ops."})->with_labels({}).value();
+
+  // Fill the filesystem.
+  int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  EXPECT(fd >= 0);
+  char block[4096] = {};
+  while (::write(fd, block, sizeof block) > 0) {
+  }
+  EXPECT(errno == ENOSPC);
+  ::close(fd);
+
+  auto after = shmetrics::registry::create(o);
+  EXPECT(!after);
+  EXPECT(after.code() == shmetrics::errc::no_space);
+  std::string msg = after.error().message();
+  std::printf("create on a full tmpfs: %s\n", msg.c_str());
+  EXPECT(msg.find(dir + "/full.") == 0);  // names the file, in the directory at fault
+  EXPECT(msg.find("no space") != std::string::npos);
+  auto segs = shmetrics::list_segments(dir, "full");
+  EXPECT(segs && segs->size() == 1);  // the failed one was removed
+
+  // The earlier registry: hot path and registration unaffected.
+  for (int i = 0; i < 1000000; ++i)
+    c.inc();
+  auto g =
+      before->add_gauge({.name = "later", .help = "Registered on a full fs.", .labels = {"k"}});
+  EXPECT(g);
+  if (g) g->with_labels({"v"}).value().set(5);
+  auto rd = shmetrics::segment_reader::open(before->path());
+  EXPECT(rd);
+  if (!rd) return 1;
+  auto snap = rd->snapshot();
+  EXPECT(snap);
+  if (!snap) return 1;
+  double ops = -1, later = -1;
+  for (auto& f : snap->families) {
+    if (f.name == "ops" && !f.series.empty()) ops = f.series[0].value;
+    if (f.name == "later" && !f.series.empty()) later = f.series[0].value;
+  }
+  EXPECT(ops == 1000000);
+  EXPECT(later == 5);
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main() {
+  char dir[] = "/tmp/shmetrics-nospace-XXXXXX";
+  if (!::mkdtemp(dir)) return 1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700") != 0) {
+      std::printf("cannot mount a private tmpfs (%s): skipped\n", std::strerror(errno));
+      std::fflush(stdout);
+      ::_exit(77);
+    }
+    int rc = checks(dir);
+    std::fflush(stdout);
+    ::_exit(rc);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ::rmdir(dir);  // the tmpfs went away with the child's mount namespace
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
