@@ -9,6 +9,11 @@
 #include "detail/shards.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+// Grants the device-side recorder (include/shmetrics/cuda/) read access to a handle's
+// cells and shard pool, without making them part of the public API.
+struct handle_access;
+}  // namespace detail
 
 /// A handle to one counter series, returned once by counter_family::with_labels().
 /// Copy it freely; it stays valid while its registry lives.
@@ -52,6 +57,8 @@ class counter {
   explicit operator bool() const noexcept { return cell_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   SHMETRICS_ALWAYS_INLINE std::uint64_t* shard_cell(std::uint64_t& off) const noexcept {
     off = detail::this_thread_shard(pool_);
     return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(cell_) + off);

@@ -9,6 +9,9 @@
 #include "detail/atomics.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+struct handle_access;  // the device-side recorder's view of a handle (cuda/)
+}  // namespace detail
 
 /// A handle to one gauge series. Gauges are not sharded: one cell, in the shared shard.
 /// set() is a plain 8-byte store (last writer wins); add()/sub() are CAS loops.
@@ -47,6 +50,8 @@ class gauge {
   explicit operator bool() const noexcept { return cell_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   void stamp() noexcept {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -10,6 +10,8 @@
 SHMETRICS_BEGIN_NAMESPACE
 namespace detail {
 
+struct handle_access;  // the device-side recorder's view of a handle (cuda/)
+
 /// Index of the first bound >= v (== count for the +Inf bucket), like std::lower_bound
 /// but branch-free on the data (the compare feeds a conditional move), so random
 /// latencies cost no mispredictions: ~log2(count) dependent loads. Measured on vLLM's 22
@@ -64,6 +66,8 @@ class histogram {
   explicit operator bool() const noexcept { return cells_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   detail::shard_pool* pool_ = nullptr;
   std::uint64_t* cells_ = nullptr;  // bucket 0 of this series in shard 0
   const double* bounds_ = nullptr;  // in the segment's arena (8-aligned)
