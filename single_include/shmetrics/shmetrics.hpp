@@ -127,6 +127,7 @@ enum class errc : int {
   create_failed,
   no_space,
   map_failed,
+  forked,
   // reading a segment (reader)
   open_failed,
   not_a_regular_file,
@@ -162,6 +163,7 @@ inline constexpr std::string_view errc_messages[] = {
     "cannot create segment file",
     "no space to reserve the segment (is /dev/shm large enough?)",
     "cannot map segment",
+    "registry inherited across fork(): inert in the child (create a new registry there)",
     "cannot open segment",
     "not a regular file",
     "segment not ready (writer still initializing)",
@@ -666,6 +668,11 @@ SHMETRICS_END_NAMESPACE
 // ---- end shmetrics/detail/shards.hpp ----
 
 SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+// Grants the device-side recorder (include/shmetrics/cuda/) read access to a handle's
+// cells and shard pool, without making them part of the public API.
+struct handle_access;
+}  // namespace detail
 
 /// A handle to one counter series, returned once by counter_family::with_labels().
 /// Copy it freely; it stays valid while its registry lives.
@@ -709,6 +716,8 @@ class counter {
   explicit operator bool() const noexcept { return cell_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   SHMETRICS_ALWAYS_INLINE std::uint64_t* shard_cell(std::uint64_t& off) const noexcept {
     off = detail::this_thread_shard(pool_);
     return reinterpret_cast<std::uint64_t*>(reinterpret_cast<char*>(cell_) + off);
@@ -747,6 +756,9 @@ SHMETRICS_END_NAMESPACE
 
 
 SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+struct handle_access;  // the device-side recorder's view of a handle (cuda/)
+}  // namespace detail
 
 /// A handle to one gauge series. Gauges are not sharded: one cell, in the shared shard.
 /// set() is a plain 8-byte store (last writer wins); add()/sub() are CAS loops.
@@ -785,6 +797,8 @@ class gauge {
   explicit operator bool() const noexcept { return cell_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   void stamp() noexcept {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -806,6 +820,8 @@ SHMETRICS_END_NAMESPACE
 
 SHMETRICS_BEGIN_NAMESPACE
 namespace detail {
+
+struct handle_access;  // the device-side recorder's view of a handle (cuda/)
 
 /// Index of the first bound >= v (== count for the +Inf bucket), like std::lower_bound
 /// but branch-free on the data (the compare feeds a conditional move), so random
@@ -861,6 +877,8 @@ class histogram {
   explicit operator bool() const noexcept { return cells_ != nullptr; }
 
  private:
+  friend struct detail::handle_access;
+
   detail::shard_pool* pool_ = nullptr;
   std::uint64_t* cells_ = nullptr;  // bucket 0 of this series in shard 0
   const double* bounds_ = nullptr;  // in the segment's arena (8-aligned)
@@ -885,6 +903,7 @@ SHMETRICS_END_NAMESPACE
 // Everything in this header is the cold path: it may allocate, takes a process-local
 // mutex, and returns errors. The hot path lives in counter.hpp, gauge.hpp, histogram.hpp.
 
+#include <algorithm>           // std::min
 #include <chrono>              // heartbeat interval
 #include <cmath>               // std::isfinite
 #include <condition_variable>  // heartbeat thread wake-up
@@ -893,8 +912,11 @@ SHMETRICS_END_NAMESPACE
 #include <initializer_list>    // with_labels({...})
 #include <limits>              // infinity
 #include <mutex>               // registration lock (process-local, never in the segment)
+#include <new>                 // placement new: fresh locks in a forked child
 #include <thread>              // heartbeat thread
 #include <unordered_map>       // dedupe of families and label sets (process memory only)
+#include <pthread.h>           // pthread_atfork
+#include <sys/mman.h>          // the forked child's private copy of the segment
 #include <sys/random.h>        // getrandom for the instance id
 #include <unistd.h>            // getpid, unlink
 
@@ -909,7 +931,6 @@ SHMETRICS_END_NAMESPACE
 #include <cerrno>      // errno
 #include <fcntl.h>     // open, posix_fallocate
 #include <sys/file.h>  // flock
-#include <sys/mman.h>  // mmap
 #include <sys/stat.h>  // fchmod
 
 
@@ -1150,6 +1171,19 @@ struct family_state {
   std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
 };
 
+class registry_state;
+
+/// Every live registry_state of this process, for the fork handlers (see registry's
+/// "Fork" note). Intrusive, so the child handler walks it without allocating.
+struct live_registries {
+  std::mutex mu;
+  registry_state* head = nullptr;
+  static live_registries& get() noexcept {
+    static live_registries l;
+    return l;
+  }
+};
+
 /// Owns the mapping, the lock fd and the heartbeat thread. Lives behind a unique_ptr so
 /// that handles may point into it while the registry object moves.
 class registry_state {
@@ -1158,10 +1192,28 @@ class registry_state {
       : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close) {
     base_ = static_cast<char*>(seg_.base);
     hdr_ = reinterpret_cast<layout::segment_header*>(base_);
+    install_fork_handlers();
+    live_registries& l = live_registries::get();
+    std::lock_guard lock(l.mu);
+    next_ = l.head;
+    if (next_) next_->prev_ = this;
+    l.head = this;
   }
 
   ~registry_state() {
+    {
+      live_registries& l = live_registries::get();
+      std::lock_guard lock(l.mu);
+      (prev_ ? prev_->next_ : l.head) = next_;
+      if (next_) next_->prev_ = prev_;
+    }
     stop_heartbeat();
+    if (forked_) {
+      // An inherited registry: the segment is the parent's. Drop the private copy only;
+      // never mark it closed nor unlink it.
+      if (base_) ::munmap(base_, seg_.size);
+      return;
+    }
     if (base_) {
       store_release(&hdr_->state, static_cast<std::uint64_t>(layout::segment_state::closed));
       if (unlink_on_close_) ::unlink(seg_.path.c_str());
@@ -1210,6 +1262,9 @@ class registry_state {
     if (opt.heartbeat_interval.count() > 0) start_heartbeat(opt.heartbeat_interval);
   }
 
+  /// True in a child of fork(): the registry is inert (see registry's "Fork" note).
+  bool forked() const noexcept { return forked_; }
+
   void heartbeat() noexcept {
     store_relaxed(&hdr_->heartbeat_ns, clock_ns(CLOCK_MONOTONIC));
     add_shared(&hdr_->heartbeat_count, std::uint64_t{1});
@@ -1223,6 +1278,7 @@ class registry_state {
     if (type == metric_type::counter && exposed.size() > 6 &&
         exposed.compare(exposed.size() - 6, 6, "_total") == 0)
       exposed.resize(exposed.size() - 6);
+    if (forked_) return error{errc::forked, 0, std::string(name)};
     if (!valid_metric_name(exposed)) return error{errc::invalid_metric_name, 0, std::string(name)};
     if (!valid_utf8(help)) return error{errc::invalid_utf8, 0, std::string(name) + " help"};
     if (!valid_utf8(unit) || !valid_metric_name(unit.empty() ? "x" : unit))
@@ -1306,6 +1362,8 @@ class registry_state {
   /// Registers (or finds) the series; returns a pointer to its first cell in shard 0.
   result<std::uint64_t*> add_series(std::uint32_t family,
                                     const std::vector<std::string_view>& values) {
+    // Checked before the lock: another thread of the parent may have held it at fork().
+    if (forked_) return error{errc::forked, 0, "series of family " + std::to_string(family)};
     std::lock_guard lock(mu_);
     family_state& f = families_[family];
     if (values.size() != f.label_names.size())
@@ -1402,6 +1460,55 @@ class registry_state {
     return true;
   }
 
+  // The fork handlers. prepare/parent hold the list lock across fork() so that the child
+  // sees a consistent list; child() makes every inherited registry inert. Only
+  // async-signal-safe calls in child(): another thread may have held any lock at fork.
+  static void install_fork_handlers() {
+    static const int once = ::pthread_atfork(
+        [] { live_registries::get().mu.lock(); }, [] { live_registries::get().mu.unlock(); },
+        [] {
+          live_registries& l = live_registries::get();
+          new (&l.mu) std::mutex;  // held by the parent's forking thread: start fresh
+          for (registry_state* r = l.head; r; r = r->next_)
+            r->detach_after_fork();
+        });
+    (void)once;
+  }
+
+  // In the child: the segment stays the parent's alone. Its mapping is replaced, at the
+  // same address, by private memory holding a copy of the header and the string arena
+  // (histogram handles read their bounds there), so inherited handles keep working but
+  // write only into this process; cells start at zero. The copy of the lock fd is closed
+  // and no mapping refers to the file any more, so the parent's lifetime lock ends with
+  // the parent. The heartbeat thread does not exist here; the locks are made anew.
+  void detach_after_fork() noexcept {
+    forked_ = true;
+    new (&hb_thread_) std::thread;  // the parent's thread id means nothing here
+    new (&hb_mu_) std::mutex;
+    new (&hb_cv_) std::condition_variable;
+    new (&mu_) std::mutex;
+    if (base_) {
+      const std::uint64_t arena_off = hdr_->strings_offset;
+      const std::uint64_t arena_len = std::min(strings_used_, hdr_->strings_capacity);
+      void* copy =
+          ::mmap(nullptr, seg_.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (copy != MAP_FAILED) {
+        std::memcpy(copy, base_, layout::header_size);
+        std::memcpy(static_cast<char*>(copy) + arena_off, base_ + arena_off, arena_len);
+        if (::mremap(copy, seg_.size, seg_.size, MREMAP_MAYMOVE | MREMAP_FIXED, base_) ==
+            MAP_FAILED)
+          ::munmap(copy, seg_.size);
+        else
+          copy = nullptr;
+      }
+      if (copy != nullptr)  // no memory for the copy: zeroes, still never the parent's pages
+        ::mmap(base_, seg_.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+               -1, 0);
+    }
+    if (seg_.fd >= 0) ::close(seg_.fd);
+    seg_.fd = -1;
+  }
+
   void start_heartbeat(std::chrono::milliseconds every) {
     hb_thread_ = std::thread([this, every] {
       std::unique_lock lock(hb_mu_);
@@ -1438,6 +1545,10 @@ class registry_state {
   std::condition_variable hb_cv_;
   bool hb_stop_ = false;
   std::thread hb_thread_;
+
+  bool forked_ = false;             // set in a fork() child only, before any thread exists there
+  registry_state* prev_ = nullptr;  // live_registries list, under its mutex
+  registry_state* next_ = nullptr;
 };
 
 }  // namespace detail
@@ -1490,6 +1601,16 @@ using info_family = family<gauge>;  ///< with_labels() sets the series to 1
 /// and register families at start-up; handles stay valid while it lives.
 ///
 /// Thread-safe: every member may be called from any thread. Allocates: yes (cold path).
+///
+/// Fork: a segment belongs to the process that created it. In a child of fork(), every
+/// registry inherited from the parent is inert: handles keep working but write into
+/// private memory nobody reads (so the parent's shards are never written twice, nor its
+/// counts doubled), registration fails with errc::forked, the heartbeat thread is not
+/// there, the child holds no lifetime lock (the parent's death stays visible) and
+/// destroying the registry leaves the parent's segment alone. A child that records
+/// metrics creates its own registry (its own segment, under its own pid). exec() drops
+/// everything: the segment fd is close-on-exec. posix_spawn(), vfork() and system() run
+/// no fork handlers and need none.
 class registry {
  public:
   registry() = default;
@@ -1522,7 +1643,9 @@ class registry {
     if (!seg) return seg.error();
     r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
     r.state_->init(opt, instance);
-    return r;
+    // Moved explicitly: nvcc's front end does not apply C++20's implicit move to a
+    // converting constructor, and the writer must compile from a .cu file.
+    return result<registry>(std::move(r));
   }
 
   result<counter_family> add_counter(const counter_spec& s) {
@@ -1559,8 +1682,12 @@ class registry {
   std::uint64_t segment_bytes() const noexcept { return state_->segment().size; }
   registry_usage usage() const { return state_->usage(); }
   explicit operator bool() const noexcept { return state_ != nullptr; }
+  /// True in a child of fork() that inherited this registry: it is inert (see "Fork").
+  bool inherited_across_fork() const noexcept { return state_ && state_->forked(); }
 
  private:
+  friend struct detail::handle_access;
+
   std::unique_ptr<detail::registry_state> state_;
 };
 
