@@ -87,24 +87,32 @@ bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
   return true;
 }
 
+// Every endpoint's start: the body must be a JSON object, with an optional "model"
+// string. `obj` lives in `parser`.
+bool parse_body(dom::parser& parser, std::string_view body, dom::object& obj, std::string& model,
+                api_error& err) {
+  dom::element doc;
+  if (auto e = parser.parse(body.data(), body.size()).get(doc))
+    return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
+  if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
+  dom::element v;
+  if (!obj["model"].get(v) && !v.is_null()) {
+    std::string_view m;
+    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
+    model = m;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool parse_request(api_kind kind, std::string_view body, api_request& out, api_error& err) {
   out = {};
   out.kind = kind;
   dom::parser parser;
-  dom::element doc;
-  if (auto e = parser.parse(body.data(), body.size()).get(doc))
-    return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
   dom::object obj;
-  if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
-
+  if (!parse_body(parser, body, obj, out.model, err)) return false;
   dom::element v;
-  if (!obj["model"].get(v) && !v.is_null()) {
-    std::string_view m;
-    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
-    out.model = m;
-  }
   if (kind == api_kind::completion) {
     if (obj["prompt"].get(v)) return fail(err, "prompt is required", "prompt");
     if (v.is_string()) {
@@ -170,17 +178,9 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
 bool parse_image_request(std::string_view body, image_request& out, api_error& err) {
   out = {};
   dom::parser parser;
-  dom::element doc;
-  if (auto e = parser.parse(body.data(), body.size()).get(doc))
-    return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
   dom::object obj;
-  if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
+  if (!parse_body(parser, body, obj, out.model, err)) return false;
   dom::element v;
-  if (!obj["model"].get(v) && !v.is_null()) {
-    std::string_view m;
-    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
-    out.model = m;
-  }
   std::string_view prompt;
   if (obj["prompt"].get(v) || v.get_string().get(prompt) || prompt.empty())
     return fail(err, "prompt is required and must be a non-empty string", "prompt");
