@@ -19,6 +19,8 @@ POSITIVE = [
     "promcpp_counter_inc_ns_1t", "promcpp_counter_inc_ns_2t",
     "histogram_observe_ns_1t", "histogram_observe_ns_2t",
     "promcpp_histogram_observe_ns_1t", "promcpp_histogram_observe_ns_2t",
+    "histogram_observe_random_ns_1t", "histogram_observe_random_ns_2t",
+    "promcpp_histogram_observe_random_ns_1t", "promcpp_histogram_observe_random_ns_2t",
     "gauge_set_ns_1t", "with_labels_ns", "promcpp_family_add_ns",
     "plain_store_ns_1t", "relaxed_atomic_add_ns_1t", "relaxed_atomic_add_ns_2t",
     "scrape_10k_series_ms", "promcpp_scrape_10k_series_ms",

@@ -64,8 +64,9 @@ __device__ __forceinline__ int linear_tid() {
 
 // ---- thread level: one system-scope atomic per call --------------------------------
 
-/// Index of the first bound >= v (bound_count for the +Inf bucket). The same branch-free
-/// search as the CPU's shmetrics::detail::bucket_index, so a value lands in the same
+/// Index of the first bound >= v (bound_count for the +Inf bucket), the same index as the
+/// CPU's shmetrics::detail::bucket_index (there a SIMD window count; here a binary search,
+/// whose select compiles to a predicated move on the GPU), so a value lands in the same
 /// bucket on both sides (tests/cuda check it). Any thread; no side effects.
 __device__ __forceinline__ std::uint32_t bucket_index(const double* bounds, std::uint32_t count,
                                                       double v) {
