@@ -16,6 +16,7 @@
 #include <shmetrics/shmetrics.hpp>
 
 #include "lifecycle.hpp"
+#include "no_compression.hpp"
 #include "openai.hpp"
 
 namespace engine_sim {
@@ -136,6 +137,7 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
   svr.set_tcp_nodelay(true);
   svr.set_keep_alive_max_count(1000);
+  serve_uncompressed(svr);
   const int engine_port = opt.engine_port;
 
   // vLLM's instrumentator leaves /health, /version and /metrics out.

@@ -367,11 +367,18 @@ void backend::vocode(std::uint32_t replica, std::shared_ptr<request> t) {
     std::lock_guard lk(stats_m_);
     omni_->record_audio_first_packet(2, replica, s.audio_ttfp_s);
   }
-  char buf[256];
+  // OpenAI's ChatCompletionAudio (id, data, expires_at, transcript: all required by the
+  // SDK's model) as vLLM-Omni fills it: expiry 24 h from now, an empty transcript; no
+  // samples in data; plus what was simulated.
+  auto expires = std::chrono::duration_cast<std::chrono::seconds>(
+                     (std::chrono::system_clock::now() + std::chrono::hours(24)).time_since_epoch())
+                     .count();
+  char buf[320];
   std::snprintf(buf, sizeof buf,
-                "{\"id\":\"audio-%s\",\"format\":\"pcm16\",\"sample_rate\":%.0f,"
-                "\"frames\":%.0f,\"duration_s\":%.3f,\"data\":\"\"}",
-                p.id.c_str(), opt_.audio_sample_rate, frames, audio_s);
+                "{\"id\":\"audio-%s\",\"data\":\"\",\"expires_at\":%lld,\"transcript\":\"\","
+                "\"format\":\"pcm16\",\"sample_rate\":%.0f,\"frames\":%.0f,\"duration_s\":%.3f}",
+                p.id.c_str(), static_cast<long long>(expires), opt_.audio_sample_rate, frames,
+                audio_s);
   complete(p, buf);
 }
 
@@ -391,6 +398,10 @@ void backend::complete(request& r, std::string audio_json) {
     std::lock_guard lk(r.m);
     r.audio_json = std::move(audio_json);
     r.complete = true;
+    // The talker request holds its parent (t->parent); dropping the parent's hold on it
+    // breaks that shared_ptr cycle, or both leak with every audio request. The caller
+    // (the talker's engine thread or vocoder) still holds the talker.
+    r.child.reset();
   }
   r.cv.notify_all();
   inflight_.fetch_sub(1, std::memory_order_relaxed);

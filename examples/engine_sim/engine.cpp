@@ -269,12 +269,14 @@ void engine::step() {
 
   double t = now();
   std::vector<std::shared_ptr<request>> done;
+  bool outputs = false;
   for (auto& b : batch) {
     auto& r = *b.r;
     r.computed += b.tokens;
     cache_full_blocks(r);
     if (r.computed == r.prompt.size() + r.total_generated()) {
       emit(r, t, st);
+      outputs = true;
       if (r.active_choices() == 0) done.push_back(b.r);
     }
   }
@@ -287,7 +289,15 @@ void engine::step() {
   running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
   st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size());
   st.kv_cache_usage = kv_.usage();
-  st.num_preempted_reqs = step_preemptions_;
+  // vLLM records IterationStats only for a step with outputs (a prefill chunk that
+  // emitted nothing leaves vllm:iteration_tokens_total alone); its preemptions are
+  // counted with the next step that has outputs.
+  st.has_outputs = outputs;
+  pending_preemptions_ += step_preemptions_;
+  if (outputs) {
+    st.num_preempted_reqs = pending_preemptions_;
+    pending_preemptions_ = 0;
+  }
   st.time_to_first_tokens = ttfts_;
   st.inter_token_latencies = itls_;
   if (metrics_) metrics_->record_step(index_, st);
@@ -372,6 +382,7 @@ void engine::record_idle() {
   running_count_.store(0, std::memory_order_relaxed);
   if (idle_recorded_ || !metrics_) return;
   shmetrics::step_stats st;
+  st.has_outputs = false;  // SchedulerStats only, as vLLM's idle updates
   st.kv_cache_usage = kv_.usage();
   metrics_->record_step(index_, st);
   idle_recorded_ = true;

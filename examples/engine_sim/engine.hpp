@@ -148,6 +148,7 @@ class engine {
   // Per-step scratch, kept to avoid allocating every step.
   std::vector<double> ttfts_, itls_;
   std::uint64_t step_preemptions_ = 0;
+  std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;
   std::thread thread_;
 };

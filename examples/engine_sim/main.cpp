@@ -23,6 +23,7 @@
 #include "api_server.hpp"
 #include "backend.hpp"
 #include "lifecycle.hpp"
+#include "no_compression.hpp"
 #include "openai.hpp"
 #include "tokenizer.hpp"
 
@@ -46,7 +47,7 @@ struct reply {
   std::shared_ptr<request> r;
   api_result res;
   std::vector<std::size_t> sent;  // per choice: tokens already streamed
-  bool role_sent = false;
+  std::vector<bool> role_sent;    // per choice: chat's role delta sent (in its first chunk)
   bool aborted = false;
   lifecycle::reply_token token;  // main() waits for every reply before it stops
 
@@ -81,8 +82,9 @@ struct reply {
     }
     if (in.stream) {
       for (auto& [choice, text] : deltas) {
-        bool role = kind == api_kind::chat && !role_sent;
-        role_sent = true;
+        // Every choice's first chunk says the role (vLLM sends one role chunk per choice).
+        bool role = kind == api_kind::chat && !role_sent[choice];
+        role_sent[choice] = true;
         if (!send(sink, "data: " + chunk_json(kind, res, choice, text, {}, role) + "\n\n"))
           return false;
       }
@@ -90,10 +92,12 @@ struct reply {
         // Nothing new for 100 ms: an SSE comment, which also detects a closed socket.
         return deltas.empty() ? send(sink, ": keep-alive\n\n") : true;
       }
-      for (std::size_t i = 0; i < res.finish_reasons.size(); ++i)
+      for (std::size_t i = 0; i < res.finish_reasons.size(); ++i) {
+        bool role = kind == api_kind::chat && !role_sent[i];  // a choice with no token
         if (!send(sink,
-                  "data: " + chunk_json(kind, res, i, "", res.finish_reasons[i], false) + "\n\n"))
+                  "data: " + chunk_json(kind, res, i, "", res.finish_reasons[i], role) + "\n\n"))
           return false;
+      }
       if (in.include_usage && !send(sink, "data: " + usage_chunk_json(kind, res) + "\n\n"))
         return false;
       if (!send(sink, "data: [DONE]\n\n")) return false;
@@ -191,6 +195,7 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
                                            std::chrono::system_clock::now().time_since_epoch())
                                            .count());
   rep->sent.assign(in.n, 0);
+  rep->role_sent.assign(in.n, false);
   rep->r = be.submit(in, id, arrival);
   res.set_chunked_content_provider(
       in.stream ? "text/event-stream" : "application/json",
@@ -359,6 +364,7 @@ int main(int argc, char** argv) {
   svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
   svr.set_tcp_nodelay(true);
   svr.set_keep_alive_max_count(1000);
+  serve_uncompressed(svr);
   const std::string model = opt.served_model_name;
   const std::string version = be->vllm_version() + ".0+shmetrics.sim";
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
@@ -366,11 +372,25 @@ int main(int argc, char** argv) {
     res.set_content("{\"version\":" + json_string(version) + "}", "application/json");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content("{\"object\":\"list\",\"data\":[{\"id\":" + json_string(model) +
-                        ",\"object\":\"model\",\"created\":0,\"owned_by\":\"vllm\",\"root\":" +
-                        json_string(opt.model) + ",\"parent\":null,\"max_model_len\":" +
-                        std::to_string(opt.engine.max_model_len) + "}]}",
-                    "application/json");
+    // vLLM's ModelCard: `created` is the time of the request, one default ModelPermission.
+    static std::atomic<std::uint64_t> next_perm{1};
+    std::string now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+    char perm[48];
+    std::snprintf(perm, sizeof perm, "modelperm-%016llx",
+                  static_cast<unsigned long long>(next_perm.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+    res.set_content(
+        "{\"object\":\"list\",\"data\":[{\"id\":" + json_string(model) +
+            ",\"object\":\"model\",\"created\":" + now +
+            ",\"owned_by\":\"vllm\",\"root\":" + json_string(opt.model) +
+            ",\"parent\":null,\"max_model_len\":" + std::to_string(opt.engine.max_model_len) +
+            ",\"permission\":[{\"id\":\"" + perm +
+            "\",\"object\":\"model_permission\",\"created\":" + now +
+            ",\"allow_create_engine\":false,\"allow_sampling\":true,\"allow_logprobs\":true,"
+            "\"allow_search_indices\":false,\"allow_view\":true,\"allow_fine_tuning\":false,"
+            "\"organization\":\"*\",\"group\":null,\"is_blocking\":false}]}]}",
+        "application/json");
   });
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generate(*bp, api_kind::completion, req, res);

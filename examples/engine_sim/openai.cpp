@@ -156,6 +156,8 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
     if (v.get_object().get(so))
       return fail(err, "stream_options must be an object", "stream_options");
     if (!get_bool(so, "include_usage", out.include_usage, err)) return false;
+    if (so.size() > 0 && !out.stream)  // vLLM's check, word for word
+      return fail(err, "Stream options can only be defined when `stream=True`.", "stream_options");
   }
   if (!obj["temperature"].get(v) && !v.is_null()) {
     double t = 0;

@@ -256,7 +256,14 @@ void vllm_metrics::record_step(std::size_t engine, const step_stats& s) noexcept
   add(F::external_prefix_cache_hits, engine, d(s.external_prefix_cache_hits));
   add(F::mm_cache_queries, engine, d(s.mm_cache_queries));
   add(F::mm_cache_hits, engine, d(s.mm_cache_hits));
-  // IterationStats
+  // SpecDecodingStats (part of SchedulerStats in vLLM)
+  add(F::spec_decode_num_drafts, engine, d(s.spec_num_drafts));
+  add(F::spec_decode_num_draft_tokens, engine, d(s.spec_num_draft_tokens));
+  add(F::spec_decode_num_accepted_tokens, engine, d(s.spec_num_accepted_tokens));
+  for (std::size_t p = 0; p < s.spec_accepted_per_pos.size(); ++p)
+    add(F::spec_decode_num_accepted_tokens_per_pos, engine, d(s.spec_accepted_per_pos[p]), p);
+  // IterationStats: only for a step with outputs (vLLM's iteration_stats is None otherwise).
+  if (!s.has_outputs) return;
   add(F::num_preemptions, engine, d(s.num_preempted_reqs));
   add(F::prompt_tokens, engine, d(s.num_prompt_tokens));
   add(F::generation_tokens, engine, d(s.num_generation_tokens));
@@ -272,12 +279,6 @@ void vllm_metrics::record_step(std::size_t engine, const step_stats& s) noexcept
   for (double t : s.inter_token_latencies)
     observe(F::inter_token_latency, engine, t);
   add(F::corrupted_requests, engine, d(s.num_corrupted_reqs));
-  // SpecDecodingStats
-  add(F::spec_decode_num_drafts, engine, d(s.spec_num_drafts));
-  add(F::spec_decode_num_draft_tokens, engine, d(s.spec_num_draft_tokens));
-  add(F::spec_decode_num_accepted_tokens, engine, d(s.spec_num_accepted_tokens));
-  for (std::size_t p = 0; p < s.spec_accepted_per_pos.size(); ++p)
-    add(F::spec_decode_num_accepted_tokens_per_pos, engine, d(s.spec_accepted_per_pos[p]), p);
 }
 
 void vllm_metrics::record_finished_request(std::size_t engine, const finished_request& r) noexcept {

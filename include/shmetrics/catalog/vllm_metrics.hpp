@@ -111,7 +111,11 @@ struct step_stats {
   std::uint64_t prefix_cache_queries = 0, prefix_cache_hits = 0;  ///< tokens
   std::uint64_t external_prefix_cache_queries = 0, external_prefix_cache_hits = 0;
   std::uint64_t mm_cache_queries = 0, mm_cache_hits = 0;  ///< items
-  // IterationStats
+  // IterationStats. vLLM builds them only for a step that produced output (async_llm.py:
+  // `IterationStats() if (log_stats and num_outputs)`); has_outputs = false (an idle
+  // update, a prefill chunk that emitted nothing) records the SchedulerStats alone: no
+  // IterationStats family moves and vllm:iteration_tokens_total is not observed.
+  bool has_outputs = true;
   std::uint64_t num_prompt_tokens = 0;                   ///< prompt tokens of this step
   std::uint64_t num_generation_tokens = 0;               ///< generated tokens of this step
   std::uint64_t prompt_tokens_local_cache_hit = 0;       ///< of num_prompt_tokens

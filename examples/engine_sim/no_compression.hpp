@@ -1,0 +1,27 @@
+// Responses are never compressed, as vLLM's (uvicorn, no GZipMiddleware).
+//
+// cpp-httplib 0.11 built with CPPHTTPLIB_ZLIB_SUPPORT / CPPHTTPLIB_BROTLI_SUPPORT (as
+// Debian's is) gzips or brotli-compresses every application/json response of a client
+// that sends `Accept-Encoding: gzip` (httpx, so the openai SDK, does by default), with no
+// option to turn it off. A chunked body goes through the compressor with Z_NO_FLUSH, so
+// the one-space writes of a waiting non-streamed response never reach the socket: a
+// client that left was not noticed and its request ran to the end instead of being
+// aborted.
+#pragma once
+
+#include <httplib.h>
+
+namespace engine_sim {
+
+/// Makes `svr` ignore Accept-Encoding: every response goes out as written.
+inline void serve_uncompressed(httplib::Server& svr) {
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    // cpp-httplib decides on compression from the request's Accept-Encoding when it writes
+    // the response. The Request is Server::process_request's own non-const local, handed
+    // to handlers as const, so dropping the header here is well defined.
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+}
+
+}  // namespace engine_sim
