@@ -8,6 +8,7 @@
 #include <set>
 #include <sys/stat.h>
 
+#include <shmetrics/detail/json_string.hpp>
 #include <shmetrics/reader/segment_reader.hpp>
 #include "support.hpp"
 
@@ -330,4 +331,24 @@ TEST_CASE("counters keep whole and fractional increments exactly", "[counter]") 
   auto snap = segment_reader::open(reg->path())->snapshot().value();
   REQUIRE(snap.families[0].series[0].value ==
           static_cast<double>((std::uint64_t{1} << 40) + 6) + 0.5);
+}
+
+TEST_CASE("JSON strings: escapes, control characters, UTF-8 kept, invalid bytes replaced",
+          "[json]") {
+  using detail::json_string;
+  REQUIRE(json_string("") == "\"\"");
+  REQUIRE(json_string("a\"b\\c") == "\"a\\\"b\\\\c\"");
+  REQUIRE(json_string("\n\r\t") == "\"\\n\\r\\t\"");
+  REQUIRE(json_string(std::string_view("\x01\x1f\x7f", 3)) == "\"\\u0001\\u001f\\u007f\"");
+  REQUIRE(json_string(std::string_view("a\0b", 3)) == "\"a\\u0000b\"");
+  REQUIRE(json_string("h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+          "\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");               // é € 😀 as they are
+  REQUIRE(json_string("\xff") == "\"\\ufffd\"");                        // never valid
+  REQUIRE(json_string("\xc3") == "\"\\ufffd\"");                        // cut short at the end
+  REQUIRE(json_string("\xc3(") == "\"\\ufffd(\"");                      // bad continuation
+  REQUIRE(json_string("\xc0\xaf") == "\"\\ufffd\\ufffd\"");             // overlong
+  REQUIRE(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
+  std::string out = "x";
+  detail::append_json_string(out, "y");
+  REQUIRE(out == "x\"y\"");
 }

@@ -9,6 +9,7 @@
 #include <string_view>  // escaping input
 #include <vector>       // matchers
 
+#include <shmetrics/detail/json_string.hpp>
 #include <shmetrics/detail/validate.hpp>
 #include <shmetrics/reader/text_format.hpp>
 
@@ -40,51 +41,7 @@ int cmd_watch(const options& o);
 /// segment, but `check` prints whatever a damaged file holds: such bytes become U+FFFD
 /// so the output always parses.
 inline void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        continue;
-      case '\\':
-        out += "\\\\";
-        continue;
-      case '\n':
-        out += "\\n";
-        continue;
-      case '\r':
-        out += "\\r";
-        continue;
-      case '\t':
-        out += "\\t";
-        continue;
-      default:
-        break;
-    }
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-      continue;
-    }
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      continue;
-    }
-    // Copy a well-formed UTF-8 sequence as is; anything else becomes U+FFFD.
-    std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    bool ok = len != 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && shmetrics::detail::valid_utf8(s.substr(i, len))) {
-      out.append(s, i, len);
-      i += len - 1;
-    } else {
-      out += "\\ufffd";
-    }
-  }
-  out += '"';
+  shmetrics::detail::append_json_string(out, s);
 }
 
 /// A JSON number; NaN and infinities (not JSON) become the strings "NaN", "+Inf", "-Inf".
