@@ -9,10 +9,12 @@
 #include <algorithm>  // min
 #include <cerrno>     // EAGAIN
 #include <climits>    // INT_MAX
+#include <cstdint>    // SIZE_MAX
 #include <csignal>    // SIGPIPE
 #include <cstring>    // memcpy
+#include <strings.h>  // strncasecmp
 
-namespace shmetrics::exporter {
+namespace shmetrics::http_server {
 
 namespace {
 
@@ -57,6 +59,8 @@ class conn_stream final : public httplib::Stream {
   void begin_request() {
     deadline_ = clock::now() + lim_.request_timeout;
     budget_ = lim_.max_request_bytes;
+    in_head_ = first_line_ = true;
+    head_bytes_ = line_len_ = declared_ = 0;
   }
 
   bool buffered() const { return off_ < len_ || (ssl_ && SSL_pending(ssl_) > 0); }
@@ -66,15 +70,24 @@ class conn_stream final : public httplib::Stream {
   // the connection must be closed instead.
   bool overrun() const { return overrun_; }
 
+  // The declared body was over max_body_bytes: nothing of it is read (cpp-httplib then
+  // answers 413), and the connection must be closed.
+  bool refused() const { return refused_; }
+
   bool is_readable() const override { return buffered() || wait_fd(fd_, POLLIN, read_wait()); }
   bool is_writable() const override { return wait_fd(fd_, POLLOUT, lim_.io_timeout); }
 
   ssize_t read(char* ptr, size_t size) override {
+    if (refused_) return -1;
     if (off_ == len_) {
       ssize_t r = fill();
       if (r <= 0) return r;
     }
     std::size_t k = std::min(size, len_ - off_);
+    if (in_head_ && !scan_head(k)) {
+      overrun_ = true;
+      return -1;
+    }
     std::memcpy(ptr, buf_ + off_, k);
     off_ += k;
     return static_cast<ssize_t>(k);
@@ -118,6 +131,52 @@ class conn_stream final : public httplib::Stream {
   milliseconds read_wait() const {
     auto left = std::chrono::duration_cast<milliseconds>(deadline_ - clock::now());
     return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
+  }
+
+  // Follows the request line and headers as cpp-httplib reads them (a byte at a time):
+  // counts them against max_header_bytes, notes the largest Content-Length and where the
+  // head ends (the first "\r\n" line after the request line). May shorten `k` so that a
+  // read never crosses the end of the head. False when the head is over its budget.
+  bool scan_head(std::size_t& k) {
+    for (std::size_t i = 0; i < k; ++i) {
+      if (lim_.max_header_bytes > 0 && ++head_bytes_ > lim_.max_header_bytes) return false;
+      char c = buf_[off_ + i];
+      if (c != '\n') {
+        if (line_len_ < sizeof line_) line_[line_len_] = c;
+        ++line_len_;
+        continue;
+      }
+      bool blank = line_len_ == 1 && line_[0] == '\r';
+      if (blank && !first_line_) {
+        in_head_ = false;
+        k = i + 1;
+        if (lim_.max_body_bytes > 0 && declared_ > lim_.max_body_bytes) refused_ = true;
+        return true;
+      }
+      if (!first_line_) note_content_length();
+      first_line_ = false;
+      line_len_ = 0;
+    }
+    return true;
+  }
+
+  void note_content_length() {
+    static constexpr char name[] = "content-length:";
+    constexpr std::size_t n = sizeof name - 1;
+    if (line_len_ < n || ::strncasecmp(line_, name, n) != 0) return;
+    if (line_len_ > sizeof line_) {  // a value longer than we kept: treat it as huge
+      declared_ = SIZE_MAX;
+      return;
+    }
+    std::size_t v = 0;
+    for (std::size_t i = n; i < line_len_; ++i) {
+      char c = line_[i];
+      if (c == ' ' || c == '\t' || c == '\r') continue;
+      if (c < '0' || c > '9') break;
+      std::size_t d = static_cast<std::size_t>(c - '0');
+      v = v > (SIZE_MAX - d) / 10 ? SIZE_MAX : v * 10 + d;
+    }
+    declared_ = std::max(declared_, v);
   }
 
   // Refills the buffer: > 0 bytes, 0 at end of stream, -1 on error, timeout or budget spent.
@@ -172,6 +231,11 @@ class conn_stream final : public httplib::Stream {
   clock::time_point deadline_;
   std::size_t budget_ = 0;
   bool overrun_ = false;
+  bool refused_ = false;
+  // The request line and headers (scan_head).
+  bool in_head_ = true, first_line_ = true;
+  std::size_t head_bytes_ = 0, line_len_ = 0, declared_ = 0;
+  char line_[64];
   char buf_[4096];
   std::size_t off_ = 0, len_ = 0;
 };
@@ -287,6 +351,7 @@ guarded_server::guarded_server(connection_limits limits, ssl_ctx_ptr tls)
   new_task_queue = [n] { return new elastic_pool(n); };
   set_keep_alive_max_count(limits_.keep_alive_max_requests);
   set_keep_alive_timeout(limits_.keep_alive_timeout.count());
+  if (limits_.max_body_bytes > 0) set_payload_max_length(limits_.max_body_bytes);
 }
 
 bool guarded_server::widen_backlog(int backlog) {
@@ -321,6 +386,18 @@ bool guarded_server::process_and_close_socket(socket_t sock) {
       bool closed = false;
       ret = process_request(s, left == 1, closed, [ssl](httplib::Request& r) { r.ssl = ssl; });
       if (!ret || closed || s.overrun()) break;
+      if (s.refused()) {
+        // The 413 is written; the client may still be sending the body. Closing with
+        // unread bytes sends a reset, which can destroy the reply before the client reads
+        // it: stop writing, then read and drop what comes for a short while.
+        ::shutdown(sock, SHUT_WR);
+        char sink[4096];
+        auto until = clock::now() + milliseconds(1000);
+        while (
+            wait_fd(sock, POLLIN, std::chrono::duration_cast<milliseconds>(until - clock::now())))
+          if (::recv(sock, sink, sizeof sink, 0) <= 0) break;
+        break;
+      }
     }
   }
   if (ssl) {
@@ -336,26 +413,4 @@ bool guarded_server::process_and_close_socket(socket_t sock) {
   return ret;
 }
 
-void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
-                        logger& log) {
-  httplib::Headers headers;
-  for (const auto& [k, v] : cfg.headers)
-    headers.emplace(k, v);
-  server.set_default_headers(std::move(headers));
-  if (!auth.enabled()) return;
-  server.set_pre_routing_handler(
-      [&auth, &log](const httplib::Request& req, httplib::Response& res) {
-        if (auth.check(req.get_header_value("Authorization")))
-          return httplib::Server::HandlerResponse::Unhandled;
-        // Who asked, never what they sent: the header holds the password.
-        log.log_limited(
-            log_level::info, "unauthorized", "unauthorized request",
-            "remote=" + logger::quote(req.remote_addr) + " path=" + logger::quote(req.path));
-        res.status = 401;
-        res.set_header("WWW-Authenticate", "Basic");
-        res.set_content("Unauthorized\n", "text/plain; charset=utf-8");
-        return httplib::Server::HandlerResponse::Handled;
-      });
-}
-
-}  // namespace shmetrics::exporter
+}  // namespace shmetrics::http_server

@@ -1,10 +1,15 @@
-// shmetrics-exporter: the HTTP(S) server. cpp-httplib parses and routes; this class owns
-// each connection so that slow or hostile clients cannot starve the scrapes:
+// The HTTP(S) server of shmetrics-exporter and shmetrics-engine-sim (built alone as the
+// static library shmetrics_http_server: cpp-httplib and OpenSSL only). cpp-httplib parses
+// and routes; this class owns each connection so that slow or hostile clients cannot
+// starve the others:
 //  - one thread per connection, created on demand up to `max_connections` (cpp-httplib's
 //    default pool has 8 threads, so 8 slowloris connections used to stop every scrape);
 //  - a deadline for each whole request (line, headers and body), not only for each read:
-//    a client that sends a byte just before every read timeout is dropped all the same;
-//  - a byte budget per request, so endless headers cannot grow memory;
+//    a client that sends a byte just before every read timeout is dropped all the same.
+//    It covers receiving the request only: a response may take as long as it takes;
+//  - a byte budget per request, so endless headers cannot grow memory, and optionally a
+//    smaller one for the request line and headers and a body limit checked against the
+//    declared Content-Length before any of the body is read;
 //  - TLS (OpenSSL) under the same deadline, handshake included.
 #pragma once
 
@@ -17,14 +22,17 @@
 #include <deque>               // pool jobs
 #include <functional>          // jobs
 #include <map>                 // pool threads
+#include <memory>              // SSL_CTX owner
 #include <mutex>               // pool
 #include <thread>              // pool
 #include <vector>              // exited threads
 
-#include "log.hpp"
-#include "web_config.hpp"
+namespace shmetrics::http_server {
 
-namespace shmetrics::exporter {
+struct ssl_ctx_free {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, ssl_ctx_free>;
 
 struct connection_limits {
   std::size_t max_connections = 512;                 // served at once; more wait for a free one
@@ -33,6 +41,12 @@ struct connection_limits {
   std::chrono::seconds keep_alive_timeout{5};        // idle between requests
   std::size_t keep_alive_max_requests = 100;         // per connection
   std::size_t max_request_bytes = 128 * 1024;        // request line + headers + body
+  // Request line + headers (0: only max_request_bytes). Past it: 400, connection closed.
+  std::size_t max_header_bytes = 0;
+  // A declared Content-Length over it gets 413 before any of the body is read, and the
+  // connection is closed (0: left to cpp-httplib's payload_max_length, which reads and
+  // drops the whole body first). Also sets payload_max_length.
+  std::size_t max_body_bytes = 0;
 };
 
 /// A task queue that runs each job on its own thread, starting threads on demand up to
@@ -63,7 +77,7 @@ class elastic_pool final : public httplib::TaskQueue {
 class guarded_server final : public httplib::Server {
  public:
   /// `tls`: serve HTTPS with this context (null: plain HTTP).
-  guarded_server(connection_limits limits, ssl_ctx_ptr tls);
+  guarded_server(connection_limits limits, ssl_ctx_ptr tls = nullptr);
 
   /// After binding: cpp-httplib 0.11 listens with a backlog of 5, so a burst of new
   /// connections (Prometheus and a few curls, or wrk) had SYNs dropped and waited for
@@ -77,9 +91,13 @@ class guarded_server final : public httplib::Server {
   ssl_ctx_ptr tls_;
 };
 
-/// Basic auth on every path (401 with `WWW-Authenticate: Basic` otherwise) and the
-/// configured headers on every response. `auth` must outlive the server.
-void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
-                        logger& log);
+}  // namespace shmetrics::http_server
 
+// The exporter's names for them (its code predates the split).
+namespace shmetrics::exporter {
+using http_server::connection_limits;
+using http_server::elastic_pool;
+using http_server::guarded_server;
+using http_server::ssl_ctx_free;
+using http_server::ssl_ctx_ptr;
 }  // namespace shmetrics::exporter

@@ -399,4 +399,26 @@ bool basic_auth::check(const std::string& authorization) {
   return ok;
 }
 
+void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
+                        logger& log) {
+  httplib::Headers headers;
+  for (const auto& [k, v] : cfg.headers)
+    headers.emplace(k, v);
+  server.set_default_headers(std::move(headers));
+  if (!auth.enabled()) return;
+  server.set_pre_routing_handler(
+      [&auth, &log](const httplib::Request& req, httplib::Response& res) {
+        if (auth.check(req.get_header_value("Authorization")))
+          return httplib::Server::HandlerResponse::Unhandled;
+        // Who asked, never what they sent: the header holds the password.
+        log.log_limited(
+            log_level::info, "unauthorized", "unauthorized request",
+            "remote=" + logger::quote(req.remote_addr) + " path=" + logger::quote(req.path));
+        res.status = 401;
+        res.set_header("WWW-Authenticate", "Basic");
+        res.set_content("Unauthorized\n", "text/plain; charset=utf-8");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+}
+
 }  // namespace shmetrics::exporter

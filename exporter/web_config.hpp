@@ -1,5 +1,6 @@
 // shmetrics-exporter: --web.config.file in the Prometheus exporter-toolkit format (TLS,
-// basic auth with bcrypt hashes, extra response headers), and the basic-auth check.
+// basic auth with bcrypt hashes, extra response headers), the basic-auth check, and
+// install_web_config, which applies them to the server (server.hpp).
 #pragma once
 
 #include <openssl/ssl.h>
@@ -13,6 +14,9 @@
 #include <string>    // keys
 #include <utility>   // header pairs
 #include <vector>    // headers
+
+#include "log.hpp"
+#include "server.hpp"  // ssl_ctx_ptr, httplib
 
 namespace shmetrics::exporter {
 
@@ -35,11 +39,6 @@ struct web_config {
 /// Reads and checks `path`. On error returns nullopt and sets `err` to one line that
 /// names the file and the key at fault (never a secret's value).
 std::optional<web_config> load_web_config(const std::string& path, std::string& err);
-
-struct ssl_ctx_free {
-  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-};
-using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, ssl_ctx_free>;
 
 /// A server SSL_CTX with the certificate, key, client-auth policy and versions of `tls`;
 /// null with `err` naming the file and key on failure (a missing file, a key that does not
@@ -69,5 +68,10 @@ class basic_auth {
   std::mutex bcrypt_mu_;
   static constexpr std::size_t max_cached = 256;
 };
+
+/// Basic auth on every path (401 with `WWW-Authenticate: Basic` otherwise) and the
+/// configured headers on every response. `auth` must outlive the server.
+void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
+                        logger& log);
 
 }  // namespace shmetrics::exporter

@@ -15,6 +15,7 @@
 
 #include <shmetrics/shmetrics.hpp>
 
+#include "http_limits.hpp"
 #include "lifecycle.hpp"
 #include "no_compression.hpp"
 #include "openai.hpp"
@@ -133,10 +134,8 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   hm.highr = highr_f->with_labels({}).value_or(shmetrics::histogram{});
   std::mutex metrics_m;  // the cold path (with_labels) from many worker threads
 
-  httplib::Server svr;
-  svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
+  guarded_server svr(http_limits(opt));  // as the engine process's (main.cpp)
   svr.set_tcp_nodelay(true);
-  svr.set_keep_alive_max_count(1000);
   serve_uncompressed(svr);
   const int engine_port = opt.engine_port;
 
@@ -218,6 +217,7 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
                  opt.api_server_rank, opt.host.c_str(), opt.port);
     return 1;
   }
+  svr.widen_backlog();
   std::atomic<bool> listener_done{false};
   std::thread listener([&] {
     svr.listen_after_bind();
@@ -233,7 +233,8 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   lifecycle::stopping = true;
   lifecycle::drain(lifecycle::active_replies, until);
   svr.stop();
-  // See main(): idle keep-alive workers cannot be interrupted; the segment goes with reg.
+  // See main(): a client still sending its request can hold the listener; the segment
+  // goes with reg.
   for (int i = 0; i < 40 && !listener_done; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   if (!listener_done) {

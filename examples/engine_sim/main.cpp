@@ -22,6 +22,7 @@
 
 #include "api_server.hpp"
 #include "backend.hpp"
+#include "http_limits.hpp"
 #include "lifecycle.hpp"
 #include "no_compression.hpp"
 #include "openai.hpp"
@@ -359,11 +360,10 @@ int main(int argc, char** argv) {
   }
   backend* bp = be.get();  // the handlers check lifecycle::use before they touch it
 
-  httplib::Server svr;
-  // Streaming requests hold a worker each, as long as they stream.
-  svr.new_task_queue = [] { return new httplib::ThreadPool(512); };
-  svr.set_tcp_nodelay(true);
-  svr.set_keep_alive_max_count(1000);
+  // A thread per connection (a stream holds one as long as it streams), deadlines and
+  // byte budgets for receiving each request: docs/engine-sim.md, "Slow and hostile clients".
+  guarded_server svr(http_limits(opt));
+  svr.set_tcp_nodelay(true);  // on the listening socket: accepted ones inherit it
   serve_uncompressed(svr);
   const std::string model = opt.served_model_name;
   const std::string version = be->vllm_version() + ".0+shmetrics.sim";
@@ -420,6 +420,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d\n", host.c_str(), opt.port);
     return 1;
   }
+  svr.widen_backlog();
   std::atomic<bool> listener_done{false};
   std::thread listener([&] {
     svr.listen_after_bind();
@@ -474,8 +475,9 @@ int main(int argc, char** argv) {
   svr.stop();
   lifecycle::drain(lifecycle::backend_users, until + std::chrono::milliseconds(300));
   be.reset();
-  // Idle keep-alive connections keep a worker in cpp-httplib's keep-alive wait (up to
-  // 5 s) with no way to interrupt it; everything that matters is done, so leave then.
+  // Idle keep-alive connections leave within 100 ms of stop(); a client still sending its
+  // request holds its thread up to the request deadline. Everything that matters is
+  // done, so leave then.
   for (int i = 0; i < 40 && !listener_done; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::fflush(stdout);

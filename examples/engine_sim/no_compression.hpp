@@ -13,13 +13,19 @@
 
 namespace engine_sim {
 
-/// Makes `svr` ignore Accept-Encoding: every response goes out as written.
+/// Makes `svr` ignore Accept-Encoding: every response goes out as written. And
+/// Content-Encoding: request bodies are taken as sent, as uvicorn does (cpp-httplib would
+/// inflate a gzip or br body with no limit on the result: a 32 MiB body of compressed
+/// zeros is 32 GB inflated).
 inline void serve_uncompressed(httplib::Server& svr) {
   svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
     // cpp-httplib decides on compression from the request's Accept-Encoding when it writes
-    // the response. The Request is Server::process_request's own non-const local, handed
-    // to handlers as const, so dropping the header here is well defined.
-    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    // the response, and on inflating the body from its Content-Encoding when it reads the
+    // body, after this handler. The Request is Server::process_request's own non-const
+    // local, handed to handlers as const, so dropping the headers here is well defined.
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    headers.erase("Accept-Encoding");
+    headers.erase("Content-Encoding");
     return httplib::Server::HandlerResponse::Unhandled;
   });
 }

@@ -37,6 +37,7 @@ into shared memory (serve them with shmetrics-exporter).
   --shm.dir DIR                    segment directory (/dev/shm)
   --shm.prefix NAME                segment name prefix (shmetrics)
   --catalog FILE                   the vLLM metric catalog (installed or source-tree copy)
+  --max-request-bytes N            largest request body; a larger one gets 413 (33554432 = 32 MiB)
 )";
 
 std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
@@ -132,6 +133,10 @@ options parse_options(int argc, char** argv) {
       o.shm_prefix = p.string();
     } else if (p.is("--catalog")) {
       o.catalog = p.string();
+    } else if (p.is("--max-request-bytes")) {
+      o.max_request_bytes = p.uint(1024, std::uint64_t{1} << 32);
+    } else if (p.is("--internal.request-timeout")) {  // seconds; tests shorten it
+      o.request_timeout_s = static_cast<std::uint32_t>(p.uint(1, 3600));
     } else {
       p.unknown();
     }

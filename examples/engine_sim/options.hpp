@@ -30,6 +30,8 @@ struct options {
   std::string catalog;  ///< --catalog; default: $SHMETRICS_CATALOG, installed, source tree
   double audio_sample_rate = 24000;
   std::uint32_t num_inference_steps = 8;  ///< diffusion: the default when a request gives none
+  std::uint64_t max_request_bytes = 32u << 20;  ///< largest request body; more: 413
+  std::uint32_t request_timeout_s = 60;  ///< to receive one request (--internal.*, for tests)
 
   bool stats() const { return log_stats < 0 ? pipeline == pipeline_kind::llm : log_stats > 0; }
 };

@@ -1,0 +1,34 @@
+// The HTTP server of engine-sim's public port, its API-server processes and the engine's
+// private loopback port: the exporter's guarded_server (exporter/server.hpp), with limits
+// for an inference API. cpp-httplib 0.11's own server reads request headers without any
+// bound (one client sending endless header lines grew the process to 748 MB) and serves
+// from a fixed pool (a few slowloris connections held every worker).
+#pragma once
+
+#include <chrono>   // limits
+#include <cstddef>  // sizes
+
+#include "options.hpp"
+#include "server.hpp"  // exporter/server.hpp: shmetrics_http_server
+
+namespace engine_sim {
+
+using shmetrics::http_server::guarded_server;
+
+/// What a client may send and how slowly: limits on receiving a request only. A response
+/// (a stream, or a long non-streamed one writing a space every 100 ms) takes as long as
+/// the generation does.
+inline shmetrics::http_server::connection_limits http_limits(const options& o) {
+  shmetrics::http_server::connection_limits l;
+  l.max_connections = 1024;  // one thread each; more wait for one
+  l.request_timeout = std::chrono::seconds(o.request_timeout_s);  // line, headers, body
+  l.io_timeout = std::chrono::seconds(5);          // each read or write (cpp-httplib's default)
+  l.keep_alive_timeout = std::chrono::seconds(5);  // uvicorn's default
+  l.keep_alive_max_requests = 1000;
+  l.max_header_bytes = 64 * 1024;  // request line + headers: past it 400, closed
+  l.max_body_bytes = static_cast<std::size_t>(o.max_request_bytes);  // past it 413, closed
+  l.max_request_bytes = l.max_header_bytes + l.max_body_bytes;       // a chunked body too
+  return l;
+}
+
+}  // namespace engine_sim
