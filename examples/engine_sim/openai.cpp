@@ -1,7 +1,5 @@
 #include "openai.hpp"
 
-#include <cstdio>  // snprintf
-
 #include <simdjson.h>
 
 #include "tokenizer.hpp"
@@ -224,38 +222,6 @@ std::string images_response_json(long created, const std::vector<std::string>& b
     o += "{\"b64_json\":\"" + b64_pngs[i] + "\",\"revised_prompt\":null}";
   }
   return o + "]}";
-}
-
-std::string json_string(std::string_view s) {
-  std::string o = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\r':
-        o += "\\r";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o + "\"";
 }
 
 std::string error_body(const api_error& e) {

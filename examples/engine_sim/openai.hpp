@@ -7,6 +7,8 @@
 #include <string_view>  // bodies
 #include <vector>       // prompts, outputs
 
+#include <shmetrics/detail/json_string.hpp>
+
 namespace engine_sim {
 
 enum class api_kind : std::uint8_t { completion, chat };
@@ -54,8 +56,9 @@ std::string images_response_json(long created, const std::vector<std::string>& b
 
 /// `{"error": {"message", "type", "param", "code"}}`, as OpenAI and vLLM send it.
 std::string error_body(const api_error& e);
-/// `s` as a JSON string literal, quotes included.
-std::string json_string(std::string_view s);
+/// `s` as a JSON string literal, quotes included; bytes that are not UTF-8 (a client's
+/// prompt or model name) become U+FFFD, so every response parses.
+using shmetrics::detail::json_string;
 
 /// What a response reports about one finished (or streaming) request.
 struct api_result {
