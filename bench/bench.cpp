@@ -728,7 +728,7 @@ void bench_scrape_10k(const options& o, results& r) {
     r["exporter_scrape_10k_series_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();
       out.clear();
-      shmetrics::encode_text(c->families, out, &c->labels);
+      shmetrics::encode_text(c->families, out, c->labels.get(), &c->columns);
     });
   }
   {
@@ -745,7 +745,7 @@ void bench_scrape_10k(const options& o, results& r) {
     r["exporter_scrape_10k_series_4writers_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();
       out.clear();
-      shmetrics::encode_text(c->families, out, &c->labels);
+      shmetrics::encode_text(c->families, out, c->labels.get(), &c->columns);
     });
   }
 #endif

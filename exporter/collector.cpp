@@ -1,6 +1,7 @@
 #include "collector.hpp"
 
 #include <dirent.h>        // /proc/self/fd
+#include <malloc.h>        // malloc_trim after a big plan rebuild
 #include <sys/file.h>      // flock for the reaper
 #include <sys/resource.h>  // RLIMIT_NOFILE
 #include <sys/stat.h>      // stat for replaced files
@@ -23,6 +24,10 @@ using clock = std::chrono::steady_clock;
 // A writer whose heartbeat has not moved for this long, while it still holds its lock,
 // is "stalled" (alive but hung). Ten default heartbeat intervals.
 constexpr auto stall_after = std::chrono::seconds(10);
+
+// Plans of at least this many series give their freed memory back after a rebuild
+// (malloc_trim walks the heap: a few ms at 1M series, not worth it for small plans).
+constexpr std::size_t trim_after_series = 100'000;
 
 const char* const all_states[] = {"alive", "stalled", "dead", "closed", "restarted", "invalid"};
 const char* const all_reasons[] = {
@@ -204,8 +209,9 @@ bool collector::read_values(tracked& t) {
   // Into scratch first: a read that finds the file shrunk must not replace good values.
   const std::size_t n = t.reader.series_count();
   t.scratch.resize(n);
+  t.scratch_buckets.clear();  // capacity kept: no allocation in the steady state
   for (std::size_t i = 0; i < n; ++i)
-    t.reader.read_series(i, t.scratch[i]);
+    t.reader.read_values(i, t.scratch[i], t.scratch_buckets);
   if (t.reader.damaged()) {
     auto e = t.reader.refresh();  // fails `shrunk` now, with the message to show
     t.error = e ? "file shrank while mapped" : e.error().message();
@@ -213,6 +219,7 @@ bool collector::read_values(tracked& t) {
     return false;
   }
   t.values.swap(t.scratch);
+  t.buckets.swap(t.scratch_buckets);
   t.families_covered = t.reader.family_count();
   t.error.clear();
   return true;
@@ -223,9 +230,19 @@ std::vector<family_snapshot> collector::families_of(const tracked& t) const {
   out.reserve(t.families_covered);
   for (std::size_t f = 0; f < t.families_covered; ++f)
     out.push_back(t.reader.family(f));
+  std::size_t off = 0;  // into t.buckets
   for (std::size_t i = 0; i < t.values.size(); ++i) {
-    series_snapshot& s = out[t.reader.series_family(i)].series.emplace_back(t.values[i]);
-    s.label_values = t.reader.series_labels(i);
+    series_snapshot& s = out[t.reader.series_family(i)].series.emplace_back();
+    s.label_values = t.reader.series_labels(i).to_strings();
+    if (const std::uint32_t nb = t.reader.bucket_slots(i)) {
+      s.buckets.assign(t.buckets.begin() + static_cast<std::ptrdiff_t>(off),
+                       t.buckets.begin() + static_cast<std::ptrdiff_t>(off + nb));
+      s.sum = t.values[i].value;
+      off += nb;
+    } else {
+      s.value = t.values[i].value;
+      s.stamp_ns = t.values[i].stamp_ns;
+    }
   }
   return out;
 }
@@ -297,7 +314,7 @@ void collector::discover(std::vector<segment_status>& bad) {
                                   " (--shm.allow-other-users serves it)");
       continue;
     }
-    tracked t{n, std::move(*r), {}, {}, 0, true, 0, clock::now(), {}, {}};
+    tracked t{n, std::move(*r), {}, {}, {}, {}, 0, true, 0, clock::now(), {}, {}};
     log_.log(log_level::info, "segment found",
              "path=" + logger::quote(n.path) + " pid=" + std::to_string(n.pid));
     segments_.emplace(n.path, std::move(t));
@@ -312,51 +329,88 @@ void collector::update_plan() {
         {t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(), t.alive});
   if (plan_.version != 0 && inputs == plan_.inputs && retired_version_ == plan_.retired_version)
     return;
-  merge_plan p;
-  p.inputs = std::move(inputs);
-  p.retired_version = retired_version_;
-  p.version = plan_.version + 1;
-  merged_set m;
-  for (auto& [path, t] : segments_) {
-    // Where each of this writer's families goes (not_served: conflict or a dead live_* gauge).
-    std::vector<std::uint32_t> family_target(t.families_covered, not_served);
-    for (std::size_t f = 0; f < t.families_covered; ++f) {
-      const family_snapshot& shape = t.reader.family(f);
+  std::size_t series_total = 0;
+  {
+    merge_plan p;
+    p.inputs = std::move(inputs);
+    p.retired_version = retired_version_;
+    p.version = plan_.version + 1;
+    // The plan keeps no label values: each merged series' label block is rendered once,
+    // when the series is first seen, into one string per family, shared by every result.
+    auto labels = std::make_shared<prepared_labels>();
+    merged_set m;
+    auto slot_of = [&](const family_snapshot& shape) {
       std::size_t slot = m.family_slot(shape);
-      if (slot == merged_set::no_slot) {
-        count_error("family_conflict", path + "\n" + shape.name,
-                    "family " + shape.name + " in " + path +
-                        " has a different type, labels or buckets than another writer's; not "
-                        "served from this segment");
-        continue;
+      while (labels->families.size() < m.families().size()) {
+        const family_snapshot& added = m.families()[labels->families.size()];
+        prepare_family(added, labels->families.emplace_back());
       }
-      if (!skipped_when_dead(shape, t.alive)) family_target[f] = static_cast<std::uint32_t>(slot);
-    }
-    auto& targets = p.segment_targets.emplace_back(t.values.size());
-    for (std::size_t i = 0; i < t.values.size(); ++i) {
-      std::uint32_t fam = family_target[t.reader.series_family(i)];
-      if (fam == not_served) {
-        targets[i].family = not_served;
-        continue;
+      return slot;
+    };
+    std::vector<std::string_view> values;  // one series' label values, for rendering
+    auto place = [&](std::size_t fam, const auto& label_values) {
+      auto [index, fresh] = m.index_slot(fam, label_values);
+      if (fresh) {
+        values.resize(label_values.size());
+        for (std::size_t k = 0; k < values.size(); ++k)
+          values[k] = label_values[k];
+        append_label_block(labels->families[fam], m.families()[fam], values.data());
       }
-      auto [index, fresh] = m.series_slot(fam, t.reader.series_labels(i));
-      targets[i] = {fam, static_cast<std::uint32_t>(index), fresh};
-    }
-  }
-  for (const family_snapshot& f : retired_) {
-    auto& targets = p.retired_targets.emplace_back(f.series.size());
-    std::size_t fam = m.family_slot(f);
-    for (std::size_t i = 0; i < f.series.size(); ++i) {
-      if (fam == merged_set::no_slot) {
-        targets[i].family = not_served;
-        continue;
+      return target{static_cast<std::uint32_t>(fam), static_cast<std::uint32_t>(index), fresh};
+    };
+    for (auto& [path, t] : segments_) {
+      // Where each of this writer's families goes (not_served: conflict or a dead live_*
+      // gauge).
+      std::vector<std::uint32_t> family_target(t.families_covered, not_served);
+      for (std::size_t f = 0; f < t.families_covered; ++f) {
+        const family_snapshot& shape = t.reader.family(f);
+        std::size_t slot = slot_of(shape);
+        if (slot == merged_set::no_slot) {
+          count_error("family_conflict", path + "\n" + shape.name,
+                      "family " + shape.name + " in " + path +
+                          " has a different type, labels or buckets than another writer's; not "
+                          "served from this segment");
+          continue;
+        }
+        if (!skipped_when_dead(shape, t.alive)) family_target[f] = static_cast<std::uint32_t>(slot);
       }
-      auto [index, fresh] = m.series_slot(fam, f.series[i].label_values);
-      targets[i] = {static_cast<std::uint32_t>(fam), static_cast<std::uint32_t>(index), fresh};
+      auto& targets = p.segment_targets.emplace_back(t.values.size());
+      for (std::size_t i = 0; i < t.values.size(); ++i) {
+        std::uint32_t fam = family_target[t.reader.series_family(i)];
+        if (fam == not_served)
+          targets[i] = {not_served, t.reader.bucket_slots(i), false};
+        else
+          targets[i] = place(fam, t.reader.series_labels(i));
+      }
+      series_total += t.values.size();
     }
-  }
-  p.families = std::move(m.families());
-  plan_ = std::move(p);
+    for (const family_snapshot& f : retired_) {
+      auto& targets = p.retired_targets.emplace_back(f.series.size());
+      std::size_t fam = slot_of(f);
+      for (std::size_t i = 0; i < f.series.size(); ++i) {
+        if (fam == merged_set::no_slot)
+          targets[i].family = not_served;
+        else
+          targets[i] = place(fam, f.series[i].label_values);
+      }
+      series_total += f.series.size();
+    }
+    for (auto& b : labels->families) {  // growth slack: up to half of each
+      b.text.shrink_to_fit();
+      b.end.shrink_to_fit();
+      b.split.shrink_to_fit();
+    }
+    p.labels = std::move(labels);
+    for (std::size_t f = 0; f < m.families().size(); ++f)
+      p.series_counts.push_back(m.series_count(f));
+    p.families = std::move(m.families());
+    plan_ = std::move(p);
+  }  // the merge index (a node per series) is freed here
+#ifdef __GLIBC__
+  // A big rebuild frees tens of MB of index nodes and old shapes spread over the heap;
+  // give them back instead of keeping them resident until the next rebuild.
+  if (series_total >= trim_after_series) ::malloc_trim(0);
+#endif
 }
 
 std::shared_ptr<collection> collector::take_buffer() {
@@ -383,26 +437,55 @@ std::shared_ptr<collection> collector::take_buffer() {
 
 void collector::fill_values(collection& c) {
   if (c.plan_version != plan_.version) {
-    c.families = plan_.families;  // the shape changed: copy names and labels once
+    // The shape changed: copy the families' definitions and size their value columns
+    // once; the label blocks are the plan's, shared, not copied.
+    c.families = plan_.families;
+    c.columns.families.resize(c.families.size());
+    for (std::size_t f = 0; f < c.families.size(); ++f) {
+      const family_snapshot& fam = c.families[f];
+      auto& col = c.columns.families[f];
+      col.rows = plan_.series_counts[f];
+      col.value.assign(col.rows, 0);
+      col.stamp_ns.assign(fam.type == layout::metric_type::gauge ? col.rows : 0, 0);
+      col.buckets.assign(
+          fam.type == layout::metric_type::histogram ? col.rows * (fam.bounds.size() + 1) : 0, 0);
+    }
     c.plan_version = plan_.version;
-    prepare_labels(c.families, c.labels);
+    c.labels = plan_.labels;
   } else {
     c.families.resize(plan_.families.size());  // drop the previous self-metrics
   }
-  auto fold = [&](const target& to, const series_snapshot& from) {
-    if (to.family == not_served) return;
-    family_snapshot& f = c.families[to.family];
-    combine(f.type, f.mode, f.series[to.series], from, to.first);
-  };
+  // Every served target is written (the first source of each merged series copies), so
+  // nothing needs clearing between collections of one plan.
   std::size_t k = 0;
   for (auto& [path, t] : segments_) {
     const auto& targets = plan_.segment_targets[k++];
-    for (std::size_t i = 0; i < targets.size(); ++i)
-      fold(targets[i], t.values[i]);
+    const std::uint64_t* buckets = t.buckets.data();
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const target& to = targets[i];
+      if (to.family == not_served) {
+        buckets += to.series;  // its histogram counts, if any
+        continue;
+      }
+      const family_snapshot& f = c.families[to.family];
+      const std::size_t nb = f.type == layout::metric_type::histogram ? f.bounds.size() + 1 : 0;
+      combine(f.type, f.mode, c.columns.families[to.family], to.series, t.values[i], buckets, nb,
+              to.first);
+      buckets += nb;
+    }
   }
   for (std::size_t f = 0; f < retired_.size(); ++f)
-    for (std::size_t i = 0; i < retired_[f].series.size(); ++i)
-      fold(plan_.retired_targets[f][i], retired_[f].series[i]);
+    for (std::size_t i = 0; i < retired_[f].series.size(); ++i) {
+      const target& to = plan_.retired_targets[f][i];
+      if (to.family == not_served) continue;
+      const family_snapshot& m = c.families[to.family];
+      const series_snapshot& s = retired_[f].series[i];
+      const bool hist = m.type == layout::metric_type::histogram;
+      const std::size_t nb = hist ? m.bounds.size() + 1 : 0;
+      if (hist && s.buckets.size() != nb) continue;  // cannot happen: same bounds
+      combine(m.type, m.mode, c.columns.families[to.family], to.series,
+              {hist ? s.sum : s.value, s.stamp_ns}, s.buckets.data(), nb, to.first);
+    }
 }
 
 std::shared_ptr<collection> collector::run_once() {

@@ -44,16 +44,21 @@ struct segment_status {
 };
 
 /// One collection: the merged families ready to encode, and what each segment looked like.
+/// Encode it with `encode_text(c->families, out, c->labels.get(), &c->columns)`.
 struct collection {
-  std::vector<family_snapshot> families;  // merged, plus the exporter's own
+  // The merged families' definitions (their `series` empty: the values are in `columns`,
+  // the labels in `labels`), then the exporter's own families with their series.
+  std::vector<family_snapshot> families;
+  series_columns columns;  // the merged families' values, per family
   std::vector<segment_status> segments;
   double duration_s = 0;
 
   // The collector reuses a collection nobody holds any more: when its merged shape is
   // the current plan's, only the values are rewritten (no allocation).
   std::uint64_t plan_version = 0;  // 0: no shape yet
-  /// The merged series' label blocks, rendered when the shape was made (encoders read it).
-  prepared_labels labels;
+  /// The merged series' label blocks, rendered once per plan and shared (immutable) by the
+  /// plan and every collection of its shape: at 1M series they are the largest part.
+  std::shared_ptr<const prepared_labels> labels;
 };
 
 class collector {
@@ -73,7 +78,10 @@ class collector {
     segment_reader reader;
     // The last good values of the reader's first values.size() series, covering its first
     // families_covered families: what we serve if the segment goes bad or the writer dies.
-    std::vector<series_snapshot> values, scratch;
+    // Compact (16 bytes a series; labels stay in the reader): histograms' cumulative
+    // counts are in `buckets`, back to back in series order.
+    std::vector<series_values> values, scratch;
+    std::vector<std::uint64_t> buckets, scratch_buckets;
     std::size_t families_covered = 0;
     bool alive = true;
     std::uint64_t last_hb_count = 0;
@@ -84,6 +92,8 @@ class collector {
   // Where each source series goes in the merged families; computed again only when the
   // shape of the input changes (segments, their record counts, liveness, retired totals).
   struct target {
+    // family not_served: `series` is how many histogram bucket counts the source has
+    // (skipped in tracked::buckets).
     std::uint32_t family = 0, series = 0;
     bool first = false;  // the first source of this merged series in a pass
   };
@@ -97,7 +107,9 @@ class collector {
     std::vector<plan_input> inputs;
     std::uint64_t retired_version = 0;
     std::uint64_t version = 0;
-    std::vector<family_snapshot> families;             // merged shapes and label values
+    std::vector<family_snapshot> families;          // merged shapes (no series: see series_counts)
+    std::vector<std::size_t> series_counts;         // per merged family
+    std::shared_ptr<const prepared_labels> labels;  // per merged family, per series
     std::vector<std::vector<target>> segment_targets;  // per segment, per series
     std::vector<std::vector<target>> retired_targets;  // per retired family, per series
   };

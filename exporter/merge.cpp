@@ -1,6 +1,6 @@
 #include "merge.hpp"
 
-#include <algorithm>  // std::max, std::min
+#include <algorithm>  // std::max, std::min, std::copy
 
 namespace shmetrics::exporter {
 
@@ -54,6 +54,59 @@ void combine(metric_type type, gauge_mode mode, series_snapshot& into, const ser
   }
 }
 
+void combine(metric_type type, gauge_mode mode, series_columns::family_columns& into,
+             std::size_t row, const series_values& from, const std::uint64_t* buckets,
+             std::size_t nb, bool first) {
+  double& value = into.value[row];
+  if (type == metric_type::histogram) {
+    // Every writer of a merged family has the same bounds (a different one is a
+    // conflict), so `nb` counts on both sides.
+    std::uint64_t* to = into.buckets.data() + row * nb;
+    if (first) {
+      std::copy(buckets, buckets + nb, to);
+      value = from.value;
+    } else {
+      for (std::size_t b = 0; b < nb; ++b)
+        to[b] += buckets[b];
+      value += from.value;
+    }
+    return;
+  }
+  if (type != metric_type::gauge) {  // counter adds, info keeps the max
+    value = first                          ? from.value
+            : type == metric_type::counter ? value + from.value
+                                           : std::max(value, from.value);
+    return;
+  }
+  std::uint64_t& stamp = into.stamp_ns[row];
+  if (first) {
+    value = from.value;
+    stamp = from.stamp_ns;
+    return;
+  }
+  switch (mode) {
+    case gauge_mode::sum:
+    case gauge_mode::live_sum:
+      value += from.value;
+      break;
+    case gauge_mode::max:
+    case gauge_mode::live_max:
+      value = std::max(value, from.value);
+      break;
+    case gauge_mode::min:
+    case gauge_mode::live_min:
+      value = std::min(value, from.value);
+      break;
+    case gauge_mode::latest:
+    case gauge_mode::live_latest:
+      if (from.stamp_ns > stamp) {
+        value = from.value;
+        stamp = from.stamp_ns;
+      }
+      break;
+  }
+}
+
 bool skipped_when_dead(const family_snapshot& shape, bool writer_alive) {
   if (writer_alive) return false;
   if (shape.type != metric_type::gauge && shape.type != metric_type::info) return false;
@@ -73,6 +126,7 @@ std::size_t merged_set::family_slot(const family_snapshot& f) {
     shape.label_names = f.label_names;
     shape.bounds = f.bounds;
     series_index_.emplace_back();
+    counts_.push_back(0);
     return it->second;
   }
   const family_snapshot& m = families_[it->second];
@@ -82,21 +136,14 @@ std::size_t merged_set::family_slot(const family_snapshot& f) {
 
 std::pair<std::size_t, bool> merged_set::series_slot(std::size_t family,
                                                      const std::vector<std::string>& labels) {
-  // Length-prefixed so that ("a,b") and ("a", "b") differ.
-  key_.clear();
-  for (const std::string& v : labels) {
-    key_ += std::to_string(v.size());
-    key_ += ':';
-    key_ += v;
-  }
-  family_snapshot& m = families_[family];
-  auto [it, fresh] = series_index_[family].try_emplace(key_, m.series.size());
-  if (fresh) {
+  auto slot = index_slot(family, labels);
+  if (slot.second) {
+    family_snapshot& m = families_[family];
     series_snapshot& s = m.series.emplace_back();
     s.label_values = labels;
     if (m.type == metric_type::histogram) s.buckets.assign(m.bounds.size() + 1, 0);
   }
-  return {it->second, fresh};
+  return slot;
 }
 
 bool merged_set::add_totals(const family_snapshot& f) {

@@ -4,11 +4,13 @@
 #include <cstddef>        // size_t
 #include <limits>         // no_slot
 #include <string>         // keys
+#include <string_view>    // label values
 #include <unordered_map>  // indexes
 #include <utility>        // pair
 #include <vector>         // families
 
 #include <shmetrics/reader/snapshot.hpp>
+#include <shmetrics/reader/text_format.hpp>
 
 namespace shmetrics::exporter {
 
@@ -18,6 +20,13 @@ namespace shmetrics::exporter {
 /// values (storage reused: no allocation once `into.buckets` has its size).
 void combine(layout::metric_type type, layout::gauge_mode mode, series_snapshot& into,
              const series_snapshot& from, bool first);
+
+/// combine() into row `row` of a family's columns (the exporter's results), from values
+/// kept without a series_snapshot (segment_reader::read_values): `from.value` is a
+/// histogram's sum, `buckets` its `nb` cumulative counts (nb: 0 unless a histogram).
+void combine(layout::metric_type type, layout::gauge_mode mode,
+             series_columns::family_columns& into, std::size_t row, const series_values& from,
+             const std::uint64_t* buckets, std::size_t nb, bool first);
 
 /// Whether a writer's family contributes nothing: a live_* gauge of a writer that is gone.
 bool skipped_when_dead(const family_snapshot& shape, bool writer_alive);
@@ -40,6 +49,26 @@ class merged_set {
   std::pair<std::size_t, bool> series_slot(std::size_t family,
                                            const std::vector<std::string>& label_values);
 
+  /// series_slot() without storing the series: only where it goes and whether it is new
+  /// (a merge plan keeps millions; their labels are rendered once by the caller).
+  /// `label_values` is anything with size() and operator[] giving a string_view.
+  template <class Labels>
+  std::pair<std::size_t, bool> index_slot(std::size_t family, const Labels& label_values) {
+    // Length-prefixed so that ("a,b") and ("a", "b") differ.
+    key_.clear();
+    for (std::size_t k = 0; k < label_values.size(); ++k) {
+      std::string_view v = label_values[k];
+      key_ += std::to_string(v.size());
+      key_ += ':';
+      key_ += v;
+    }
+    auto [it, fresh] = series_index_[family].try_emplace(key_, counts_[family]);
+    if (fresh) ++counts_[family];
+    return {it->second, fresh};
+  }
+  /// Series in family `family` (stored or only indexed).
+  std::size_t series_count(std::size_t family) const { return counts_[family]; }
+
   /// Adds one writer's family with its values. `writer_alive` is false for dead and
   /// retired writers. Returns false (and adds nothing) on a definition conflict.
   bool add(const family_snapshot& f, bool writer_alive);
@@ -54,7 +83,8 @@ class merged_set {
   std::vector<family_snapshot> families_;
   std::unordered_map<std::string, std::size_t> family_index_;
   std::vector<std::unordered_map<std::string, std::size_t>> series_index_;
-  std::string key_;  // reused to build series keys
+  std::vector<std::size_t> counts_;  // series per family
+  std::string key_;                  // reused to build series keys
 };
 
 }  // namespace shmetrics::exporter

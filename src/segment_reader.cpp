@@ -172,6 +172,8 @@ segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
     hdr_ = o.hdr_;
     families_ = std::move(o.families_);
     series_ = std::move(o.series_);
+    label_pool_ = std::move(o.label_pool_);
+    value_end_ = std::move(o.value_end_);
   }
   return *this;
 }
@@ -293,14 +295,37 @@ result<bool> segment_reader::parse_series(std::uint32_t index) {
       !fits(rec.cell_index, rec.cell_count, hdr_.cells_per_shard))
     return corrupt(errc::corrupt_record, who + ": cells " + std::to_string(rec.cell_index) + "+" +
                                              std::to_string(rec.cell_count) + " outside the shard");
-  auto rd = [this](std::uint32_t o, std::uint32_t l, const char* w) {
-    return read_string(o, l, w);
-  };
-  auto values =
-      read_refs(rd, base_ + hdr_.strings_offset, hdr_.strings_capacity, rec.labels_off,
-                static_cast<std::uint32_t>(fm.shape.label_names.size()), who + " label value");
-  if (!values) return corrupt(errc::corrupt_record, values.error().detail);
-  series_.push_back({rec.family_index, rec.cell_index, std::move(*values)});
+  // The label values go into the reader's pool (no string per value: an exporter parses
+  // millions), checked as read_string() checks them; a bad record leaves no trace.
+  const std::uint32_t count = static_cast<std::uint32_t>(fm.shape.label_names.size());
+  const std::string what = who + " label value";
+  if (rec.labels_off % 4 || !fits(rec.labels_off, std::uint64_t{count} * sizeof(layout::string_ref),
+                                  hdr_.strings_capacity))
+    return corrupt(errc::corrupt_record, what + " list at arena " + std::to_string(rec.labels_off) +
+                                             " outside the arena");
+  const char* arena = base_ + hdr_.strings_offset;
+  const std::size_t pool_before = label_pool_.size(), values_before = value_end_.size();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    layout::string_ref ref;
+    std::memcpy(&ref, arena + rec.labels_off + i * sizeof ref, sizeof ref);
+    if (!fits(ref.off, ref.len, hdr_.strings_capacity)) {
+      label_pool_.resize(pool_before);
+      value_end_.resize(values_before);
+      return corrupt(errc::corrupt_record, what + " at arena " + std::to_string(ref.off) + "+" +
+                                               std::to_string(ref.len) + " outside the arena (" +
+                                               std::to_string(hdr_.strings_capacity) + " bytes)");
+    }
+    // Copy, then check the copy: the writer's bytes may change after we look.
+    const std::size_t at = label_pool_.size();
+    label_pool_.append(arena + ref.off, ref.len);
+    if (!detail::valid_utf8(std::string_view(label_pool_).substr(at))) {
+      label_pool_.resize(pool_before);
+      value_end_.resize(values_before);
+      return corrupt(errc::corrupt_record, what + " is not UTF-8");
+    }
+    value_end_.push_back(label_pool_.size());
+  }
+  series_.push_back({rec.family_index, rec.cell_index, values_before});
   return true;
 }
 
@@ -325,10 +350,19 @@ result<bool> segment_reader::refresh() {
     if (!r) return r.error();
     changed = true;
   }
+  const std::size_t series_before = series_.size();
   while (series_.size() < ns) {
     auto r = parse_series(static_cast<std::uint32_t>(series_.size()));
     if (!r) return r.error();
     changed = true;
+  }
+  // After a big batch (the first refresh of a full segment), drop the vectors' doubling
+  // slack: up to half of what they hold at 1M series. Not reserved ahead from the
+  // published count, which a corrupt header may set far beyond what the records hold.
+  if (series_.size() - series_before >= 4096 && series_.size() - series_before >= series_before) {
+    series_.shrink_to_fit();
+    value_end_.shrink_to_fit();
+    label_pool_.shrink_to_fit();
   }
   if (damaged()) return shrunk_error();
   return changed;
@@ -376,7 +410,8 @@ error segment_reader::shrunk_error() const {
   return corrupt(errc::shrunk, "file shrank while mapped (a read past its end saw zeros)");
 }
 
-void segment_reader::read_series(std::size_t i, series_snapshot& s) const {
+void segment_reader::read_values(std::size_t i, series_values& s,
+                                 std::vector<std::uint64_t>& out) const {
   const series_meta& sm = series_[i];
   const family_meta& fm = families_[sm.family];
   const char* cells = base_ + hdr_.cells_offset;
@@ -408,19 +443,34 @@ void segment_reader::read_series(std::size_t i, series_snapshot& s) const {
       // One pass over one read of each bucket: cumulative counts never decrease and
       // the +Inf bucket is _count by construction.
       const auto nb = static_cast<std::uint32_t>(fm.shape.bounds.size()) + 1;
-      s.buckets.assign(nb, 0);
+      const std::size_t at = out.size();
+      out.resize(at + nb);  // zeros
+      std::uint64_t* buckets = out.data() + at;
       double sum = 0;
       for (std::uint32_t k = 0; k < shards; ++k) {
         for (std::uint32_t b = 0; b < nb; ++b)
-          s.buckets[b] += cell(k, sm.cell_index + b);
+          buckets[b] += cell(k, sm.cell_index + b);
         sum += std::bit_cast<double>(cell(k, sm.cell_index + nb));
       }
       for (std::uint32_t b = 1; b < nb; ++b)
-        s.buckets[b] += s.buckets[b - 1];
-      s.sum = sum;
+        buckets[b] += buckets[b - 1];
+      s.value = sum;
       break;
     }
   }
+}
+
+void segment_reader::read_series(std::size_t i, series_snapshot& s) const {
+  series_values v{s.value, s.stamp_ns};
+  const bool hist = families_[series_[i].family].shape.type == layout::metric_type::histogram;
+  if (hist) s.buckets.clear();  // capacity kept: no allocation once it has its size
+  read_values(i, v, s.buckets);
+  if (hist) {
+    s.sum = v.value;
+    return;
+  }
+  s.value = v.value;
+  s.stamp_ns = v.stamp_ns;
 }
 
 result<bool> segment_reader::snapshot_into(segment_snapshot& snap) {
@@ -456,7 +506,7 @@ result<segment_snapshot> segment_reader::snapshot() {
     snap.families.push_back(fm.shape);
   for (std::size_t i = 0; i < series_.size(); ++i) {
     series_snapshot& s = snap.families[series_[i].family].series.emplace_back();
-    s.label_values = series_[i].label_values;
+    s.label_values = series_labels(i).to_strings();
     read_series(i, s);
   }
   if (damaged()) return shrunk_error();

@@ -145,42 +145,60 @@ namespace {
 
 constexpr int le_label = -1;
 
-void render_labels(label_block& lb, const std::vector<std::string>& names,
-                   const std::vector<int>& order, const std::vector<std::string>& values) {
-  lb.text.clear();
-  lb.split = 1;
-  lb.le_first = true;
+// One series' label block as the encoders print it: its text and where `le` goes.
+struct block_view {
+  std::string_view text;
+  std::size_t split = 1;
+  bool le_first = true;
+};
+
+// Appends `{a="x",c="z"}` (nothing without labels) to `text`, in `order`; returns where
+// `le` goes (for histograms) and sets `le_first`. `value(i)` is label i's value.
+template <class Value>
+std::size_t render_labels(std::string& text, const std::vector<std::string>& names,
+                          const std::vector<int>& order, bool& le_first, Value&& value) {
+  const std::size_t start = text.size();
+  std::size_t split = 1;
+  le_first = true;
   bool first = true;
   for (int i : order) {
     if (i == le_label) {
-      lb.le_first = first;
-      lb.split = first ? 1 : lb.text.size();
+      le_first = first;
+      split = first ? 1 : text.size() - start;
       continue;
     }
-    lb.text += first ? '{' : ',';
+    text += first ? '{' : ',';
     first = false;
-    lb.text += names[static_cast<std::size_t>(i)];
-    lb.text += "=\"";
-    append_escaped_label_value(lb.text, values[static_cast<std::size_t>(i)]);
-    lb.text += '"';
+    text += names[static_cast<std::size_t>(i)];
+    text += "=\"";
+    append_escaped_label_value(text, value(static_cast<std::size_t>(i)));
+    text += '"';
   }
-  if (!first) lb.text += '}';
+  if (!first) text += '}';
+  return split;
+}
+
+void render_labels(label_block& lb, const std::vector<std::string>& names,
+                   const std::vector<int>& order, const std::vector<std::string>& values) {
+  lb.text.clear();
+  lb.split = render_labels(lb.text, names, order, lb.le_first,
+                           [&](std::size_t i) -> std::string_view { return values[i]; });
 }
 
 // Appends the block with le="<le>" in its sorted place.
-void append_with_le(std::string& out, const label_block& lb, const std::string& le) {
+void append_with_le(std::string& out, const block_view& lb, const std::string& le) {
   if (lb.text.empty()) {
     out += "{le=\"";
     out += le;
     out += "\"}";
     return;
   }
-  out.append(lb.text, 0, lb.split);
+  out.append(lb.text.data(), lb.split);
   out += lb.le_first ? "le=\"" : ",le=\"";
   out += le;
   out += '"';
   if (lb.le_first) out += ',';
-  out.append(lb.text, lb.split, std::string::npos);
+  out.append(lb.text.substr(lb.split));
 }
 
 }  // namespace
@@ -207,34 +225,192 @@ void append_uint(std::string& out, std::uint64_t v) {
 
 }  // namespace
 
+void prepare_family(const family_snapshot& shape, prepared_labels::family_blocks& out) {
+  out.text.clear();
+  out.end.clear();
+  out.split.clear();
+  out.histogram = shape.type == layout::metric_type::histogram;
+  sort_labels(shape, out.histogram, out.order);
+  out.le_first = true;
+  for (int i : out.order) {
+    if (i == le_label) break;
+    out.le_first = false;
+  }
+}
+
+void append_label_block(prepared_labels::family_blocks& out, const family_snapshot& shape,
+                        const std::string_view* values) {
+  bool le_first;
+  const std::size_t split = render_labels(out.text, shape.label_names, out.order, le_first,
+                                          [&](std::size_t i) { return values[i]; });
+  out.end.push_back(out.text.size());
+  if (out.histogram) out.split.push_back(split);
+}
+
 void prepare_labels(const std::vector<family_snapshot>& families, prepared_labels& out) {
-  std::vector<int> order;
+  std::vector<std::string_view> values;
   out.families.resize(families.size());
   for (std::size_t fi = 0; fi < families.size(); ++fi) {
     const family_snapshot& f = families[fi];
-    sort_labels(f, f.type == layout::metric_type::histogram, order);
     auto& blocks = out.families[fi];
-    blocks.resize(f.series.size());
-    for (std::size_t i = 0; i < f.series.size(); ++i)
-      render_labels(blocks[i], f.label_names, order, f.series[i].label_values);
+    prepare_family(f, blocks);
+    blocks.end.reserve(f.series.size());
+    if (blocks.histogram) blocks.split.reserve(f.series.size());
+    for (const series_snapshot& s : f.series) {
+      values.assign(s.label_values.begin(), s.label_values.end());
+      values.resize(f.label_names.size());  // a short series prints empty values
+      append_label_block(blocks, f, values.data());
+    }
   }
 }
 
 namespace {
+
 // The label block of series `i` of family `fi`: prepared, or rendered into `scratch`.
-const label_block& labels_of(const prepared_labels* prepared, std::size_t fi,
-                             const family_snapshot& f, std::size_t i, const std::vector<int>& order,
-                             label_block& scratch) {
+block_view labels_of(const prepared_labels* prepared, std::size_t fi, const family_snapshot& f,
+                     std::size_t i, const std::vector<int>& order, label_block& scratch) {
   if (prepared && fi < prepared->families.size() &&
-      prepared->families[fi].size() == f.series.size())
-    return prepared->families[fi][i];
+      prepared->families[fi].size() == f.series.size()) {
+    const auto& b = prepared->families[fi];
+    const std::size_t begin = i ? b.end[i - 1] : 0;
+    return {std::string_view(b.text).substr(begin, b.end[i] - begin), b.histogram ? b.split[i] : 1,
+            b.le_first};
+  }
   render_labels(scratch, f.label_names, order, f.series[i].label_values);
-  return scratch;
+  return {scratch.text, scratch.split, scratch.le_first};
 }
+
+// The encoders print a family's series from one of two sources, through the same
+// (inlined) loop: its family_snapshot::series, or columns with prepared label blocks.
+struct snapshot_rows {
+  const prepared_labels* prepared;
+  std::size_t fi;
+  const family_snapshot& f;
+  const std::vector<int>& order;
+  label_block& scratch;
+  std::size_t size() const { return f.series.size(); }
+  block_view labels(std::size_t i) const { return labels_of(prepared, fi, f, i, order, scratch); }
+  double value(std::size_t i) const { return f.series[i].value; }
+  std::uint64_t bucket(std::size_t i, std::size_t b) const {
+    const series_snapshot& s = f.series[i];
+    return b < s.buckets.size() ? s.buckets[b] : 0;
+  }
+  std::uint64_t count(std::size_t i) const { return f.series[i].count(); }
+  double sum(std::size_t i) const { return f.series[i].sum; }
+};
+
+struct column_rows {
+  const prepared_labels::family_blocks& blocks;
+  const series_columns::family_columns& col;
+  std::size_t nb;  // histograms: bounds + 1
+  std::size_t size() const { return col.rows; }
+  block_view labels(std::size_t i) const {
+    const std::size_t begin = i ? blocks.end[i - 1] : 0;
+    return {std::string_view(blocks.text).substr(begin, blocks.end[i] - begin),
+            blocks.histogram ? blocks.split[i] : 1, blocks.le_first};
+  }
+  double value(std::size_t i) const { return col.value[i]; }
+  std::uint64_t bucket(std::size_t i, std::size_t b) const { return col.buckets[i * nb + b]; }
+  std::uint64_t count(std::size_t i) const { return col.buckets[i * nb + nb - 1]; }
+  double sum(std::size_t i) const { return col.value[i]; }
+};
+
+// Family fi's columns, when it is to be printed from them (see series_columns).
+const series_columns::family_columns* columns_of(const series_columns* columns,
+                                                 const prepared_labels* prepared, std::size_t fi,
+                                                 const family_snapshot& f) {
+  if (!columns || !prepared || fi >= columns->families.size() || fi >= prepared->families.size() ||
+      !f.series.empty())
+    return nullptr;
+  const auto& col = columns->families[fi];
+  const auto& blocks = prepared->families[fi];
+  const bool hist = f.type == layout::metric_type::histogram;
+  if (blocks.size() != col.rows || col.value.size() != col.rows || blocks.histogram != hist ||
+      (hist && col.buckets.size() != col.rows * (f.bounds.size() + 1)))
+    return nullptr;
+  return &col;
+}
+
+template <class Rows>
+void openmetrics_rows(std::string& out, const Rows& rows, bool hist, bool info,
+                      const std::string& name, const std::string& sample,
+                      const std::vector<std::string>& le_text) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const block_view lb = rows.labels(i);
+    if (!hist) {
+      out += sample;
+      out += lb.text;
+      out += ' ';
+      if (info)
+        out += '1';
+      else
+        append_float(out, rows.value(i));
+      out += '\n';
+      continue;
+    }
+    for (std::size_t b = 0; b < le_text.size(); ++b) {
+      out += name;
+      out += "_bucket";
+      append_with_le(out, lb, le_text[b]);
+      out += ' ';
+      append_uint(out, rows.bucket(i, b));
+      out += '\n';
+    }
+    out += name;
+    out += "_count";
+    out += lb.text;
+    out += ' ';
+    append_uint(out, rows.count(i));
+    out += '\n';
+    out += name;
+    out += "_sum";
+    out += lb.text;
+    out += ' ';
+    append_float(out, rows.sum(i));
+    out += '\n';
+  }
+}
+
+template <class Rows>
+void text_rows(std::string& out, const Rows& rows, bool hist, const std::string& name,
+               const std::vector<std::string>& le_text) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const block_view lb = rows.labels(i);
+    if (!hist) {
+      out += name;
+      out += lb.text;
+      out += ' ';
+      append_float(out, rows.value(i));
+      out += '\n';
+      continue;
+    }
+    for (std::size_t b = 0; b < le_text.size(); ++b) {
+      out += name;
+      out += "_bucket";
+      append_with_le(out, lb, le_text[b]);
+      out += ' ';
+      append_float(out, static_cast<double>(rows.bucket(i, b)));
+      out += '\n';
+    }
+    out += name;
+    out += "_count";
+    out += lb.text;
+    out += ' ';
+    append_float(out, static_cast<double>(rows.count(i)));
+    out += '\n';
+    out += name;
+    out += "_sum";
+    out += lb.text;
+    out += ' ';
+    append_float(out, rows.sum(i));
+    out += '\n';
+  }
+}
+
 }  // namespace
 
 void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out,
-                        const prepared_labels* prepared) {
+                        const prepared_labels* prepared, const series_columns* columns) {
   std::vector<int> order;
   std::vector<std::string> le_text;
   std::string name, sample;
@@ -276,46 +452,17 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
         le_text.push_back(format_float(b));
       le_text.push_back("+Inf");
     }
-    for (std::size_t i = 0; i < f.series.size(); ++i) {
-      const series_snapshot& s = f.series[i];
-      const label_block& lb = labels_of(prepared, fi, f, i, order, scratch);
-      if (!hist) {
-        out += sample;
-        out += lb.text;
-        out += ' ';
-        if (info)
-          out += '1';
-        else
-          append_float(out, s.value);
-        out += '\n';
-        continue;
-      }
-      for (std::size_t b = 0; b < le_text.size(); ++b) {
-        out += name;
-        out += "_bucket";
-        append_with_le(out, lb, le_text[b]);
-        out += ' ';
-        append_uint(out, b < s.buckets.size() ? s.buckets[b] : 0);
-        out += '\n';
-      }
-      out += name;
-      out += "_count";
-      out += lb.text;
-      out += ' ';
-      append_uint(out, s.count());
-      out += '\n';
-      out += name;
-      out += "_sum";
-      out += lb.text;
-      out += ' ';
-      append_float(out, s.sum);
-      out += '\n';
-    }
+    if (const auto* col = columns_of(columns, prepared, fi, f))
+      openmetrics_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, hist,
+                       info, name, sample, le_text);
+    else
+      openmetrics_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, hist, info, name,
+                       sample, le_text);
   }
 }
 
 void encode_text(const std::vector<family_snapshot>& families, std::string& out,
-                 const prepared_labels* prepared) {
+                 const prepared_labels* prepared, const series_columns* columns) {
   std::vector<int> order;
   std::vector<std::string> le_text;
   std::string name;
@@ -345,39 +492,11 @@ void encode_text(const std::vector<family_snapshot>& families, std::string& out,
         le_text.push_back(format_float(b));
       le_text.push_back("+Inf");
     }
-
-    for (std::size_t i = 0; i < f.series.size(); ++i) {
-      const series_snapshot& s = f.series[i];
-      const label_block& lb = labels_of(prepared, fi, f, i, order, scratch);
-      if (!hist) {
-        out += name;
-        out += lb.text;
-        out += ' ';
-        append_float(out, s.value);
-        out += '\n';
-        continue;
-      }
-      for (std::size_t b = 0; b < le_text.size(); ++b) {
-        out += name;
-        out += "_bucket";
-        append_with_le(out, lb, le_text[b]);
-        out += ' ';
-        append_float(out, b < s.buckets.size() ? static_cast<double>(s.buckets[b]) : 0.0);
-        out += '\n';
-      }
-      out += name;
-      out += "_count";
-      out += lb.text;
-      out += ' ';
-      append_float(out, static_cast<double>(s.count()));
-      out += '\n';
-      out += name;
-      out += "_sum";
-      out += lb.text;
-      out += ' ';
-      append_float(out, s.sum);
-      out += '\n';
-    }
+    if (const auto* col = columns_of(columns, prepared, fi, f))
+      text_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, hist, name,
+                le_text);
+    else
+      text_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, hist, name, le_text);
   }
 }
 

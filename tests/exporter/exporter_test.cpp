@@ -243,6 +243,28 @@ TEST_CASE("a family defined differently by two writers is a conflict, not served
   CHECK(e.samples()["shmetrics_exporter_segment_errors_total{reason=\"family_conflict\"}"] == 1);
 }
 
+TEST_CASE("a histogram not served leaves the writer's later series intact",
+          "[exporter][conflict]") {
+  // Each writer has one histogram that conflicts with the other's counter, so whichever
+  // is served first, one writer's histogram is skipped: its bucket counts must be passed
+  // over, not read as the next series'.
+  test::unique_prefix up;
+  writer w1(up), w2(up);
+  w1.run({"counter thing a 1", "hist thing2 0.5", "hist lat 0.5", "counter after a 3"});
+  w2.run({"hist thing 4", "counter thing2 a 1", "hist lat 3", "counter after a 4"});
+  exporter e(up);
+  auto s = e.samples();
+  CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"family_conflict\"}"] == 2);
+  CHECK(s["lat_bucket{le=\"1.0\"}"] == 1);
+  CHECK(s["lat_bucket{le=\"5.0\"}"] == 2);
+  CHECK(s["lat_count"] == 2);
+  CHECK(s["lat_sum"] == 3.5);
+  CHECK(s["after_total{k=\"a\"}"] == 7);
+  // served whole from one writer: the counter 1, or the histogram's one observation
+  CHECK(s["thing_total{k=\"a\"}"] + s["thing_count"] == 1);
+  CHECK(s["thing2_total{k=\"a\"}"] + s["thing2_count"] == 1);
+}
+
 TEST_CASE("bad files are counted and skipped; good segments keep being served",
           "[exporter][corrupt]") {
   test::unique_prefix up;

@@ -6,11 +6,12 @@
 // published since the last call; values are re-read on every snapshot.
 #pragma once
 
-#include <cstddef>  // size_t
-#include <cstdint>  // sizes
-#include <deque>    // parsed records, stable addresses
-#include <string>   // path
-#include <vector>   // cursors
+#include <cstddef>      // size_t
+#include <cstdint>      // sizes
+#include <deque>        // parsed families, stable addresses
+#include <string>       // path, label pool
+#include <string_view>  // label values
+#include <vector>       // series records, cursors
 
 #include "../errc.hpp"
 #include "mapping_guard.hpp"
@@ -48,16 +49,64 @@ class segment_reader {
   /// (names and labels copied: the first call, and after new records).
   result<bool> snapshot_into(segment_snapshot& snap);
 
-  /// Records parsed so far (by refresh()). Stable: records are append-only, and a
-  /// reference stays valid for the reader's life.
+  /// Label values of one series, in its family's label_names order: views into the
+  /// reader's own copy (taken when the record was parsed and validated), valid until the
+  /// next refresh().
+  class label_values {
+   public:
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    std::string_view operator[](std::size_t k) const noexcept {
+      const std::size_t j = first_ + k;
+      const std::size_t begin = j ? (*end_)[j - 1] : 0;
+      return std::string_view(*pool_).substr(begin, (*end_)[j] - begin);
+    }
+    /// A copy as owning strings.
+    std::vector<std::string> to_strings() const {
+      std::vector<std::string> out;
+      out.reserve(count_);
+      for (std::size_t k = 0; k < count_; ++k)
+        out.emplace_back((*this)[k]);
+      return out;
+    }
+
+   private:
+    friend class segment_reader;
+    label_values(const std::string& pool, const std::vector<std::size_t>& end, std::size_t first,
+                 std::size_t count) noexcept
+        : pool_(&pool), end_(&end), first_(first), count_(count) {}
+    const std::string* pool_;
+    const std::vector<std::size_t>* end_;
+    std::size_t first_, count_;
+  };
+
+  /// Records parsed so far (by refresh()). Families are stable: records are append-only,
+  /// and a family reference stays valid for the reader's life.
   std::size_t family_count() const noexcept { return families_.size(); }
   std::size_t series_count() const noexcept { return series_.size(); }
   /// Family `i`'s definition; its `series` is empty.
   const family_snapshot& family(std::size_t i) const noexcept { return families_[i].shape; }
   std::uint32_t series_family(std::size_t i) const noexcept { return series_[i].family; }
-  const std::vector<std::string>& series_labels(std::size_t i) const noexcept {
-    return series_[i].label_values;
+  label_values series_labels(std::size_t i) const noexcept {
+    return label_values(label_pool_, value_end_, series_[i].first_value,
+                        families_[series_[i].family].shape.label_names.size());
   }
+
+  /// Cumulative bucket counts series `i` has (bounds + 1 for a histogram, else 0).
+  std::uint32_t bucket_slots(std::size_t i) const noexcept {
+    const family_meta& fm = families_[series_[i].family];
+    return fm.shape.type == layout::metric_type::histogram
+               ? static_cast<std::uint32_t>(fm.shape.bounds.size()) + 1
+               : 0;
+  }
+
+  /// The values of series `i` (< series_count()) summed over shards, without a
+  /// series_snapshot (an exporter keeps millions): `out.value` is the counter, gauge or
+  /// info value or the histogram's sum, `out.stamp_ns` a gauge's set time, and a
+  /// histogram's bucket_slots(i) cumulative counts are appended to `buckets`. Allocates
+  /// only when `buckets` must grow. Reads the mapping without a size check: call
+  /// damaged() after a batch of reads.
+  void read_values(std::size_t i, series_values& out, std::vector<std::uint64_t>& buckets) const;
 
   /// The values of series `i` (< series_count()) summed over shards, into `out`'s
   /// value, stamp_ns, buckets and sum; label_values is left alone. Allocates only when
@@ -92,10 +141,12 @@ class segment_reader {
     family_snapshot shape;  // series left empty
     std::uint32_t cells_per_series;
   };
+  // Millions of these in an exporter: no strings of their own. The label values are
+  // value_end_[first_value ..) in label_pool_.
   struct series_meta {
     std::uint32_t family;
     std::uint32_t cell_index;
-    std::vector<std::string> label_values;
+    std::size_t first_value;
   };
 
   error corrupt(errc c, std::string what) const;
@@ -113,8 +164,10 @@ class segment_reader {
   detail::mapping_guard guard_;
   layout::segment_header hdr_{};  // write-once part, copied at open
   std::deque<family_meta> families_;
-  std::deque<series_meta> series_;
-  std::vector<std::uint32_t> cursor_;  // snapshot_into: next series per family
+  std::vector<series_meta> series_;
+  std::string label_pool_;              // every series' label values, back to back
+  std::vector<std::size_t> value_end_;  // value j is label_pool_[value_end_[j-1], value_end_[j])
+  std::vector<std::uint32_t> cursor_;   // snapshot_into: next series per family
 };
 
 SHMETRICS_END_NAMESPACE

@@ -21,6 +21,13 @@ struct series_snapshot {
   std::uint64_t count() const noexcept { return buckets.empty() ? 0 : buckets.back(); }
 };
 
+/// One series' values without storage of their own (segment_reader::read_values): the
+/// value (counter, gauge, info) or a histogram's sum, and a gauge's set time.
+struct series_values {
+  double value = 0;
+  std::uint64_t stamp_ns = 0;
+};
+
 struct family_snapshot {
   std::string name;  ///< as stored: counters without `_total`
   std::string help, unit;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>      // size_t
+#include <cstdint>      // counts
 #include <string>       // output buffer
 #include <string_view>  // escaping input
 #include <vector>       // families
@@ -38,17 +39,54 @@ struct label_block {
 /// unchanged series wants. Valid while the families' label names and values and the
 /// series order stay as they were when prepared; families past the prepared ones, or
 /// whose series count differs, are rendered on the fly.
+///
+/// A family's blocks are stored back to back in one string (an exporter holds millions:
+/// one std::string per series would cost a heap block and 32 bytes of header each).
 struct prepared_labels {
-  std::vector<std::vector<label_block>> families;
+  struct family_blocks {
+    std::string text;              ///< every block's text, back to back
+    std::vector<std::size_t> end;  ///< block i is text[end[i-1] (0 for i = 0), end[i])
+    /// Histograms: where `le="..."` goes in block i (after the labels sorting before it).
+    std::vector<std::size_t> split;
+    bool le_first = true;  ///< histograms: no label name sorts before `le`
+    bool histogram = false;
+    std::vector<int> order;  ///< label indexes in printing order (le: -1)
+    std::size_t size() const noexcept { return end.size(); }
+  };
+  std::vector<family_blocks> families;
 };
 void prepare_labels(const std::vector<family_snapshot>& families, prepared_labels& out);
+
+/// Starts `out` for series of family `shape` (its series are not read): clears it and
+/// computes the label order once.
+void prepare_family(const family_snapshot& shape, prepared_labels::family_blocks& out);
+/// Appends the label block of one more series of the family `out` was started for, its
+/// label values in the family's label_names order (prepare_labels() does this per series).
+void append_label_block(prepared_labels::family_blocks& out, const family_snapshot& shape,
+                        const std::string_view* values);
+
+/// Series values kept in columns instead of family_snapshot::series: what an exporter
+/// holding millions of series uses (8 bytes a counter instead of a series_snapshot and
+/// its label strings). Family i is printed from `families[i]` when its family_snapshot
+/// has no series and `prepared` holds one label block per row; other families print
+/// their series.
+struct series_columns {
+  struct family_columns {
+    std::size_t rows = 0;                 ///< series
+    std::vector<double> value;            ///< per series: the value; a histogram's sum
+    std::vector<std::uint64_t> stamp_ns;  ///< gauges: CLOCK_MONOTONIC of the last set
+    std::vector<std::uint64_t> buckets;   ///< histograms: bounds + 1 cumulative counts a series
+  };
+  std::vector<family_columns> families;
+};
 
 /// Appends every family in order: HELP and TYPE once, then its samples. Counters get
 /// `_total`; info families print as gauges; histograms print cumulative `_bucket`
 /// lines (+Inf last), then `_count`, then `_sum`. Labels are sorted by name (with
 /// `le` among them), as prometheus_client prints them.
 void encode_text(const std::vector<family_snapshot>& families, std::string& out,
-                 const prepared_labels* prepared = nullptr);
+                 const prepared_labels* prepared = nullptr,
+                 const series_columns* columns = nullptr);
 
 /// `application/openmetrics-text; version=1.0.0; charset=utf-8`
 inline constexpr std::string_view openmetrics_content_type =
@@ -60,6 +98,7 @@ inline constexpr std::string_view openmetrics_content_type =
 /// histogram counts as integers; no `_created`. Does NOT append `# EOF` (the caller
 /// appends it once, after any families of its own).
 void encode_openmetrics(const std::vector<family_snapshot>& families, std::string& out,
-                        const prepared_labels* prepared = nullptr);
+                        const prepared_labels* prepared = nullptr,
+                        const series_columns* columns = nullptr);
 
 SHMETRICS_END_NAMESPACE
