@@ -9,6 +9,7 @@
 #include <memory>   // shared bodies
 
 #include <shmetrics/config.hpp>
+#include <shmetrics/detail/json_string.hpp>
 #include <shmetrics/reader/text_format.hpp>
 
 namespace shmetrics::exporter {
@@ -133,38 +134,6 @@ std::string gzip(const std::string& in) {
   return rc == Z_STREAM_END ? out : std::string();
 }
 
-std::string json_string(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\r':
-        o += "\\r";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += static_cast<char>(c);
-        }
-    }
-  }
-  return o + "\"";
-}
-
 namespace {
 
 // Sends `body` through a content provider with a known length: cpp-httplib then leaves
@@ -183,6 +152,35 @@ void send(httplib::Response& res, std::string body, const std::string& type, boo
 
 }  // namespace
 
+void serve_metrics(const httplib::Request& req, httplib::Response& res, collector& coll,
+                   logger& log) {
+  // The size of the last body, to reserve the next one at once: growing a 64 MB body (1M
+  // series) by doubling copies it ~10 times and holds two copies at the last step. Only
+  // the pages written count toward RSS, so a little extra reservation costs nothing.
+  static std::atomic<std::size_t> last_body{std::size_t{1} << 16};
+  try {
+    auto c = coll.collect();
+    bool om = prefers_openmetrics(req.get_header_value("Accept"));
+    std::string body;
+    const std::size_t hint = last_body.load(std::memory_order_relaxed);
+    body.reserve(hint + hint / 16);
+    if (om) {
+      encode_openmetrics(c->families, body, c->labels.get(), &c->columns);
+      body += "# EOF\n";
+    } else {
+      encode_text(c->families, body, c->labels.get(), &c->columns);
+    }
+    last_body.store(body.size(), std::memory_order_relaxed);
+    bool gz = accepts_gzip(req.get_header_value("Accept-Encoding"));
+    if (gz) body = gzip(body);
+    send(res, std::move(body), std::string(om ? openmetrics_content_type : text_content_type), gz);
+  } catch (const std::exception& e) {
+    log.log(log_level::error, "scrape failed", "err=" + logger::quote(e.what()));
+    res.status = 500;
+    res.set_content(std::string("scrape failed: ") + e.what() + "\n", "text/plain; charset=utf-8");
+  }
+}
+
 void install_routes(httplib::Server& server, collector& coll, const server_options& opt,
                     logger& log) {
   server.set_tcp_nodelay(true);  // without it keep-alive scrapes stall ~40 ms (Nagle)
@@ -190,35 +188,9 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
   server.set_read_timeout(10, 0);
   server.set_write_timeout(10, 0);
 
-  // The size of the last body, to reserve the next one at once: growing a 64 MB body (1M
-  // series) by doubling copies it ~10 times and holds two copies at the last step. Only
-  // the pages written count toward RSS, so a little extra reservation costs nothing.
-  auto last_body = std::make_shared<std::atomic<std::size_t>>(std::size_t{1} << 16);
   server.Get(opt.telemetry_path,
-             [&coll, &log, last_body](const httplib::Request& req, httplib::Response& res) {
-               try {
-                 auto c = coll.collect();
-                 bool om = prefers_openmetrics(req.get_header_value("Accept"));
-                 std::string body;
-                 const std::size_t hint = last_body->load(std::memory_order_relaxed);
-                 body.reserve(hint + hint / 16);
-                 if (om) {
-                   encode_openmetrics(c->families, body, c->labels.get(), &c->columns);
-                   body += "# EOF\n";
-                 } else {
-                   encode_text(c->families, body, c->labels.get(), &c->columns);
-                 }
-                 last_body->store(body.size(), std::memory_order_relaxed);
-                 bool gz = accepts_gzip(req.get_header_value("Accept-Encoding"));
-                 if (gz) body = gzip(body);
-                 send(res, std::move(body),
-                      std::string(om ? openmetrics_content_type : text_content_type), gz);
-               } catch (const std::exception& e) {
-                 log.log(log_level::error, "scrape failed", "err=" + logger::quote(e.what()));
-                 res.status = 500;
-                 res.set_content(std::string("scrape failed: ") + e.what() + "\n",
-                                 "text/plain; charset=utf-8");
-               }
+             [&coll, &log](const httplib::Request& req, httplib::Response& res) {
+               serve_metrics(req, res, coll, log);
              });
 
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
@@ -235,8 +207,8 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
       std::snprintf(inst, sizeof inst, "%016llx", static_cast<unsigned long long>(s.instance));
       j += first ? "\n  " : ",\n  ";
       first = false;
-      j += "{\"path\": " + json_string(s.path) + ", \"pid\": " + std::to_string(s.pid) +
-           ", \"instance\": \"" + inst + "\", \"state\": " + json_string(s.state) +
+      j += "{\"path\": " + detail::json_string(s.path) + ", \"pid\": " + std::to_string(s.pid) +
+           ", \"instance\": \"" + inst + "\", \"state\": " + detail::json_string(s.state) +
            ", \"families\": " + std::to_string(s.families) +
            ", \"series\": " + std::to_string(s.series) + ", \"heartbeat_age_seconds\": ";
       if (s.heartbeat_age_s >= 0) {
@@ -246,7 +218,9 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
       } else {
         j += "null";
       }
-      j += ", \"error\": " + (s.error.empty() ? std::string("null") : json_string(s.error)) + "}";
+      j +=
+          ", \"error\": " + (s.error.empty() ? std::string("null") : detail::json_string(s.error)) +
+          "}";
     }
     j += "\n]}\n";
     res.set_content(j, "application/json");

@@ -29,8 +29,11 @@ bool accepts_gzip(const std::string& accept_encoding);
 /// gzip (RFC 1952) of `in`, at a fast level: scrapes are frequent and bodies compress well.
 std::string gzip(const std::string& in);
 
-/// Escapes a string for a JSON document.
-std::string json_string(const std::string& s);
+/// `GET /metrics`: collects (or joins a collection in flight), encodes as the Accept
+/// header asks (text 0.0.4 or OpenMetrics 1.0), gzips when allowed. A failure is a 500
+/// naming it, logged. The exporter's route; engine-sim serves it on its API port too.
+void serve_metrics(const httplib::Request& req, httplib::Response& res, collector& coll,
+                   logger& log);
 
 void install_routes(httplib::Server& server, collector& coll, const server_options& opt,
                     logger& log);

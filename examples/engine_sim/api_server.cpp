@@ -201,6 +201,7 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   };
   svr.Get("/health", [&](const auto& req, auto& res) { proxy(req, res, false); });
   svr.Get("/version", [&](const auto& req, auto& res) { proxy(req, res, false); });
+  svr.Get("/metrics", [&](const auto& req, auto& res) { proxy(req, res, false); });
   svr.Get("/v1/models", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });

@@ -25,6 +25,7 @@
 #include "http_limits.hpp"
 #include "lifecycle.hpp"
 #include "no_compression.hpp"
+#include "metrics_route.hpp"
 #include "openai.hpp"
 #include "tokenizer.hpp"
 
@@ -398,6 +399,8 @@ int main(int argc, char** argv) {
   svr.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generate(*bp, api_kind::chat, req, res);
   });
+  // vLLM serves /metrics here too (not counted by its instrumentator, as here).
+  add_metrics_route(svr, opt.shm_dir, opt.shm_prefix);
   if (be->diffusion())
     svr.Post("/v1/images/generations", [&](const httplib::Request& req, httplib::Response& res) {
       handle_images(*bp, req, res);

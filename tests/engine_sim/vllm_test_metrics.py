@@ -2,8 +2,8 @@
 """vLLM's own metrics test, run against shmetrics-engine-sim + shmetrics-exporter.
 
 A port (our code, vLLM's assertions) of vLLM's tests/entrypoints/openai/test_metrics.py,
-V1 engine, with the exporter's /metrics standing in for vLLM's API-server /metrics
-(engine-sim serves the OpenAI API; Prometheus scrapes the exporter):
+V1 engine, reading the exporter's /metrics (what Prometheus scrapes); engine-sim's own
+/metrics on the API port, where vLLM's test reads it, must serve the same samples:
 
   counts  vLLM's test_metrics_counts: 10 completions of max_tokens=10, then every
           "expected values" relationship (histogram _sum/_count, counter _total) holds
@@ -16,6 +16,7 @@ V1 engine, with the exporter's /metrics standing in for vLLM's API-server /metri
   abort   vLLM's test_abort_metrics_reset: long requests (3 non-streamed as vLLM, 3
           streamed) are started, their connections dropped, and num_requests_running,
           num_requests_waiting and kv_cache_usage_perc go back to 0 before a deadline;
+  api     engine-sim's GET /metrics (the API port) == the exporter's, every vllm:* sample;
   lint    `promtool check metrics` on the exposition (skipped without promtool).
 
     vllm_test_metrics.py ENGINE_SIM_BIN EXPORTER_BIN
@@ -207,13 +208,14 @@ class Stack:
         self.exp.stop()
         self.sim.stop()
 
-    def metrics_text(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.exp.port, timeout=10)
+    def metrics_text(self, port=None):
+        """/metrics of the exporter, or of engine-sim's API port (as vLLM's test reads it)."""
+        c = http.client.HTTPConnection("127.0.0.1", port or self.exp.port, timeout=10)
         c.request("GET", "/metrics")
         r = c.getresponse()
         body = r.read().decode()
         c.close()
-        check(r.status == 200, f"exporter /metrics answered {r.status}")
+        check(r.status == 200, f"/metrics on port {port or self.exp.port} answered {r.status}")
         return body
 
     def families(self):
@@ -318,6 +320,23 @@ def test_metrics_counts(st):
     _, fams = st.families()
     check_expected(before, fams, expected_values(NUM_REQUESTS, len(PROMPT_IDS), MAX_TOKENS),
                    "counts (streamed)")
+
+
+def test_api_port_metrics(st):
+    """vLLM's tests read /metrics on the API server's port: engine-sim serves the same
+    vllm:* samples there as the exporter (both read the segments; no load in between)."""
+    def vllm_samples(text):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) if f.name.startswith("vllm:")
+                for s in f.samples}
+    api = vllm_samples(st.metrics_text(st.sim.port))
+    exp = vllm_samples(st.metrics_text())
+    check(len(api) > 100, f"api port: only {len(api)} vllm:* samples on engine-sim's /metrics")
+    for key in sorted(set(api) | set(exp)):
+        check(key in api, f"api port: {key} is served by the exporter, not on the API port")
+        check(key in exp, f"api port: {key} is on the API port, not served by the exporter")
+        check(api[key] == exp[key],
+              f"api port: {key} is {api[key]} on the API port, {exp[key]} on the exporter")
 
 
 def test_metrics_exist(st):
@@ -453,7 +472,8 @@ def main(argv):
         # vLLM's server fixture: one server for the module; counts runs first.
         st = Stack(sim_bin, exp_bin, tmpdir, prefix + "a", 0.02)
         stacks.append(st)
-        for name, fn in (("counts", test_metrics_counts), ("exist", test_metrics_exist)):
+        for name, fn in (("counts", test_metrics_counts), ("exist", test_metrics_exist),
+                         ("api port", test_api_port_metrics)):
             fn(st)
             print(f"ok: {name} ({time.monotonic() - t0:.1f} s)")
         test_promtool(st, tmpdir)
@@ -475,7 +495,7 @@ def main(argv):
         for s in stacks:
             s.stop()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    print(f"PASS: vLLM's test_metrics (counts, exist, abort, lint) in {time.monotonic() - t0:.1f} s")
+    print(f"PASS: vLLM's test_metrics (counts, exist, api port, abort, lint) in {time.monotonic() - t0:.1f} s")
     return 0
 
 
