@@ -134,7 +134,14 @@ void one_request(const config& c, stats& st, std::string body) {
     std::lock_guard lk(st.m);
     st.done.push_back(std::move(s));
   } else {
-    ++st.errors;
+    // Say why, for the first few: a failure count alone cannot tell a refused
+    // connection (listen backlog) from a server's 4xx/5xx.
+    if (++st.errors <= 10) {
+      std::string why = res.status > 0
+                            ? "HTTP " + std::to_string(res.status) + ": " + full.substr(0, 200)
+                            : "no response (cpp-httplib error: " + httplib::to_string(err) + ")";
+      std::fprintf(stderr, "[loadgen] request failed after %.3f s: %s\n", s.e2e, why.c_str());
+    }
   }
 }
 
@@ -232,7 +239,6 @@ int main(int argc, char** argv) {
   };
   auto t0 = clock_type::now();
   double next = 0, next_report = 1;
-  std::vector<std::thread> workers;
   std::atomic<bool> reporting{true};
   std::thread progress([&] {
     while (reporting) {
@@ -254,10 +260,13 @@ int main(int argc, char** argv) {
     std::uint64_t n = st.sent++;
     ++st.inflight;
     std::string body = body_for(c, draw(c.prompt_len) * 3 / 4, draw(c.output_len), n);
-    workers.emplace_back([&c, &st, body = std::move(body)]() mutable {
+    // Detached: a joinable thread keeps its stack mapped until joined, and a long run
+    // (soak) of one thread per request ran into vm.max_map_count. A worker's last touch
+    // of `c` and `st` is the decrement, which main waits for below.
+    std::thread([&c, &st, body = std::move(body)]() mutable {
       one_request(c, st, std::move(body));
       --st.inflight;
-    });
+    }).detach();
   }
   // Arrivals are over; wait up to --drain seconds for the requests still in flight, then
   // report on what finished (the rest is counted as unfinished).
@@ -266,11 +275,6 @@ int main(int argc, char** argv) {
   while (st.inflight.load() > 0 && clock_type::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   bool drained = st.inflight.load() == 0;
-  for (auto& w : workers)
-    if (drained)
-      w.join();
-    else
-      w.detach();
   double wall = since(t0);
   reporting = false;
   progress.join();
