@@ -164,6 +164,20 @@ struct prometheus_server {
   }
 };
 
+/// A TCP connection to 127.0.0.1:port (blocking), or -1.
+inline int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 /// Finds a family by name in a snapshot.
 template <class Snap>
 const shmetrics::family_snapshot* find_family(const Snap& s, const std::string& name) {
