@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <map>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sstream>
 #include <sys/socket.h>
 #include <signal.h>
@@ -176,6 +178,29 @@ inline int connect_to(int port) {
     return -1;
   }
   return fd;
+}
+
+/// The status code of a raw HTTP reply ("HTTP/1.1 413 ..."), 0 if it is none.
+inline int status_of(const std::string& response) {
+  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
+  return std::atoi(response.c_str() + 9);
+}
+
+/// Reads what the server sends on `fd` until it closes, a status line and headers
+/// arrived, or `timeout` passes.
+inline std::string read_reply(int fd, std::chrono::milliseconds timeout) {
+  std::string out;
+  char buf[4096];
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.find("\r\n\r\n") != std::string::npos) break;
+  }
+  return out;
 }
 
 /// Finds a family by name in a snapshot.

@@ -28,27 +28,8 @@ using std::chrono::milliseconds;
 
 using test::connect_to;
 
-int status_of(const std::string& response) {
-  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
-  return std::atoi(response.c_str() + 9);
-}
-
-// Reads what the server sends until it closes, a status line and headers arrived, or
-// `timeout` passes.
-std::string read_reply(int fd, milliseconds timeout) {
-  std::string out;
-  char buf[4096];
-  auto until = clock_type::now() + timeout;
-  while (clock_type::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.find("\r\n\r\n") != std::string::npos) break;
-  }
-  return out;
-}
+using test::read_reply;
+using test::status_of;
 
 // Sends `bytes` (until the server stops taking them) and returns its reply.
 std::string send_and_read(int port, const std::string& bytes, milliseconds timeout) {

@@ -70,24 +70,13 @@ std::string send_and_read(int port, const std::string& bytes,
     if (n <= 0) break;  // the server closed on us: fine, see what it said
     off += static_cast<std::size_t>(n);
   }
-  std::string out;
-  char buf[4096];
-  while (clock_type::now() < until) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.find("\r\n\r\n") != std::string::npos) break;  // a status line and headers
-  }
+  auto left = std::chrono::duration_cast<milliseconds>(until - clock_type::now());
+  std::string out = test::read_reply(fd, std::max(left, milliseconds(0)));
   ::close(fd);
   return out;
 }
 
-int status_of(const std::string& response) {
-  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
-  return std::atoi(response.c_str() + 9);
-}
+using test::status_of;
 
 int good_status(const target& t, milliseconds timeout = milliseconds(3000)) {
   httplib::Client c("127.0.0.1", t.port);
