@@ -331,10 +331,20 @@ const series_columns::family_columns* columns_of(const series_columns* columns,
   return &col;
 }
 
+// The samples of one family, in either format. They differ in how they print counts:
+// prometheus_client's text format prints every value as a float ("5.0"), OpenMetrics
+// prints bucket and _count values as integers. `sample` is the name of a non-histogram
+// sample (a counter's with _total); an info sample's value is 1.
 template <class Rows>
-void openmetrics_rows(std::string& out, const Rows& rows, bool hist, bool info,
-                      const std::string& name, const std::string& sample,
-                      const std::vector<std::string>& le_text) {
+void sample_rows(std::string& out, const Rows& rows, bool openmetrics, bool hist, bool info,
+                 const std::string& name, const std::string& sample,
+                 const std::vector<std::string>& le_text) {
+  auto append_count = [&out, openmetrics](std::uint64_t n) {
+    if (openmetrics)
+      append_uint(out, n);
+    else
+      append_float(out, static_cast<double>(n));
+  };
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const block_view lb = rows.labels(i);
     if (!hist) {
@@ -353,50 +363,14 @@ void openmetrics_rows(std::string& out, const Rows& rows, bool hist, bool info,
       out += "_bucket";
       append_with_le(out, lb, le_text[b]);
       out += ' ';
-      append_uint(out, rows.bucket(i, b));
+      append_count(rows.bucket(i, b));
       out += '\n';
     }
     out += name;
     out += "_count";
     out += lb.text;
     out += ' ';
-    append_uint(out, rows.count(i));
-    out += '\n';
-    out += name;
-    out += "_sum";
-    out += lb.text;
-    out += ' ';
-    append_float(out, rows.sum(i));
-    out += '\n';
-  }
-}
-
-template <class Rows>
-void text_rows(std::string& out, const Rows& rows, bool hist, const std::string& name,
-               const std::vector<std::string>& le_text) {
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const block_view lb = rows.labels(i);
-    if (!hist) {
-      out += name;
-      out += lb.text;
-      out += ' ';
-      append_float(out, rows.value(i));
-      out += '\n';
-      continue;
-    }
-    for (std::size_t b = 0; b < le_text.size(); ++b) {
-      out += name;
-      out += "_bucket";
-      append_with_le(out, lb, le_text[b]);
-      out += ' ';
-      append_float(out, static_cast<double>(rows.bucket(i, b)));
-      out += '\n';
-    }
-    out += name;
-    out += "_count";
-    out += lb.text;
-    out += ' ';
-    append_float(out, static_cast<double>(rows.count(i)));
+    append_count(rows.count(i));
     out += '\n';
     out += name;
     out += "_sum";
@@ -453,11 +427,11 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
       le_text.push_back("+Inf");
     }
     if (const auto* col = columns_of(columns, prepared, fi, f))
-      openmetrics_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, hist,
-                       info, name, sample, le_text);
+      sample_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, true, hist,
+                  info, name, sample, le_text);
     else
-      openmetrics_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, hist, info, name,
-                       sample, le_text);
+      sample_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, true, hist, info, name,
+                  sample, le_text);
   }
 }
 
@@ -493,10 +467,11 @@ void encode_text(const std::vector<family_snapshot>& families, std::string& out,
       le_text.push_back("+Inf");
     }
     if (const auto* col = columns_of(columns, prepared, fi, f))
-      text_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, hist, name,
-                le_text);
+      sample_rows(out, column_rows{prepared->families[fi], *col, f.bounds.size() + 1}, false, hist,
+                  false, name, name, le_text);
     else
-      text_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, hist, name, le_text);
+      sample_rows(out, snapshot_rows{prepared, fi, f, order, scratch}, false, hist, false, name,
+                  name, le_text);
   }
 }
 
