@@ -211,19 +211,14 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
       res.set_content(error_body({404, "Not Found", {}}), "application/json");
   });
 
-  int port = opt.port == 0 ? svr.bind_to_any_port(opt.host) : opt.port;
-  if (opt.port != 0 && !svr.bind_to_port(opt.host, opt.port)) port = -1;
+  std::atomic<bool> listener_done{false};
+  std::thread listener;
+  int port = start_listening(svr, opt.host, opt.port, listener, listener_done);
   if (port <= 0) {
     std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot listen on %s:%d\n",
                  opt.api_server_rank, opt.host.c_str(), opt.port);
     return 1;
   }
-  svr.widen_backlog();
-  std::atomic<bool> listener_done{false};
-  std::thread listener([&] {
-    svr.listen_after_bind();
-    listener_done = true;
-  });
   std::printf("listening on http://%s:%d\nwriting %s\n", opt.host.c_str(), port,
               reg->path().c_str());
   std::fflush(stdout);

@@ -40,6 +40,19 @@ shmetrics::transfer_event hop(std::uint32_t from, std::uint32_t from_replica, st
   return t;
 }
 
+// The thinker's or talker's stage (r.stage) of a request that its engine finished at `end`.
+shmetrics::stage_event engine_stage(const request& r, double end) {
+  shmetrics::stage_event s;
+  s.stage = r.stage;
+  s.replica = r.replica;
+  s.num_tokens_in = r.prompt.size();
+  s.num_tokens_out = r.total_generated();
+  s.start_ms = r.arrival * 1000;
+  s.end_ms = end * 1000;
+  s.stage_gen_time_ms = r.first_token_ts > 0 ? (r.last_token_ts - r.scheduled_ts) * 1000 : 0;
+  return s;
+}
+
 template <class Vec>
 std::size_t least_loaded(const Vec& engines) {
   std::size_t best = 0;
@@ -255,15 +268,7 @@ void backend::abort(const std::shared_ptr<request>& r) {
 
 bool backend::on_thinker_finished(const std::shared_ptr<request>& r) {
   double t = engine::now();
-  shmetrics::stage_event s;
-  s.stage = 0;
-  s.replica = r->replica;
-  s.num_tokens_in = r->prompt.size();
-  s.num_tokens_out = r->total_generated();
-  s.start_ms = r->arrival * 1000;
-  s.end_ms = t * 1000;
-  s.stage_gen_time_ms = r->first_token_ts > 0 ? (r->last_token_ts - r->scheduled_ts) * 1000 : 0;
-  r->record.stages = {s};
+  r->record.stages = {engine_stage(*r, t)};
   if (!omni_) return false;
   bool audio = r->wants_audio && r->reason != finish_reason::abort &&
                r->reason != finish_reason::error && r->total_generated() > 0;
@@ -301,14 +306,7 @@ bool backend::on_thinker_finished(const std::shared_ptr<request>& r) {
 
 bool backend::on_talker_finished(const std::shared_ptr<request>& t) {
   auto& p = *t->parent;
-  shmetrics::stage_event s;
-  s.stage = 1;
-  s.replica = t->replica;
-  s.num_tokens_in = t->prompt.size();
-  s.num_tokens_out = t->total_generated();
-  s.start_ms = t->arrival * 1000;
-  s.end_ms = engine::now() * 1000;
-  s.stage_gen_time_ms = t->first_token_ts > 0 ? (t->last_token_ts - t->scheduled_ts) * 1000 : 0;
+  auto s = engine_stage(*t, engine::now());
   p.record.stages.push_back(s);
   if (t->reason == finish_reason::abort || p.abort_requested.load()) {
     {

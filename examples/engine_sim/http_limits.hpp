@@ -5,8 +5,11 @@
 // from a fixed pool (a few slowloris connections held every worker).
 #pragma once
 
+#include <atomic>   // listener done
 #include <chrono>   // limits
 #include <cstddef>  // sizes
+#include <string>   // hosts
+#include <thread>   // listener
 
 #include "options.hpp"
 #include "server.hpp"  // exporter/server.hpp: shmetrics_http_server
@@ -29,6 +32,24 @@ inline shmetrics::http_server::connection_limits http_limits(const options& o) {
   l.max_body_bytes = static_cast<std::size_t>(o.max_request_bytes);  // past it 413, closed
   l.max_request_bytes = l.max_header_bytes + l.max_body_bytes;       // a chunked body too
   return l;
+}
+
+/// Binds `svr` to `host`:`port` (0: a free port) and starts its accept loop on `listener`,
+/// which sets `done` when the loop ends. Returns the bound port, or -1 (nothing started).
+inline int start_listening(guarded_server& svr, const std::string& host, int port,
+                           std::thread& listener, std::atomic<bool>& done) {
+  int bound = -1;
+  if (port == 0)
+    bound = svr.bind_to_any_port(host);
+  else if (svr.bind_to_port(host, port))
+    bound = port;
+  if (bound <= 0) return -1;
+  svr.widen_backlog();
+  listener = std::thread([&svr, &done] {
+    svr.listen_after_bind();
+    done = true;
+  });
+  return bound;
 }
 
 }  // namespace engine_sim

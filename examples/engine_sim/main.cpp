@@ -39,10 +39,30 @@ std::string finish_name(shmetrics::finish_reason r) {
   return std::string(shmetrics::finish_reason_names[static_cast<std::size_t>(r)]);
 }
 
+// What the text and image replies share: a write that fails means the client went away,
+// and then the job is aborted, once.
+struct cancellable_reply {
+  bool aborted = false;
+
+  virtual ~cancellable_reply() = default;
+  virtual void abort_job() = 0;  // the request or image job, in its engine
+
+  bool send(httplib::DataSink& sink, const std::string& s) {
+    if (sink.write(s.data(), s.size())) return true;
+    cancel();
+    return false;
+  }
+  void cancel() {
+    lifecycle::use u;
+    if (!aborted && u.ok()) abort_job();  // after stopping, the engines abort it
+    aborted = true;
+  }
+};
+
 // A streamed or buffered reply, fed from one request's outputs. The content provider
 // waits on the request, writes what is new, and gives up (aborting the request) when a
 // write fails: that is how a client that went away is noticed.
-struct reply {
+struct reply : cancellable_reply {
   backend* be;
   api_kind kind;
   api_request in;
@@ -50,8 +70,7 @@ struct reply {
   api_result res;
   std::vector<std::size_t> sent;  // per choice: tokens already streamed
   std::vector<bool> role_sent;    // per choice: chat's role delta sent (in its first chunk)
-  bool aborted = false;
-  lifecycle::reply_token token;  // main() waits for every reply before it stops
+  lifecycle::reply_token token;   // main() waits for every reply before it stops
 
   // Called by httplib until it returns false or the sink is done.
   bool pump(httplib::DataSink& sink) {
@@ -115,16 +134,7 @@ struct reply {
     return true;
   }
 
-  bool send(httplib::DataSink& sink, const std::string& s) {
-    if (sink.write(s.data(), s.size())) return true;
-    cancel();
-    return false;
-  }
-  void cancel() {
-    lifecycle::use u;
-    if (!aborted && u.ok()) be->abort(r);  // after stopping, the engines abort it
-    aborted = true;
-  }
+  void abort_job() override { be->abort(r); }
 
   // Under r->m.
   void fill(api_result& out) {
@@ -209,11 +219,10 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
 
 // An images response: whitespace every 100 ms while the job runs (JSON allows it, and a
 // write is how a client that went away is noticed), then the JSON.
-struct image_reply {
+struct image_reply : cancellable_reply {
   diffusion_pipeline* dp = nullptr;
   std::shared_ptr<image_job> j;
   long created = 0;
-  bool aborted = false;
   lifecycle::reply_token token;
 
   bool pump(httplib::DataSink& sink) {
@@ -244,16 +253,7 @@ struct image_reply {
     sink.done();
     return true;
   }
-  bool send(httplib::DataSink& sink, const std::string& s) {
-    if (sink.write(s.data(), s.size())) return true;
-    cancel();
-    return false;
-  }
-  void cancel() {
-    lifecycle::use u;
-    if (!aborted && u.ok()) dp->abort(j);
-    aborted = true;
-  }
+  void abort_job() override { dp->abort(j); }
 };
 
 void handle_images(backend& be, const httplib::Request& req, httplib::Response& res) {
@@ -414,21 +414,13 @@ int main(int argc, char** argv) {
   // private loopback port and the API servers share the public one.
   const bool fronted = opt.api_server_count > 1;
   const std::string host = fronted ? "127.0.0.1" : opt.host;
-  int port = -1;
-  if (fronted || opt.port == 0)
-    port = svr.bind_to_any_port(host);
-  else if (svr.bind_to_port(host, opt.port))
-    port = opt.port;
+  std::atomic<bool> listener_done{false};
+  std::thread listener;
+  int port = start_listening(svr, host, fronted ? 0 : opt.port, listener, listener_done);
   if (port <= 0) {
     std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d\n", host.c_str(), opt.port);
     return 1;
   }
-  svr.widen_backlog();
-  std::atomic<bool> listener_done{false};
-  std::thread listener([&] {
-    svr.listen_after_bind();
-    listener_done = true;
-  });
 
   std::vector<api_process> procs;
   std::vector<std::string> segments = be->segment_paths();
