@@ -188,24 +188,25 @@ slowloris_result slowloris(target& t, int n, milliseconds every, milliseconds du
   return res;
 }
 
-struct wrk_result {
-  int rc = -1;
-  double rps = 0;
-  long non2xx = 0;
-  std::string out;
-};
-
-wrk_result wrk(const target& t, const std::string& path) {
-  wrk_result w;
+// wrk -t2 -c32 for 5 s on `path`: every reply a 2xx, no socket errors (timeouts, resets),
+// and the server still up.
+void check_wrk(const target& t, const char* who, const std::string& path) {
   auto [rc, out] = test::run(
       "wrk -t2 -c32 -d5s --timeout 2s http://127.0.0.1:" + std::to_string(t.port) + path + " 2>&1");
-  w.rc = rc;
-  w.out = out;
+  double rps = 0;
+  long non2xx = 0;
   if (auto p = out.find("Requests/sec:"); p != std::string::npos)
-    w.rps = std::atof(out.c_str() + p + 13);
+    rps = std::atof(out.c_str() + p + 13);
   if (auto p = out.find("Non-2xx or 3xx responses:"); p != std::string::npos)
-    w.non2xx = std::atol(out.c_str() + p + 25);
-  return w;
+    non2xx = std::atol(out.c_str() + p + 25);
+  std::printf("wrk -t2 -c32 -d5s %s %s: %.0f requests/s, non-2xx %ld\n", who, path.c_str(), rps,
+              non2xx);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(rps > 50);
+  CHECK(non2xx == 0);
+  CHECK(out.find("Socket errors") == std::string::npos);
+  CHECK(t.alive());
 }
 
 bool have_wrk() {
@@ -273,24 +274,7 @@ TEST_CASE("a bounded wrk burst: no non-2xx responses to good requests", "[http][
   REQUIRE(ex.port > 0);
   REQUIRE(good_status(ex) == 200);
 
-  auto we = wrk(ex, "/metrics");
-  std::printf("wrk -t2 -c32 -d5s exporter /metrics: %.0f requests/s, non-2xx %ld\n", we.rps,
-              we.non2xx);
-  INFO(we.out);
-  CHECK(we.rc == 0);
-  CHECK(we.rps > 50);
-  CHECK(we.non2xx == 0);
-  CHECK(we.out.find("Socket errors") == std::string::npos);  // no timeouts, no resets
-  CHECK(ex.alive());
-
-  auto ws = wrk(sim, "/v1/models");
-  std::printf("wrk -t2 -c32 -d5s engine-sim /v1/models: %.0f requests/s, non-2xx %ld\n", ws.rps,
-              ws.non2xx);
-  INFO(ws.out);
-  CHECK(ws.rc == 0);
-  CHECK(ws.rps > 50);
-  CHECK(ws.non2xx == 0);
-  CHECK(ws.out.find("Socket errors") == std::string::npos);
-  CHECK(sim.alive());
+  check_wrk(ex, "exporter", "/metrics");
+  check_wrk(sim, "engine-sim", "/v1/models");
   CHECK(good_status(ex) == 200);
 }
