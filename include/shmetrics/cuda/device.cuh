@@ -55,6 +55,16 @@ __device__ __forceinline__ void add_f64_system(std::uint64_t* p, double v) {
   }
 }
 
+/// A bucket bound: through the read-only data cache on the device (the bounds never change
+/// while a kernel runs), a plain load on the host.
+__host__ __device__ __forceinline__ double load_bound(const double* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
 /// The block-linear thread index (CUB's RowMajorTid), for 1-, 2- and 3-D blocks.
 __device__ __forceinline__ int linear_tid() {
   return static_cast<int>(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z));
@@ -67,18 +77,20 @@ __device__ __forceinline__ int linear_tid() {
 /// Index of the first bound >= v (bound_count for the +Inf bucket), the same index as the
 /// CPU's shmetrics::detail::bucket_index (there a SIMD window count; here a binary search,
 /// whose select compiles to a predicated move on the GPU), so a value lands in the same
-/// bucket on both sides (tests/cuda check it). Any thread; no side effects.
-__device__ __forceinline__ std::uint32_t bucket_index(const double* bounds, std::uint32_t count,
-                                                      double v) {
+/// bucket on both sides. Host code can call it too: tests/cuda/bucket_index_host_test.cpp
+/// compares it with the CPU's on every machine, cuda_histogram on the GPU. Any thread; no
+/// side effects.
+__host__ __device__ __forceinline__ std::uint32_t bucket_index(const double* bounds,
+                                                               std::uint32_t count, double v) {
   if (count == 0) return 0;
   const double* base = bounds;
   std::uint32_t n = count;
   while (n > 1) {
     std::uint32_t half = n / 2;
-    base = __ldg(base + half - 1) < v ? base + half : base;
+    base = detail::load_bound(base + half - 1) < v ? base + half : base;
     n -= half;
   }
-  return static_cast<std::uint32_t>(base - bounds) + (__ldg(base) < v ? 1u : 0u);
+  return static_cast<std::uint32_t>(base - bounds) + (detail::load_bound(base) < v ? 1u : 0u);
 }
 
 /// Adds n to the counter: one relaxed system-scope atomic. For rare events; hot events
