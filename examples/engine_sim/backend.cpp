@@ -120,6 +120,7 @@ bool backend::init(std::string& err) {
         vo.engines = opt_.data_parallel_size;
         vo.max_model_len = e.max_model_len;
         vo.cache_config = cache_config;
+        vo.num_speculative_tokens = e.num_speculative_tokens;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();

@@ -32,7 +32,8 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
       metrics_(metrics),
       index_(engine_index),
       kv_(cfg.num_gpu_blocks, cfg.block_size),
-      rng_(cfg.seed * 1000003 + engine_index) {
+      rng_(cfg.seed * 1000003 + engine_index),
+      spec_rng_(cfg.seed * 1000003 + engine_index + 0x9E3779B9u) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -197,9 +198,11 @@ void engine::step() {
   ttfts_.clear();
   itls_.clear();
   step_preemptions_ = 0;
+  spec_accepted_per_pos_.assign(cfg_.num_speculative_tokens, 0);
   struct item {
     std::shared_ptr<request> r;
     std::uint32_t tokens;
+    std::uint32_t drafts;  // draft tokens verified with the sequence's next token
   };
   std::vector<item> batch;
   std::uint32_t budget = cfg_.max_num_batched_tokens;
@@ -212,8 +215,15 @@ void engine::step() {
     std::uint32_t need =
         static_cast<std::uint32_t>(r.prompt.size()) + r.total_generated() - r.computed;
     std::uint32_t tokens = std::min(need, budget);
+    // A decoding sequence (its prompt done, one new token per choice to compute) also
+    // verifies k draft tokens per choice, when the token budget has room for them.
+    std::uint32_t drafts = 0;
+    if (cfg_.num_speculative_tokens > 0 && r.first_token_ts != 0 && need <= r.n) {
+      drafts = cfg_.num_speculative_tokens * r.active_choices();
+      if (drafts > budget - tokens) drafts = 0;
+    }
     bool self_preempted = false;
-    while (!grow(r, tokens)) {
+    while (!grow(r, tokens + drafts)) {
       auto victim = running_.back();
       running_.pop_back();
       preempt(*victim);
@@ -224,8 +234,8 @@ void engine::step() {
       }
     }
     if (self_preempted) break;
-    batch.push_back({running_[i], tokens});
-    budget -= tokens;
+    batch.push_back({running_[i], tokens, drafts});
+    budget -= tokens + drafts;
     ++i;
   }
   // Then waiting requests, unless this step had to preempt.
@@ -246,7 +256,7 @@ void engine::step() {
       r->scheduled_ts = t_sched;
     }
     running_.push_back(r);
-    batch.push_back({r, tokens});
+    batch.push_back({r, tokens, 0});
     budget -= tokens;
   }
   if (batch.empty()) {
@@ -261,8 +271,8 @@ void engine::step() {
 
   // The simulated forward pass.
   std::uint32_t prefill_tokens = 0;
-  for (auto& b : batch)
-    prefill_tokens += b.tokens > 1 ? b.tokens : 0;
+  for (auto& b : batch)  // verifying drafts costs like a short prefill
+    prefill_tokens += b.tokens + b.drafts > 1 ? b.tokens + b.drafts : 0;
   double dt = cfg_.step_base_s + cfg_.per_seq_s * static_cast<double>(batch.size()) +
               cfg_.per_prefill_token_s * prefill_tokens;
   std::this_thread::sleep_for(std::chrono::duration<double>(dt * cfg_.time_scale));
@@ -275,7 +285,7 @@ void engine::step() {
     r.computed += b.tokens;
     cache_full_blocks(r);
     if (r.computed == r.prompt.size() + r.total_generated()) {
-      emit(r, t, st);
+      emit(r, t, b.drafts > 0, st);
       outputs = true;
       if (r.active_choices() == 0) done.push_back(b.r);
     }
@@ -300,6 +310,7 @@ void engine::step() {
   }
   st.time_to_first_tokens = ttfts_;
   st.inter_token_latencies = itls_;
+  st.spec_accepted_per_pos = spec_accepted_per_pos_;
   if (metrics_) metrics_->record_step(index_, st);
   idle_recorded_ = false;
   // Finished requests are recorded after the step's tokens, so a client that has its
@@ -312,19 +323,40 @@ void engine::step() {
   }
 }
 
-void engine::emit(request& r, double t, shmetrics::step_stats& st) {
+// Draws how many of the k drafts of one sequence the target accepts (the leading run of
+// accepted positions) and counts the draft in the step's SpecDecodingStats.
+std::uint32_t engine::accepted_drafts(shmetrics::step_stats& st) {
+  const std::uint32_t k = cfg_.num_speculative_tokens;
+  std::bernoulli_distribution accept(cfg_.spec_acceptance_rate);
+  std::uint32_t a = 0;
+  while (a < k && accept(spec_rng_))
+    ++spec_accepted_per_pos_[a++];
+  st.spec_num_drafts += 1;
+  st.spec_num_draft_tokens += k;
+  st.spec_num_accepted_tokens += a;
+  return a;
+}
+
+void engine::emit(request& r, double t, bool drafted, shmetrics::step_stats& st) {
   bool first = r.first_token_ts == 0;
   std::uint32_t produced = 0;
   {
     std::lock_guard lk(r.m);
     for (std::size_t i = 0; i < r.n; ++i) {
       if (r.generated[i] >= r.target_len[i]) continue;
-      // The token depends on the request, the choice and the position: deterministic.
-      std::uint32_t id = static_cast<std::uint32_t>(
-          (std::hash<std::string>{}(r.id) + i * 7919 + r.generated[i] * 104729) % 31991);
-      r.outputs[i].push_back(id);
-      ++r.generated[i];
-      ++produced;
+      // The sampled token, plus the accepted drafts before it when the step verified
+      // drafts; their KV was computed in this step, the new token's is not yet.
+      std::uint32_t accepted = drafted ? accepted_drafts(st) : 0;
+      std::uint32_t count = std::min(1 + accepted, r.target_len[i] - r.generated[i]);
+      r.computed += count - 1;
+      for (std::uint32_t j = 0; j < count; ++j) {
+        // The token depends on the request, the choice and the position: deterministic.
+        std::uint32_t id = static_cast<std::uint32_t>(
+            (std::hash<std::string>{}(r.id) + i * 7919 + r.generated[i] * 104729) % 31991);
+        r.outputs[i].push_back(id);
+        ++r.generated[i];
+        ++produced;
+      }
     }
   }
   r.cv.notify_all();

@@ -34,6 +34,12 @@ struct engine_config {
   bool enable_prefix_caching = true;
   double time_scale = 1.0;  ///< multiplies every simulated step time (tests run at 0.05)
   std::uint64_t seed = 0;
+  // Speculative decoding (--speculative-config): every decode step of a sequence drafts
+  // this many tokens and verifies them with the target model in the same forward pass;
+  // each draft position is accepted with spec_acceptance_rate when the ones before it
+  // were, so position j is accepted with rate^(j+1). 0: off.
+  std::uint32_t num_speculative_tokens = 0;
+  double spec_acceptance_rate = 0.7;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -125,7 +131,8 @@ class engine {
   void preempt(request& r);
   void free_blocks(request& r);
   void cache_full_blocks(request& r);
-  void emit(request& r, double t, shmetrics::step_stats& st);
+  void emit(request& r, double t, bool drafted, shmetrics::step_stats& st);
+  std::uint32_t accepted_drafts(shmetrics::step_stats& st);
   void finish(std::shared_ptr<request> r, shmetrics::finish_reason why);
   void record_idle();
 
@@ -133,7 +140,8 @@ class engine {
   shmetrics::vllm_metrics* metrics_;
   std::size_t index_;
   kv_cache kv_;
-  std::mt19937_64 rng_;
+  std::mt19937_64 rng_;       // output lengths: submit(), under m_
+  std::mt19937_64 spec_rng_;  // draft acceptance: engine thread
 
   std::mutex m_;
   std::condition_variable cv_;
@@ -147,6 +155,7 @@ class engine {
   std::function<bool(const std::shared_ptr<request>&)> finished_hook_;
   // Per-step scratch, kept to avoid allocating every step.
   std::vector<double> ttfts_, itls_;
+  std::vector<std::uint64_t> spec_accepted_per_pos_;
   std::uint64_t step_preemptions_ = 0;
   std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;

@@ -2,6 +2,8 @@
 
 #include <cstdio>  // usage
 
+#include <simdjson.h>  // --speculative-config
+
 #include <shmetrics/config.hpp>  // --version
 
 #include "flags.hpp"
@@ -38,6 +40,9 @@ into shared memory (serve them with shmetrics-exporter).
   --shm.prefix NAME                segment name prefix (shmetrics)
   --catalog FILE                   the vLLM metric catalog (installed or source-tree copy)
   --max-request-bytes N            largest request body; a larger one gets 413 (33554432 = 32 MiB)
+  --speculative-config JSON        llm: speculative decoding, as vLLM's flag: {"method": "ngram",
+                                   "num_speculative_tokens": K} (K 1-16; off)
+  --spec-acceptance-rate X         acceptance of each draft position, given the ones before (0.7)
 )";
 
 std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
@@ -57,6 +62,26 @@ std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
   if (out.size() != 3 && out.size() != 1)
     p.fail("invalid value for --replicas: " + v + " (want A,B,C, or N for diffusion)");
   return out;
+}
+
+// vLLM's --speculative-config JSON: what the simulation uses is num_speculative_tokens;
+// method (and vLLM's other keys) are accepted and do not change the simulation.
+std::uint32_t parse_speculative_config(flag_parser& p) {
+  std::string v = p.string();
+  simdjson::dom::parser parser;
+  simdjson::dom::object cfg;
+  if (auto e = parser.parse(v).get(cfg); e)
+    p.fail("invalid value for --speculative-config: want a JSON object, as vLLM's (" +
+           std::string(simdjson::error_message(e)) + ")");
+  std::int64_t k = 0;
+  if (auto e = cfg["num_speculative_tokens"].get(k); e || k < 1 || k > 16)
+    p.fail(
+        "invalid value for --speculative-config: num_speculative_tokens must be an "
+        "integer from 1 to 16");
+  std::string_view method;
+  if (auto e = cfg["method"].get(method); e && e != simdjson::NO_SUCH_FIELD)
+    p.fail("invalid value for --speculative-config: method must be a string");
+  return static_cast<std::uint32_t>(k);
 }
 
 }  // namespace
@@ -135,6 +160,10 @@ options parse_options(int argc, char** argv) {
       o.catalog = p.string();
     } else if (p.is("--max-request-bytes")) {
       o.max_request_bytes = p.uint(1024, std::uint64_t{1} << 32);
+    } else if (p.is("--speculative-config")) {
+      e.num_speculative_tokens = parse_speculative_config(p);
+    } else if (p.is("--spec-acceptance-rate")) {
+      e.spec_acceptance_rate = p.number(0, 1);
     } else if (p.is("--internal.request-timeout")) {  // seconds; tests shorten it
       o.request_timeout_s = static_cast<std::uint32_t>(p.uint(1, 3600));
     } else {
@@ -153,6 +182,8 @@ options parse_options(int argc, char** argv) {
               : diffusion                       ? "Tongyi-MAI/Z-Image-Turbo"
                                                 : "Qwen/Qwen2.5-7B-Instruct";
   if (o.served_model_name.empty()) o.served_model_name = o.model;
+  if (e.num_speculative_tokens > 0 && o.pipeline != pipeline_kind::llm)
+    p.fail("--speculative-config is simulated for --pipeline llm only");
   return o;
 }
 

@@ -285,6 +285,9 @@ TEST_CASE("vllm:* counters and histograms agree exactly with the responses",
   CHECK(simtest::sum(s, "vllm:num_requests_running") == 0);
   CHECK(simtest::sum(s, "vllm:num_requests_waiting") == 0);
   CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+  // No --speculative-config: no spec-decode family, as vLLM.
+  for (auto& [k, v] : s)
+    CHECK(!k.starts_with("vllm:spec_decode"));
 }
 
 TEST_CASE("a small KV pool preempts and still finishes every request", "[engine_sim][preempt]") {
@@ -307,6 +310,64 @@ TEST_CASE("a small KV pool preempts and still finishes every request", "[engine_
   CHECK(simtest::sum(s, "vllm:request_success_total", "finished_reason=\"length\"") == 4);
   CHECK(simtest::sum(s, "vllm:generation_tokens_total") == 120);
   CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+}
+
+TEST_CASE("--speculative-config: drafts, acceptances and positions add up", "[engine_sim][spec]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--speculative-config",
+               R"({"method": "ngram", "num_speculative_tokens": 3})"});
+  constexpr int clients = 4, per_client = 2, max_tokens = 40;
+  std::atomic<int> ok{0}, streamed_tokens{0};
+  std::vector<std::thread> ts;
+  for (int k = 0; k < clients; ++k)
+    ts.emplace_back([&, k] {
+      auto c = env.sim.client();
+      dom::parser p;
+      for (int i = 0; i < per_client; ++i) {
+        bool stream = i == 1;
+        auto r = c.Post("/v1/completions",
+                        completion_body("draft " + std::to_string(k), max_tokens, stream),
+                        "application/json");
+        if (!r || r->status != 200) continue;
+        if (stream) {  // several tokens per event now: usage still counts every one
+          auto ev = sse_events(r->body);
+          streamed_tokens += static_cast<int>(usage_of(p.parse(ev[ev.size() - 2])).completion);
+        }
+        ++ok;
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  REQUIRE(ok == clients * per_client);
+  CHECK(streamed_tokens == clients * max_tokens);
+  auto s = env.exp.samples();
+  const int requests = clients * per_client;
+  const double drafts = simtest::sum(s, "vllm:spec_decode_num_drafts_total");
+  const double draft_tokens = simtest::sum(s, "vllm:spec_decode_num_draft_tokens_total");
+  const double accepted = simtest::sum(s, "vllm:spec_decode_num_accepted_tokens_total");
+  const std::string per_pos = "vllm:spec_decode_num_accepted_tokens_per_pos_total";
+  double pos[3];
+  for (int j = 0; j < 3; ++j)
+    pos[j] = simtest::sum(s, per_pos, "position=\"" + std::to_string(j) + "\"");
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total") == requests * max_tokens);
+  CHECK(drafts > 0);
+  CHECK(draft_tokens == 3 * drafts);
+  // Positions 0..k-1, each accepted only after the ones before it.
+  CHECK(s.count(per_pos + "{engine=\"0\",model_name=\"sim\",position=\"2\"}") == 1);
+  CHECK(s.count(per_pos + "{engine=\"0\",model_name=\"sim\",position=\"3\"}") == 0);
+  CHECK(pos[0] >= pos[1]);
+  CHECK(pos[1] >= pos[2]);
+  CHECK(pos[0] + pos[1] + pos[2] == accepted);
+  // Each decode step of a request gives its accepted drafts plus one token, so the tokens
+  // after the first are drafts + accepted, less what max_tokens cut from a last step.
+  const double decoded = requests * (max_tokens - 1);
+  CHECK(drafts + accepted >= decoded);
+  CHECK(drafts + accepted <= decoded + requests * 3);
+  // One inter-token latency per decode step, not per token: fewer than without drafts.
+  CHECK(simtest::sum(s, "vllm:inter_token_latency_seconds_count") == drafts);
+  CHECK(drafts < decoded);
+  // The default acceptance rate 0.7 per position: 0.51 of the draft tokens on average.
+  CHECK(accepted / draft_tokens > 0.3);
+  CHECK(accepted / draft_tokens < 0.75);
 }
 
 TEST_CASE("a client that goes away aborts its request; the gauges return to 0",
@@ -451,6 +512,10 @@ TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine
   check("--pipeline diffusion --replicas 1,1,1", "--replicas");
   check("--replicas 1,2", "--replicas");
   check("--time-scale", "--time-scale");
+  check("--speculative-config ngram", "--speculative-config");
+  check("--pipeline llm --speculative-config '{\"num_speculative_tokens\": 0}'",
+        "num_speculative_tokens");
+  check("--pipeline omni --speculative-config '{\"num_speculative_tokens\": 2}'", "--pipeline llm");
   auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
   CHECK(rc == 0);
   CHECK(out.find("--shm.prefix") != std::string::npos);
