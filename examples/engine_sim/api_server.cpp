@@ -6,16 +6,14 @@
 #include <cstdio>              // printf
 #include <memory>              // shared calls
 #include <mutex>               // calls
-#include <optional>            // the registry, closed before _Exit
 #include <string>              // bodies
 #include <thread>              // upstream calls
 
 #include <httplib.h>
 #include <sys/prctl.h>  // PR_SET_PDEATHSIG
 
-#include <shmetrics/shmetrics.hpp>
-
 #include "http_limits.hpp"
+#include "http_metrics.hpp"
 #include "lifecycle.hpp"
 #include "no_compression.hpp"
 #include "openai.hpp"
@@ -24,20 +22,6 @@ namespace engine_sim {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// prometheus_fastapi_instrumentator's defaults, as vLLM's API server exposes them.
-struct http_metrics {
-  shmetrics::counter_family requests;
-  shmetrics::histogram_family duration;
-  shmetrics::histogram highr;
-
-  void record(const std::string& handler, const char* method, int status, double seconds) {
-    std::string group = std::to_string(status / 100) + "xx";  // status grouped, as upstream
-    if (auto c = requests.with_labels({handler, method, group})) c->inc();
-    if (auto h = duration.with_labels({handler, method})) h->observe(seconds);
-    highr.observe(seconds);
-  }
-};
 
 // One forwarded request: a thread talks to the engine, the response provider drains
 // what it received.
@@ -95,48 +79,17 @@ std::shared_ptr<call> forward(int engine_port, const httplib::Request& in) {
 int run_api_server(const options& opt, const sigset_t& sigs) {
   // The parent (the engine process) stops this one with SIGTERM; if it dies, so do we.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  shmetrics::registry_options ro;
-  ro.dir = opt.shm_dir;
-  ro.prefix = opt.shm_prefix;
-  ro.max_families = 16;
-  ro.max_series = 256;
-  std::optional<shmetrics::registry> reg;
-  if (auto r = shmetrics::registry::create(ro)) {
-    reg.emplace(std::move(*r));
-  } else {
+  std::string err;
+  auto hm = http_metrics::open(opt, err);
+  if (!hm) {
     std::fprintf(stderr, "shmetrics-engine-sim: api server %d: %s\n", opt.api_server_rank,
-                 r.error().message().c_str());
+                 err.c_str());
     return 1;
   }
-  http_metrics hm;
-  auto req_f = reg->add_counter({.name = "http_requests_total",
-                                 .help = "Total number of requests by method, status and handler.",
-                                 .labels = {"handler", "method", "status"}});
-  auto dur_f = reg->add_histogram(
-      {.name = "http_request_duration_seconds",
-       .help = "Latency with only few buckets by handler. Made to be only used if aggregation by "
-               "handler is important.",
-       .labels = {"handler", "method"},
-       .buckets = {0.1, 0.5, 1}});
-  auto highr_f = reg->add_histogram(
-      {.name = "http_request_duration_highr_seconds",
-       .help = "Latency with many buckets but no API specific labels. Made for more accurate "
-               "percentile calculations.",
-       .buckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1,  1.5, 2,
-                   2.5,  3,     3.5,  4,     4.5, 5,    7.5, 10,   30, 60}});
-  if (!req_f || !dur_f || !highr_f) {
-    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot register its families\n",
-                 opt.api_server_rank);
-    return 1;
-  }
-  hm.requests = *req_f;
-  hm.duration = *dur_f;
-  hm.highr = highr_f->with_labels({}).value_or(shmetrics::histogram{});
-  std::mutex metrics_m;  // the cold path (with_labels) from many worker threads
 
   guarded_server svr(http_limits(opt));  // as the engine process's (main.cpp)
   svr.set_tcp_nodelay(true);
-  serve_uncompressed(svr);
+  serve_uncompressed(svr, http_metrics::stamp_request_start);
   const int engine_port = opt.engine_port;
 
   // vLLM's instrumentator leaves /health, /version and /metrics out.
@@ -153,8 +106,7 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
       if (!instrumented || c->recorded) return;
       c->recorded = true;
       double s = std::chrono::duration<double>(clock_type::now() - c->start).count();
-      std::lock_guard lk(metrics_m);
-      hm.record(handler, method.c_str(), status, s);
+      hm->record(handler, method, status, s);
     };
     {
       std::unique_lock lk(c->m);
@@ -206,9 +158,14 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   svr.Post("/v1/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/images/generations", [&](const auto& req, auto& res) { proxy(req, res, true); });
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty())
       res.set_content(error_body({404, "Not Found", {}}), "application/json");
+    // No route matched (cpp-httplib fills `matches` for the route it runs): the
+    // instrumentator's "none" handler. A routed request is counted by proxy().
+    double s = http_metrics::take_request_seconds();
+    if (req.matches.empty() && s >= 0 && !http_metrics::excluded(req.path))
+      hm->record("none", req.method, res.status, s);
   });
 
   std::atomic<bool> listener_done{false};
@@ -220,7 +177,7 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
     return 1;
   }
   std::printf("listening on http://%s:%d\nwriting %s\n", opt.host.c_str(), port,
-              reg->path().c_str());
+              hm->segment_path().c_str());
   std::fflush(stdout);
 
   int sig = 0;
@@ -230,11 +187,11 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   lifecycle::drain(lifecycle::active_replies, until);
   svr.stop();
   // See main(): a client still sending its request can hold the listener; the segment
-  // goes with reg.
+  // goes with hm.
   for (int i = 0; i < 40 && !listener_done; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   if (!listener_done) {
-    reg.reset();  // unlinks the segment; _Exit skips destructors
+    hm->close();  // unlinks the segment; _Exit skips destructors
     std::fflush(stdout);
     std::_Exit(0);
   }

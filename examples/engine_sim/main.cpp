@@ -8,6 +8,7 @@
 #include <chrono>  // created, waits
 #include <cstdio>  // printf
 #include <memory>  // backend
+#include <random>  // request ids
 #include <string>  // bodies
 #include <thread>  // listener
 #include <vector>  // API-server processes
@@ -23,6 +24,7 @@
 #include "api_server.hpp"
 #include "backend.hpp"
 #include "http_limits.hpp"
+#include "http_metrics.hpp"
 #include "lifecycle.hpp"
 #include "no_compression.hpp"
 #include "metrics_route.hpp"
@@ -162,7 +164,7 @@ void send_error(httplib::Response& res, const api_error& e) {
 
 void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
                      httplib::Response& res) {
-  static std::atomic<std::uint64_t> next_id{0};
+  static std::atomic<std::uint64_t> next_id{std::random_device{}()};  // ids differ per run
   lifecycle::use u;
   if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
   double arrival = engine::now();
@@ -257,7 +259,7 @@ struct image_reply : cancellable_reply {
 };
 
 void handle_images(backend& be, const httplib::Request& req, httplib::Response& res) {
-  static std::atomic<std::uint64_t> next_id{0};
+  static std::atomic<std::uint64_t> next_id{std::random_device{}()};  // ids differ per run
   lifecycle::use u;
   if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
   double arrival = engine::now();
@@ -280,6 +282,20 @@ void handle_images(backend& be, const httplib::Request& req, httplib::Response& 
       [rep](bool success) {
         if (!success) rep->cancel();
       });
+}
+
+// vLLM's instrumentator on this process's routes: cpp-httplib calls the logger once the
+// whole response (a stream's last chunk too) is written, on the connection's thread.
+void instrument(httplib::Server& svr, http_metrics& hm) {
+  svr.set_logger([&hm](const httplib::Request& req, const httplib::Response& res) {
+    // A request that never reached routing (unreadable, over its limits) is not counted,
+    // as uvicorn refuses those before the application sees them.
+    double s = http_metrics::take_request_seconds();
+    if (s < 0 || http_metrics::excluded(req.path)) return;
+    // cpp-httplib fills `matches` for the route it runs; none matched: the
+    // instrumentator's "none" handler.
+    hm.record(req.matches.empty() ? "none" : std::string_view(req.path), req.method, res.status, s);
+  });
 }
 
 // An API-server process (--api-server-count > 1): spawned from this executable, its
@@ -361,11 +377,21 @@ int main(int argc, char** argv) {
   }
   backend* bp = be.get();  // the handlers check lifecycle::use before they touch it
 
+  // With API-server processes in front, this process is the engine: it listens on a
+  // private loopback port and the API servers share the public one; each records vLLM's
+  // HTTP families. Without them this process serves the API and records them itself.
+  const bool fronted = opt.api_server_count > 1;
+  std::unique_ptr<http_metrics> hm;
+  if (!fronted && !(hm = http_metrics::open(opt, err))) {
+    std::fprintf(stderr, "shmetrics-engine-sim: %s\n", err.c_str());
+    return 1;
+  }
+
   // A thread per connection (a stream holds one as long as it streams), deadlines and
   // byte budgets for receiving each request: docs/engine-sim.md, "Slow and hostile clients".
   guarded_server svr(http_limits(opt));
   svr.set_tcp_nodelay(true);  // on the listening socket: accepted ones inherit it
-  serve_uncompressed(svr);
+  serve_uncompressed(svr, http_metrics::stamp_request_start);
   const std::string model = opt.served_model_name;
   const std::string version = be->vllm_version() + ".0+shmetrics.sim";
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
@@ -409,10 +435,8 @@ int main(int argc, char** argv) {
     if (res.status == 404 && res.body.empty())
       res.set_content(error_body({404, "Not Found", {}}), "application/json");
   });
+  if (hm) instrument(svr, *hm);
 
-  // With API-server processes in front, this process is the engine: it listens on a
-  // private loopback port and the API servers share the public one.
-  const bool fronted = opt.api_server_count > 1;
   const std::string host = fronted ? "127.0.0.1" : opt.host;
   std::atomic<bool> listener_done{false};
   std::thread listener;
@@ -424,6 +448,7 @@ int main(int argc, char** argv) {
 
   std::vector<api_process> procs;
   std::vector<std::string> segments = be->segment_paths();
+  if (hm) segments.push_back(hm->segment_path());
   int public_port = port;
   bool started = true;
   for (std::uint32_t k = 0; fronted && k < opt.api_server_count && started; ++k) {
@@ -477,7 +502,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::fflush(stdout);
   std::fflush(stderr);
-  if (!listener_done) std::_Exit(started ? 0 : 1);
+  if (!listener_done) {
+    if (hm) hm->close();  // unlinks its segment: _Exit runs no destructor
+    std::_Exit(started ? 0 : 1);
+  }
   listener.join();
   return started ? 0 : 1;
 }

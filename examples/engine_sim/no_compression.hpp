@@ -16,9 +16,11 @@ namespace engine_sim {
 /// Makes `svr` ignore Accept-Encoding: every response goes out as written. And
 /// Content-Encoding: request bodies are taken as sent, as uvicorn does (cpp-httplib would
 /// inflate a gzip or br body with no limit on the result: a 32 MiB body of compressed
-/// zeros is 32 GB inflated).
-inline void serve_uncompressed(httplib::Server& svr) {
-  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+/// zeros is 32 GB inflated). This is `svr`'s one pre-routing handler (cpp-httplib keeps
+/// one): `on_request`, when given, also runs there, before each request is routed.
+inline void serve_uncompressed(httplib::Server& svr, void (*on_request)() = nullptr) {
+  svr.set_pre_routing_handler([on_request](const httplib::Request& req, httplib::Response&) {
+    if (on_request) on_request();
     // cpp-httplib decides on compression from the request's Accept-Encoding when it writes
     // the response, and on inflating the body from its Content-Encoding when it reads the
     // body, after this handler. The Request is Server::process_request's own non-const

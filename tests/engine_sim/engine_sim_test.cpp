@@ -491,7 +491,7 @@ TEST_CASE("data-parallel engines write their own segments, merged by the exporte
   for (auto& t : clients)
     t.join();
   auto s = env.exp.samples();
-  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 3);  // 2 engines, the API layer
   CHECK(simtest::sum(s, "vllm:generation_tokens_total") == 20);
   CHECK(simtest::sum(s, "vllm:request_success_total", "engine=\"0\"") > 0);
   CHECK(simtest::sum(s, "vllm:request_success_total", "engine=\"1\"") > 0);
@@ -551,7 +551,7 @@ TEST_CASE("SIGTERM and SIGINT with streams in flight: complete responses, exit 0
     simtest::server sim(simtest::sim_args(
         up, {"--pipeline", "llm", "--served-model-name", "sim", "--time-scale", "0.5"}));
     REQUIRE(sim.port > 0);
-    REQUIRE(segments_of(up) == 1);
+    REQUIRE(segments_of(up) == 2);  // the engine's and the API layer's (HTTP families)
     std::string url = "http://127.0.0.1:" + std::to_string(sim.port) + "/v1/completions";
     std::vector<std::unique_ptr<test::child>> streams;
     for (int i = 0; i < 4; ++i) {
@@ -600,6 +600,63 @@ TEST_CASE("SIGTERM and SIGINT with streams in flight: complete responses, exit 0
   }
 }
 
+TEST_CASE("one process (--api-server-count 1) records vLLM's HTTP families too",
+          "[engine_sim][http_metrics]") {
+  sim_env env;
+  int ok = 0, bad = 0;
+  auto c = env.sim.client();
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Post("/v1/completions", completion_body("h " + std::to_string(i), 3, i == 2),
+                    "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    ++ok;
+  }
+  auto chat =
+      c.Post("/v1/chat/completions",
+             R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":2})", "application/json");
+  REQUIRE(chat);
+  CHECK(chat->status == 200);
+  auto models = c.Get("/v1/models");
+  REQUIRE(models);
+  CHECK(models->status == 200);
+  ok += 2;
+  auto b = c.Post("/v1/completions", R"({"prompt":"x","max_tokens":0})", "application/json");
+  REQUIRE(b);
+  CHECK(b->status == 400);
+  auto nf = c.Post("/v1/completions", R"({"model":"nope","prompt":"x"})", "application/json");
+  REQUIRE(nf);
+  CHECK(nf->status == 404);
+  bad += 2;
+  auto none = c.Get("/no/such/route");  // the instrumentator's "none" handler
+  REQUIRE(none);
+  CHECK(none->status == 404);
+  for (const char* p : {"/health", "/version", "/metrics"}) {  // excluded, as upstream
+    auto r = c.Get(p);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  // Recorded once the last byte is written, so a client can be a moment ahead.
+  std::map<std::string, double> s;
+  auto until = std::chrono::steady_clock::now() + 2s;
+  do {
+    s = env.exp.samples();
+  } while (simtest::sum(s, "http_request_duration_highr_seconds_count") < ok + bad + 1 &&
+           std::chrono::steady_clock::now() < until);
+  CHECK(s["http_requests_total{handler=\"/v1/completions\",method=\"POST\",status=\"2xx\"}"] == 3);
+  CHECK(s["http_requests_total{handler=\"/v1/completions\",method=\"POST\",status=\"4xx\"}"] == 2);
+  CHECK(s["http_requests_total{handler=\"/v1/chat/completions\",method=\"POST\",status=\"2xx\"}"] ==
+        1);
+  CHECK(s["http_requests_total{handler=\"/v1/models\",method=\"GET\",status=\"2xx\"}"] == 1);
+  CHECK(s["http_requests_total{handler=\"none\",method=\"GET\",status=\"4xx\"}"] == 1);
+  CHECK(simtest::sum(s, "http_requests_total") == ok + bad + 1);
+  CHECK(simtest::sum(s, "http_request_duration_seconds_count") == ok + bad + 1);
+  CHECK(simtest::sum(s, "http_request_duration_highr_seconds_count") == ok + bad + 1);
+  CHECK(simtest::sum(s, "http_requests_total", "handler=\"/health\"") == 0);
+  CHECK(simtest::sum(s, "http_requests_total", "handler=\"/metrics\"") == 0);
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
+}
+
 TEST_CASE("--api-server-count 2: one port, a segment per API server, merged by the exporter",
           "[engine_sim][api_servers]") {
   test::unique_prefix up;
@@ -646,9 +703,14 @@ TEST_CASE("--api-server-count 2: one port, a segment per API server, merged by t
   REQUIRE(nf);
   CHECK(nf->status == 404);
   ++bad;
+  auto none = sim.client().Get("/no/such/route");  // the instrumentator's "none" handler
+  REQUIRE(none);
+  CHECK(none->status == 404);
+  ++bad;
 
   auto s = exp.samples();
   CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 3);
+  CHECK(s["http_requests_total{handler=\"none\",method=\"GET\",status=\"4xx\"}"] == 1);
   CHECK(simtest::sum(s, "http_requests_total", "status=\"2xx\"") == ok);
   CHECK(simtest::sum(s, "http_requests_total", "status=\"4xx\"") == bad);
   CHECK(simtest::sum(s, "http_request_duration_seconds_count") == ok + bad);
