@@ -97,10 +97,17 @@ struct reply : cancellable_reply {
       };
       r->cv.wait_for(lk, std::chrono::milliseconds(100), fresh);
       complete = r->complete;
+      // Everything new of a choice goes in one chunk, as vLLM's output collector merges
+      // the outputs that a slower client has not taken yet: a step that emits several
+      // tokens (speculative decoding) is one chunk, not one per token.
       if (in.stream)
-        for (std::size_t i = 0; i < r->outputs.size(); ++i)
+        for (std::size_t i = 0; i < r->outputs.size(); ++i) {
+          if (sent[i] == r->outputs[i].size()) continue;
+          std::string text;
           for (; sent[i] < r->outputs[i].size(); ++sent[i])
-            deltas.emplace_back(i, std::string(tokenizer::decode(r->outputs[i][sent[i]])));
+            text += tokenizer::decode(r->outputs[i][sent[i]]);
+          deltas.emplace_back(i, std::move(text));
+        }
       if (complete) fill(res);
     }
     if (in.stream) {

@@ -101,9 +101,13 @@ void one_request(const config& c, stats& st, std::string body) {
     full.append(data, len);
     if (!c.stream) return true;
     buf.append(data, len);
-    // Each SSE event with a token is one output; [DONE] and usage-only ones are not.
+    // Each SSE event with text is one output (one or more tokens: a server sends what a
+    // step produced, or what piled up); [DONE] and the usage chunk are not. ITL is timed
+    // per output, as vLLM's benchmark times it; tokens come from the usage chunk.
     for (std::size_t end; (end = buf.find("\n\n")) != std::string::npos; buf.erase(0, end + 2)) {
       std::string_view ev(buf.data(), end);
+      if (auto u = ev.find("\"completion_tokens\":"); u != std::string_view::npos)
+        s.tokens = std::strtoull(ev.data() + u + 20, nullptr, 10);
       if (!ev.starts_with("data: {") || ev.find("\"finish_reason\":null") == std::string_view::npos)
         continue;
       double t = since(t0);
@@ -112,7 +116,6 @@ void one_request(const config& c, stats& st, std::string body) {
       else
         s.itl.push_back(t - last);
       last = t;
-      ++s.tokens;
     }
     return true;
   };
