@@ -121,6 +121,7 @@ bool backend::init(std::string& err) {
         vo.max_model_len = e.max_model_len;
         vo.cache_config = cache_config;
         vo.num_speculative_tokens = e.num_speculative_tokens;
+        vo.kv_cache_metrics = e.kv_cache_metrics;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();

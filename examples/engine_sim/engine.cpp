@@ -34,6 +34,16 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
       kv_(cfg.num_gpu_blocks, cfg.block_size),
       rng_(cfg.seed * 1000003 + engine_index),
       spec_rng_(cfg.seed * 1000003 + engine_index + 0x9E3779B9u) {
+  if (cfg.kv_cache_metrics) {
+    kv_.track_residency(cfg.kv_cache_metrics_sample, cfg.seed * 1000003 + engine_index + 7);
+    auto handle = [&](const char* key) {
+      auto* f = metrics ? metrics->family(key) : nullptr;
+      return f ? f->hst(engine_index) : shmetrics::histogram{};
+    };
+    block_lifetime_ = handle("vllm/kv_block_lifetime_seconds");
+    block_idle_before_evict_ = handle("vllm/kv_block_idle_before_evict_seconds");
+    block_reuse_gap_ = handle("vllm/kv_block_reuse_gap_seconds");
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -207,6 +217,7 @@ void engine::step() {
   std::vector<item> batch;
   std::uint32_t budget = cfg_.max_num_batched_tokens;
   double t_sched = now();
+  kv_.set_now(t_sched);
 
   // Running requests first, oldest first; when the pool is out of blocks the newest
   // running request is preempted (possibly this one).
@@ -312,6 +323,7 @@ void engine::step() {
   st.inter_token_latencies = itls_;
   st.spec_accepted_per_pos = spec_accepted_per_pos_;
   if (metrics_) metrics_->record_step(index_, st);
+  record_residency();
   idle_recorded_ = false;
   // Finished requests are recorded after the step's tokens, so a client that has its
   // response finds every counter already including it.
@@ -408,6 +420,19 @@ void engine::finish(std::shared_ptr<request> r, finish_reason why) {
   }
   r->cv.notify_all();
   load_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void engine::record_residency() {
+  auto& ev = kv_.residency_events();
+  for (double s : ev.lifetimes)
+    block_lifetime_.observe(s);
+  for (double s : ev.idle_before_evict)
+    block_idle_before_evict_.observe(s);
+  for (double s : ev.reuse_gaps)
+    block_reuse_gap_.observe(s);
+  ev.lifetimes.clear();
+  ev.idle_before_evict.clear();
+  ev.reuse_gaps.clear();
 }
 
 void engine::record_idle() {

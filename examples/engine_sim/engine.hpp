@@ -40,6 +40,10 @@ struct engine_config {
   // were, so position j is accepted with rate^(j+1). 0: off.
   std::uint32_t num_speculative_tokens = 0;
   double spec_acceptance_rate = 0.7;
+  // --kv-cache-metrics: this share of the cached KV blocks is followed to its eviction
+  // (vllm:kv_block_lifetime_seconds, _idle_before_evict_seconds, _reuse_gap_seconds).
+  bool kv_cache_metrics = false;
+  double kv_cache_metrics_sample = 0.01;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -135,6 +139,7 @@ class engine {
   std::uint32_t accepted_drafts(shmetrics::step_stats& st);
   void finish(std::shared_ptr<request> r, shmetrics::finish_reason why);
   void record_idle();
+  void record_residency();
 
   engine_config cfg_;
   shmetrics::vllm_metrics* metrics_;
@@ -156,6 +161,7 @@ class engine {
   // Per-step scratch, kept to avoid allocating every step.
   std::vector<double> ttfts_, itls_;
   std::vector<std::uint64_t> spec_accepted_per_pos_;
+  shmetrics::histogram block_lifetime_, block_idle_before_evict_, block_reuse_gap_;
   std::uint64_t step_preemptions_ = 0;
   std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;

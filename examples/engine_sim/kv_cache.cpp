@@ -22,6 +22,10 @@ std::uint32_t kv_cache::acquire_prefix(std::span<const std::uint64_t> hashes,
     auto it = cache_.find(hashes[n]);
     if (it == cache_.end()) break;
     if (it->second.refs++ == 0) idle_.erase({it->second.idle_since, it->first});
+    if (it->second.born >= 0) {  // a followed block, reused
+      events_.reuse_gaps.push_back(now_ - it->second.last_use);
+      it->second.last_use = now_;
+    }
   }
   return n;
 }
@@ -31,7 +35,12 @@ bool kv_cache::allocate(std::uint32_t n) {
   // Free blocks first; evict idle cached blocks only for what is missing.
   while (total_ - uncached_used_ - cache_.size() < n) {
     auto victim = idle_.begin();
-    cache_.erase(victim->second);
+    auto it = cache_.find(victim->second);
+    if (it->second.born >= 0) {
+      events_.lifetimes.push_back(now_ - it->second.born);
+      events_.idle_before_evict.push_back(now_ - it->second.last_use);
+    }
+    cache_.erase(it);
     idle_.erase(victim);
   }
   uncached_used_ += n;
@@ -42,6 +51,8 @@ bool kv_cache::promote(std::uint64_t hash) {
   auto [it, inserted] = cache_.try_emplace(hash);
   if (!inserted) return false;
   it->second.refs = 1;
+  if (sample_rate_ > 0 && std::generate_canonical<double, 53>(sampler_) < sample_rate_)
+    it->second.born = it->second.last_use = now_;
   --uncached_used_;
   return true;
 }

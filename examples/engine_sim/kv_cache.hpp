@@ -5,9 +5,15 @@
 // request whose prompt starts the same way. A cached block nobody uses any more stays
 // cached but counts as free, and is evicted (least recently freed first) only when a new
 // block is needed; usage = 1 - free / total, so an idle engine reports 0.
+//
+// Residency (vLLM's --kv-cache-metrics): a sampled share of the cached blocks is followed
+// from the moment it is cached to its eviction; the pool notes each one's lifetime, its
+// idle time before eviction and the gaps between its reuses (prefix hits), for the
+// engine to observe into vllm:kv_block_*_seconds.
 #pragma once
 
 #include <cstdint>        // counts, hashes
+#include <random>         // residency sampling
 #include <set>            // eviction order
 #include <span>           // prompt tokens
 #include <unordered_map>  // hash -> block
@@ -46,16 +52,36 @@ class kv_cache {
   /// Gives back `uncached` private blocks and one reference to each cached hash.
   void release(std::uint32_t uncached, std::span<const std::uint64_t> cached);
 
+  /// Follows `sample_rate` (0..1) of the blocks cached from now on (0: none).
+  void track_residency(double sample_rate, std::uint64_t seed) {
+    sample_rate_ = sample_rate;
+    sampler_.seed(seed);
+  }
+  /// The time (seconds, any steady clock) of the operations that follow.
+  void set_now(double now) noexcept { now_ = now; }
+  /// What the followed blocks did since the last call, in seconds; the caller clears them.
+  struct residency {
+    std::vector<double> lifetimes;          ///< cached -> evicted
+    std::vector<double> idle_before_evict;  ///< last use -> evicted
+    std::vector<double> reuse_gaps;         ///< between two uses (the first: since cached)
+  };
+  residency& residency_events() noexcept { return events_; }
+
  private:
   struct entry {
     std::uint32_t refs = 0;
     std::uint64_t idle_since = 0;  // eviction stamp while refs == 0
+    double born = -1;              // followed (sampled) when >= 0: when it was cached
+    double last_use = 0;           // when it was cached or last reused
   };
   std::uint32_t total_, block_size_;
   std::uint32_t uncached_used_ = 0;
   std::unordered_map<std::uint64_t, entry> cache_;
   std::set<std::pair<std::uint64_t, std::uint64_t>> idle_;  // (stamp, hash), refs == 0
   std::uint64_t clock_ = 0;
+  double sample_rate_ = 0, now_ = 0;
+  std::mt19937_64 sampler_;
+  residency events_;
 };
 
 }  // namespace engine_sim

@@ -43,6 +43,8 @@ into shared memory (serve them with shmetrics-exporter).
   --speculative-config JSON        llm: speculative decoding, as vLLM's flag: {"method": "ngram",
                                    "num_speculative_tokens": K} (K 1-16; off)
   --spec-acceptance-rate X         acceptance of each draft position, given the ones before (0.7)
+  --kv-cache-metrics               llm: KV block residency histograms (vllm:kv_block_*_seconds)
+  --kv-cache-metrics-sample X      share of the cached blocks followed (0.01)
 )";
 
 std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
@@ -164,6 +166,10 @@ options parse_options(int argc, char** argv) {
       e.num_speculative_tokens = parse_speculative_config(p);
     } else if (p.is("--spec-acceptance-rate")) {
       e.spec_acceptance_rate = p.number(0, 1);
+    } else if (p.is("--kv-cache-metrics")) {
+      e.kv_cache_metrics = p.boolean();
+    } else if (p.is("--kv-cache-metrics-sample")) {
+      e.kv_cache_metrics_sample = p.number(0, 1);
     } else if (p.is("--internal.request-timeout")) {  // seconds; tests shorten it
       o.request_timeout_s = static_cast<std::uint32_t>(p.uint(1, 3600));
     } else {
@@ -184,6 +190,8 @@ options parse_options(int argc, char** argv) {
   if (o.served_model_name.empty()) o.served_model_name = o.model;
   if (e.num_speculative_tokens > 0 && o.pipeline != pipeline_kind::llm)
     p.fail("--speculative-config is simulated for --pipeline llm only");
+  if (e.kv_cache_metrics && o.pipeline != pipeline_kind::llm)
+    p.fail("--kv-cache-metrics is simulated for --pipeline llm only");
   return o;
 }
 

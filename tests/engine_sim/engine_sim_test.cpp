@@ -285,9 +285,11 @@ TEST_CASE("vllm:* counters and histograms agree exactly with the responses",
   CHECK(simtest::sum(s, "vllm:num_requests_running") == 0);
   CHECK(simtest::sum(s, "vllm:num_requests_waiting") == 0);
   CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
-  // No --speculative-config: no spec-decode family, as vLLM.
-  for (auto& [k, v] : s)
+  // No --speculative-config nor --kv-cache-metrics: none of their families, as vLLM.
+  for (auto& [k, v] : s) {
     CHECK(!k.starts_with("vllm:spec_decode"));
+    CHECK(!k.starts_with("vllm:kv_block"));
+  }
 }
 
 TEST_CASE("a small KV pool preempts and still finishes every request", "[engine_sim][preempt]") {
@@ -368,6 +370,47 @@ TEST_CASE("--speculative-config: drafts, acceptances and positions add up", "[en
   // The default acceptance rate 0.7 per position: 0.51 of the draft tokens on average.
   CHECK(accepted / draft_tokens > 0.3);
   CHECK(accepted / draft_tokens < 0.75);
+}
+
+TEST_CASE("--kv-cache-metrics: block lifetimes, idle times and reuse gaps",
+          "[engine_sim][kv_residency]") {
+  // 64 blocks of 4 tokens, every cached block followed.
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--kv-cache-metrics",
+               "--kv-cache-metrics-sample", "1", "--num-gpu-blocks", "64", "--block-size", "4"});
+  auto c = env.sim.client();
+  auto t0 = std::chrono::steady_clock::now();
+  auto complete = [&](const std::string& prompt) {
+    auto r = c.Post("/v1/completions", completion_body(prompt, 8), "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  };
+  // The same prompt again: its cached blocks are reused.
+  const std::string shared = "one two three four five six seven eight nine ten eleven twelve";
+  complete(shared);
+  complete(shared);
+  auto s = env.exp.samples();
+  const double reuses = simtest::sum(s, "vllm:kv_block_reuse_gap_seconds_count");
+  // 12 prompt tokens: 3 full blocks; a hit leaves the last token to compute, so 2 hit.
+  CHECK(reuses == 2);
+  CHECK(simtest::sum(s, "vllm:kv_block_lifetime_seconds_count") == 0);  // nothing evicted yet
+  // Distinct prompts fill the pool: cached blocks are evicted, oldest idle first.
+  for (int i = 0; i < 24; ++i)  // 17 tokens each: 4 cached blocks, 96 in all
+    complete(std::to_string(i) +
+             " distinct words to fill the pool with blocks that nobody asks for again so they"
+             " age");
+  s = env.exp.samples();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double evicted = simtest::sum(s, "vllm:kv_block_lifetime_seconds_count");
+  CHECK(evicted > 0);
+  CHECK(simtest::sum(s, "vllm:kv_block_idle_before_evict_seconds_count") == evicted);
+  // A block is idle for part of its life at most, and lives no longer than the test.
+  CHECK(simtest::sum(s, "vllm:kv_block_idle_before_evict_seconds_sum") <=
+        simtest::sum(s, "vllm:kv_block_lifetime_seconds_sum"));
+  CHECK(simtest::sum(s, "vllm:kv_block_lifetime_seconds_sum") <= evicted * elapsed);
+  CHECK(simtest::sum(s, "vllm:kv_block_reuse_gap_seconds_count") == reuses);
+  CHECK(s.count("vllm:kv_block_lifetime_seconds_bucket{engine=\"0\",le=\"1800.0\",model_name="
+                "\"sim\"}") == 1);  // vLLM's KV_CACHE_RESIDENCY buckets
 }
 
 TEST_CASE("a client that goes away aborts its request; the gauges return to 0",
@@ -516,6 +559,8 @@ TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine
   check("--pipeline llm --speculative-config '{\"num_speculative_tokens\": 0}'",
         "num_speculative_tokens");
   check("--pipeline omni --speculative-config '{\"num_speculative_tokens\": 2}'", "--pipeline llm");
+  check("--pipeline omni --kv-cache-metrics", "--pipeline llm");
+  check("--kv-cache-metrics-sample 2", "--kv-cache-metrics-sample");
   auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
   CHECK(rc == 0);
   CHECK(out.find("--shm.prefix") != std::string::npos);
