@@ -3,6 +3,7 @@
 #include <shmetrics/catalog/vllm_metrics.hpp>
 
 #include <algorithm>  // std::max
+#include <chrono>     // lora_requests_info: wall-clock time
 
 SHMETRICS_BEGIN_NAMESPACE
 
@@ -161,7 +162,9 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
       on = opt.kv_offload;
     else if (d.when == "compute_nans")
       on = opt.compute_nans_in_logits;
-    // "lora" (labels that change at run time) and "never" are not registered.
+    else if (d.when == "lora")  // no child up front: its labels are the adapters of the moment
+      on = opt.max_loras > 0;
+    // "never" is not registered.
     if (!on) continue;
 
     catalog_detail::bind_request req;
@@ -192,6 +195,10 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
       for (auto& target : m.bound_)
         if (target.def->key == d->mirrors) target.alias = static_cast<int>(i);
   }
+  for (std::size_t i = 0; i < m.bound_.size(); ++i)
+    if (m.bound_[i].def->key == "vllm/lora_requests_info") m.lora_family_ = static_cast<int>(i);
+  m.max_lora_ = std::to_string(opt.max_loras);
+  m.lora_.resize(m.engines_);
   for (std::size_t e = 0; e < m.engines_; ++e)
     m.record_sleep_state(e, sleep_state::awake);  // vLLM's default: awake = 1
   return m;
@@ -240,9 +247,33 @@ void vllm_metrics::set(vllm_family f, std::size_t engine, double v, std::size_t 
   if (b.alias >= 0) bound_[static_cast<std::size_t>(b.alias)].gge(engine, child).set(v);
 }
 
+void vllm_metrics::record_lora(std::size_t engine, std::string_view running,
+                               std::string_view waiting) noexcept {
+  if (lora_family_ < 0 || engine >= lora_.size()) return;
+  lora_child& c = lora_[engine];
+  if (!c.bound || c.running != running || c.waiting != waiting) {
+    // The adapter sets changed: the child for the new sets (registered now, or again the
+    // one registered when they were last seen). Cold path.
+    try {
+      c.running.assign(running);
+      c.waiting.assign(waiting);
+      c.g = bound_[static_cast<std::size_t>(lora_family_)]
+                .gauges.with_labels({max_lora_, waiting, running})
+                .value_or(gauge{});
+      c.bound = true;
+    } catch (...) {  // out of memory: this step's value is dropped
+      c.bound = false;
+      return;
+    }
+  }
+  c.g.set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
 void vllm_metrics::record_step(std::size_t engine, const step_stats& s) noexcept {
   using F = vllm_family;
   auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+  record_lora(engine, s.running_lora_adapters, s.waiting_lora_adapters);
   // SchedulerStats
   set(F::num_requests_running, engine, s.num_running_reqs);
   set(F::num_requests_waiting, engine, s.num_waiting_reqs);

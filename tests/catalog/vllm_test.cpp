@@ -2,6 +2,7 @@
 // recording with vLLM's derivations; hidden (deprecated) metrics.
 #include "catalog_support.hpp"
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <simdjson.h>
@@ -356,4 +357,58 @@ TEST_CASE("conditional families follow their options", "[catalog][vllm]") {
   REQUIRE(test::find_family(snap, "vllm:nixl_xfer_time_seconds"));
   REQUIRE_FALSE(test::find_family(snap, "vllm:kv_offload_load_size"));
   REQUIRE(vm.family("vllm/nixl_bytes_transferred"));
+}
+
+TEST_CASE("vllm:lora_requests_info: a child per adapter sets, set to the wall-clock time",
+          "[catalog][vllm][lora]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  vllm_options o = two_engines();
+  {  // LoRA off: no family
+    auto off = vllm_metrics::create(reg, test::project_catalog(), o).value();
+    REQUIRE_FALSE(off.family("vllm/lora_requests_info"));
+  }
+  test::unique_prefix up2;
+  auto reg2 = registry::create(up2.options()).value();
+  o.max_loras = 2;
+  auto vm = vllm_metrics::create(reg2, test::project_catalog(), o).value();
+  REQUIRE(vm.family("vllm/lora_requests_info"));
+  auto snap = test::snapshot_of(reg2);
+  const family_snapshot* f = test::find_family(snap, "vllm:lora_requests_info");
+  REQUIRE(f);
+  CHECK(f->series.empty());  // nothing up front: the labels are the adapters of the moment
+  CHECK(f->label_names ==
+        std::vector<std::string>{"max_lora", "waiting_lora_adapters", "running_lora_adapters"});
+  CHECK(f->mode == layout::gauge_mode::max);  // merged processes: the newest time
+
+  auto wall = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  double t0 = wall();
+  step_stats s;
+  s.running_lora_adapters = "sql,chat";
+  s.waiting_lora_adapters = "math";
+  vm.record_step(0, s);
+  vm.record_step(0, s);  // the same sets: the same child
+  s.running_lora_adapters = "";
+  s.waiting_lora_adapters = "";
+  vm.record_step(1, s);
+  double t1 = wall();
+  snap = test::snapshot_of(reg2);
+  f = test::find_family(snap, "vllm:lora_requests_info");
+  REQUIRE(f);
+  CHECK(f->series.size() == 2);
+  double busy = value_of(snap, "vllm:lora_requests_info", {"2", "math", "sql,chat"});
+  double idle = value_of(snap, "vllm:lora_requests_info", {"2", "", ""});
+  CHECK(busy >= t0);
+  CHECK(busy <= idle);
+  CHECK(idle <= t1);
+  // Back to sets seen before: that child again, not a new one.
+  s.running_lora_adapters = "sql,chat";
+  s.waiting_lora_adapters = "math";
+  vm.record_step(0, s);
+  snap = test::snapshot_of(reg2);
+  CHECK(test::find_family(snap, "vllm:lora_requests_info")->series.size() == 2);
+  CHECK(value_of(snap, "vllm:lora_requests_info", {"2", "math", "sql,chat"}) >= idle);
 }

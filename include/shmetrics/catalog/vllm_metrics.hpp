@@ -11,12 +11,13 @@
 // lock, no lookup; only handle operations.
 #pragma once
 
-#include <array>    // per-reason tables
-#include <cstdint>  // counts
-#include <span>     // per-step latency lists
-#include <string>   // options
-#include <utility>  // pair
-#include <vector>   // bound families
+#include <array>        // per-reason tables
+#include <cstdint>      // counts
+#include <span>         // per-step latency lists
+#include <string>       // options
+#include <string_view>  // LoRA adapter lists
+#include <utility>      // pair
+#include <vector>       // bound families
 
 #include "../registry.hpp"
 #include "bound_family.hpp"
@@ -99,6 +100,8 @@ struct vllm_options {
   bool nixl = false;                            ///< NixlConnector families
   bool kv_offload = false;                      ///< OffloadingConnector families
   bool compute_nans_in_logits = false;          ///< VLLM_COMPUTE_NANS_IN_LOGITS
+  /// > 0: LoRA enabled (--enable-lora, --max-loras N): vllm:lora_requests_info.
+  std::uint32_t max_loras = 0;
 };
 
 /// One engine step, as vLLM's SchedulerStats + IterationStats carry it.
@@ -127,6 +130,11 @@ struct step_stats {
   // SpecDecodingStats (only with num_speculative_tokens > 0)
   std::uint64_t spec_num_drafts = 0, spec_num_draft_tokens = 0, spec_num_accepted_tokens = 0;
   std::span<const std::uint64_t> spec_accepted_per_pos;
+  // LoRA (only with max_loras > 0): the adapters of the running and of the waiting
+  // requests, comma-joined in first-seen order, as vLLM joins its dicts' keys. Every
+  // step sets vllm:lora_requests_info{max_lora, waiting_lora_adapters,
+  // running_lora_adapters} to the wall-clock time, as vLLM's set_to_current_time().
+  std::string_view running_lora_adapters, waiting_lora_adapters;
 };
 
 /// One finished request, with vLLM's RequestStateStats timestamps (seconds, one clock).
@@ -161,7 +169,10 @@ class vllm_metrics {
 
   vllm_metrics() = default;
 
-  /// Per engine step. `engine` is the flat engine index (0-based). Hot path.
+  /// Per engine step. `engine` is the flat engine index (0-based). Hot path, except when
+  /// the LoRA adapter sets change: a new vllm:lora_requests_info child is a registration
+  /// (cold path; a full segment drops it, as any registration). Calls for different
+  /// engines may come from different threads; one engine's, from one at a time.
   void record_step(std::size_t engine, const step_stats& s) noexcept;
   /// Per finished request. Hot path.
   void record_finished_request(std::size_t engine, const finished_request& r) noexcept;
@@ -184,8 +195,19 @@ class vllm_metrics {
   void observe(vllm_family f, std::size_t engine, double v, std::size_t child = 0) noexcept;
   void add(vllm_family f, std::size_t engine, double v, std::size_t child = 0) noexcept;
   void set(vllm_family f, std::size_t engine, double v, std::size_t child = 0) noexcept;
+  void record_lora(std::size_t engine, std::string_view running, std::string_view waiting) noexcept;
+
+  // One engine's current vllm:lora_requests_info child and the adapter sets it is for.
+  struct lora_child {
+    bool bound = false;
+    std::string running, waiting;
+    gauge g;
+  };
 
   std::vector<catalog_detail::bound_family> bound_;
+  int lora_family_ = -1;          // index in bound_, or -1 (LoRA off)
+  std::string max_lora_;          // the max_lora label value
+  std::vector<lora_child> lora_;  // per engine
   std::array<int, static_cast<std::size_t>(vllm_family::count_)> index_{};
   std::size_t engines_ = 0;
 };
