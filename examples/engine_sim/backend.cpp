@@ -122,6 +122,7 @@ bool backend::init(std::string& err) {
         vo.cache_config = cache_config;
         vo.num_speculative_tokens = e.num_speculative_tokens;
         vo.kv_cache_metrics = e.kv_cache_metrics;
+        vo.max_loras = e.max_loras;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();
@@ -247,6 +248,7 @@ std::shared_ptr<request> backend::submit(const api_request& a, std::string id, d
   r->max_tokens = a.max_tokens;
   r->n = a.n;
   r->ignore_eos = a.ignore_eos;
+  if (opt_.is_lora_module(a.model)) r->lora = a.model;
   r->arrival = arrival;
   r->wants_audio = omni_ && a.audio;
   std::size_t i = least_loaded(thinkers_);

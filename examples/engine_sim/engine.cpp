@@ -249,10 +249,19 @@ void engine::step() {
     budget -= tokens + drafts;
     ++i;
   }
-  // Then waiting requests, unless this step had to preempt.
-  while (step_preemptions_ == 0 && budget > 0 && running_.size() < cfg_.max_num_seqs &&
-         !waiting_.empty()) {
-    auto r = waiting_.front();
+  // Then waiting requests, unless this step had to preempt. With LoRA, at most max_loras
+  // adapters in the batch: a request for another one is skipped this step, and the
+  // queue goes on behind it (vLLM's scheduler).
+  lora_scheduled_.clear();
+  for (auto& r : running_)
+    note_lora(r->lora);
+  for (std::size_t w = 0; step_preemptions_ == 0 && budget > 0 &&
+                          running_.size() < cfg_.max_num_seqs && w < waiting_.size();) {
+    auto r = waiting_[w];
+    if (!lora_fits(r->lora)) {
+      ++w;
+      continue;
+    }
     admit_prefix(*r, st);
     std::uint32_t need =
         static_cast<std::uint32_t>(r->prompt.size()) + r->total_generated() - r->computed;
@@ -261,7 +270,8 @@ void engine::step() {
       free_blocks(*r);
       break;
     }
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
+    note_lora(r->lora);
     if (!r->started) {
       r->started = true;
       r->scheduled_ts = t_sched;
@@ -310,6 +320,7 @@ void engine::step() {
   running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
   st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size());
   st.kv_cache_usage = kv_.usage();
+  lora_stats(st);
   // vLLM records IterationStats only for a step with outputs (a prefill chunk that
   // emitted nothing leaves vllm:iteration_tokens_total alone); its preemptions are
   // counted with the next step that has outputs.
@@ -420,6 +431,45 @@ void engine::finish(std::shared_ptr<request> r, finish_reason why) {
   }
   r->cv.notify_all();
   load_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// Whether a request for `lora` may join this step's batch: the base model always; an
+// adapter already in the batch, or one more while fewer than max_loras are.
+bool engine::lora_fits(const std::string& lora) const {
+  if (lora.empty()) return true;
+  for (const std::string* l : lora_scheduled_)
+    if (*l == lora) return true;
+  return lora_scheduled_.size() < cfg_.max_loras;
+}
+
+// Counts `lora` (when not the base model) among this step's adapters.
+void engine::note_lora(const std::string& lora) {
+  if (lora.empty()) return;
+  for (const std::string* l : lora_scheduled_)
+    if (*l == lora) return;
+  lora_scheduled_.push_back(&lora);
+}
+
+// The adapters of the running and of the waiting requests, and the waiting requests that
+// wait for a LoRA slot (vLLM's "deferred" reason).
+void engine::lora_stats(shmetrics::step_stats& st) {
+  if (cfg_.max_loras == 0) return;
+  lora_scheduled_.clear();
+  for (auto& r : running_)
+    note_lora(r->lora);
+  lora_running_.clear();
+  lora_waiting_.clear();
+  auto has = [](const auto& q, const std::string& name) {
+    return std::any_of(q.begin(), q.end(), [&](const auto& r) { return r->lora == name; });
+  };
+  for (const std::string& name : cfg_.lora_names) {
+    if (has(running_, name)) lora_running_ += (lora_running_.empty() ? "" : ",") + name;
+    if (has(waiting_, name)) lora_waiting_ += (lora_waiting_.empty() ? "" : ",") + name;
+  }
+  for (auto& r : waiting_)
+    if (!lora_fits(r->lora)) ++st.num_waiting_deferred;
+  st.running_lora_adapters = lora_running_;
+  st.waiting_lora_adapters = lora_waiting_;
 }
 
 void engine::record_residency() {

@@ -44,6 +44,10 @@ struct engine_config {
   // (vllm:kv_block_lifetime_seconds, _idle_before_evict_seconds, _reuse_gap_seconds).
   bool kv_cache_metrics = false;
   double kv_cache_metrics_sample = 0.01;
+  // LoRA (--enable-lora): at most max_loras adapters in a batch (0: LoRA off); the
+  // adapters' names in --lora-modules order, the order of the lora_requests_info lists.
+  std::uint32_t max_loras = 0;
+  std::vector<std::string> lora_names;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -63,6 +67,7 @@ struct request {
   bool max_tokens_set = false;
   std::uint32_t n = 1;
   bool ignore_eos = false;
+  std::string lora;    ///< the LoRA adapter asked for; empty: the base model
   double arrival = 0;  ///< seconds, engine clock
   std::atomic<bool> abort_requested{false};
 
@@ -140,6 +145,9 @@ class engine {
   void finish(std::shared_ptr<request> r, shmetrics::finish_reason why);
   void record_idle();
   void record_residency();
+  bool lora_fits(const std::string& lora) const;
+  void note_lora(const std::string& lora);
+  void lora_stats(shmetrics::step_stats& st);
 
   engine_config cfg_;
   shmetrics::vllm_metrics* metrics_;
@@ -162,6 +170,8 @@ class engine {
   std::vector<double> ttfts_, itls_;
   std::vector<std::uint64_t> spec_accepted_per_pos_;
   shmetrics::histogram block_lifetime_, block_idle_before_evict_, block_reuse_gap_;
+  std::vector<const std::string*> lora_scheduled_;  // adapters in this step's batch
+  std::string lora_running_, lora_waiting_;         // comma-joined, for step_stats
   std::uint64_t step_preemptions_ = 0;
   std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;

@@ -48,6 +48,16 @@ class flag_parser {
     if (pos_ >= args_.size()) fail("flag " + name_ + " needs a value");
     return args_[pos_++];
   }
+  /// One or more values (argparse's nargs='+'): the inline one, or every following
+  /// argument up to the next flag.
+  std::vector<std::string> strings() {
+    std::vector<std::string> out;
+    if (has_inline_) return {value_};
+    while (pos_ < args_.size() && !args_[pos_].starts_with("--"))
+      out.push_back(args_[pos_++]);
+    if (out.empty()) fail("flag " + name_ + " needs a value");
+    return out;
+  }
   std::uint64_t uint(std::uint64_t min = 0, std::uint64_t max = UINT64_MAX) {
     std::string v = string();
     std::uint64_t x = 0;

@@ -187,7 +187,7 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
   api_error err;
   if (!parse_request(kind, req.body, rep->in, err)) return send_error(res, err);
   auto& in = rep->in;
-  if (!in.model.empty() && in.model != o.served_model_name)
+  if (!in.model.empty() && in.model != o.served_model_name && !o.is_lora_module(in.model))
     return send_error(res, {404, "The model `" + in.model + "` does not exist.", "model"});
   auto prompt_len = static_cast<std::uint32_t>(in.prompt.size());
   std::uint32_t max_len = o.engine.max_model_len;
@@ -211,7 +211,7 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
   std::snprintf(id, sizeof id, "%s-%016llx", kind == api_kind::chat ? "chatcmpl" : "cmpl",
                 static_cast<unsigned long long>(next_id.fetch_add(1) * 0x9E3779B97F4A7C15ull));
   rep->res.id = id;
-  rep->res.model = o.served_model_name;
+  rep->res.model = in.model.empty() ? o.served_model_name : in.model;  // vLLM echoes a LoRA
   rep->res.created = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
                                            std::chrono::system_clock::now().time_since_epoch())
                                            .count());
@@ -406,25 +406,31 @@ int main(int argc, char** argv) {
     res.set_content("{\"version\":" + json_string(version) + "}", "application/json");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-    // vLLM's ModelCard: `created` is the time of the request, one default ModelPermission.
+    // vLLM's ModelCards: `created` is the time of the request, one default ModelPermission
+    // each; a LoRA adapter's root is its path, its parent the served model.
     static std::atomic<std::uint64_t> next_perm{1};
     std::string now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
                                          .count());
-    char perm[48];
-    std::snprintf(perm, sizeof perm, "modelperm-%016llx",
-                  static_cast<unsigned long long>(next_perm.fetch_add(1) * 0x9E3779B97F4A7C15ull));
-    res.set_content(
-        "{\"object\":\"list\",\"data\":[{\"id\":" + json_string(model) +
-            ",\"object\":\"model\",\"created\":" + now +
-            ",\"owned_by\":\"vllm\",\"root\":" + json_string(opt.model) +
-            ",\"parent\":null,\"max_model_len\":" + std::to_string(opt.engine.max_model_len) +
-            ",\"permission\":[{\"id\":\"" + perm +
-            "\",\"object\":\"model_permission\",\"created\":" + now +
-            ",\"allow_create_engine\":false,\"allow_sampling\":true,\"allow_logprobs\":true,"
-            "\"allow_search_indices\":false,\"allow_view\":true,\"allow_fine_tuning\":false,"
-            "\"organization\":\"*\",\"group\":null,\"is_blocking\":false}]}]}",
-        "application/json");
+    auto card = [&](const std::string& id, const std::string& root, const std::string& parent,
+                    const std::string& max_len) {
+      char perm[48];
+      std::snprintf(
+          perm, sizeof perm, "modelperm-%016llx",
+          static_cast<unsigned long long>(next_perm.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+      return "{\"id\":" + json_string(id) + ",\"object\":\"model\",\"created\":" + now +
+             ",\"owned_by\":\"vllm\",\"root\":" + json_string(root) + ",\"parent\":" + parent +
+             ",\"max_model_len\":" + max_len + ",\"permission\":[{\"id\":\"" + perm +
+             "\",\"object\":\"model_permission\",\"created\":" + now +
+             ",\"allow_create_engine\":false,\"allow_sampling\":true,\"allow_logprobs\":true,"
+             "\"allow_search_indices\":false,\"allow_view\":true,\"allow_fine_tuning\":false,"
+             "\"organization\":\"*\",\"group\":null,\"is_blocking\":false}]}";
+    };
+    std::string body = "{\"object\":\"list\",\"data\":[" +
+                       card(model, opt.model, "null", std::to_string(opt.engine.max_model_len));
+    for (auto& [name, path] : opt.lora_modules)
+      body += "," + card(name, path, json_string(model), "null");
+    res.set_content(body + "]}", "application/json");
   });
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generate(*bp, api_kind::completion, req, res);

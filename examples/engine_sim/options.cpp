@@ -45,6 +45,9 @@ into shared memory (serve them with shmetrics-exporter).
   --spec-acceptance-rate X         acceptance of each draft position, given the ones before (0.7)
   --kv-cache-metrics               llm: KV block residency histograms (vllm:kv_block_*_seconds)
   --kv-cache-metrics-sample X      share of the cached blocks followed (0.01)
+  --enable-lora                    llm: LoRA adapters (vllm:lora_requests_info)
+  --max-loras N                    adapters in one batch (1)
+  --lora-modules NAME=PATH ...     the adapters; a request names one as its model
 )";
 
 std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
@@ -91,6 +94,8 @@ std::uint32_t parse_speculative_config(flag_parser& p) {
 options parse_options(int argc, char** argv) {
   options o;
   bool replicas_set = false;
+  bool enable_lora = false;
+  std::uint32_t max_loras = 1;  // vLLM's default
   flag_parser p("shmetrics-engine-sim", argc, argv);
   auto& e = o.engine;
   while (p.next()) {
@@ -166,6 +171,17 @@ options parse_options(int argc, char** argv) {
       e.num_speculative_tokens = parse_speculative_config(p);
     } else if (p.is("--spec-acceptance-rate")) {
       e.spec_acceptance_rate = p.number(0, 1);
+    } else if (p.is("--enable-lora")) {
+      enable_lora = p.boolean();
+    } else if (p.is("--max-loras")) {
+      max_loras = static_cast<std::uint32_t>(p.uint(1, 256));
+    } else if (p.is("--lora-modules")) {
+      for (auto& m : p.strings()) {
+        auto eq = m.find('=');
+        if (eq == 0 || eq == std::string::npos || eq + 1 == m.size())
+          p.fail("invalid value for --lora-modules: " + m + " (want NAME=PATH)");
+        o.lora_modules.emplace_back(m.substr(0, eq), m.substr(eq + 1));
+      }
     } else if (p.is("--kv-cache-metrics")) {
       e.kv_cache_metrics = p.boolean();
     } else if (p.is("--kv-cache-metrics-sample")) {
@@ -192,6 +208,17 @@ options parse_options(int argc, char** argv) {
     p.fail("--speculative-config is simulated for --pipeline llm only");
   if (e.kv_cache_metrics && o.pipeline != pipeline_kind::llm)
     p.fail("--kv-cache-metrics is simulated for --pipeline llm only");
+  if (enable_lora && o.pipeline != pipeline_kind::llm)
+    p.fail("--enable-lora is simulated for --pipeline llm only");
+  if (!o.lora_modules.empty() && !enable_lora) p.fail("--lora-modules needs --enable-lora");
+  for (auto& [name, path] : o.lora_modules)
+    if (name == o.served_model_name)
+      p.fail("invalid value for --lora-modules: " + name + " is the served model's name");
+  if (enable_lora) {
+    e.max_loras = max_loras;
+    for (auto& [name, path] : o.lora_modules)
+      e.lora_names.push_back(name);
+  }
   return o;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>  // counts
 #include <string>   // names
+#include <utility>  // LoRA modules
 #include <vector>   // replicas
 
 #include "engine.hpp"
@@ -32,6 +33,14 @@ struct options {
   std::uint32_t num_inference_steps = 8;  ///< diffusion: the default when a request gives none
   std::uint64_t max_request_bytes = 32u << 20;  ///< largest request body; more: 413
   std::uint32_t request_timeout_s = 60;  ///< to receive one request (--internal.*, for tests)
+  /// --lora-modules name=path ...: the adapters a request may name as its model.
+  std::vector<std::pair<std::string, std::string>> lora_modules;
+
+  bool is_lora_module(const std::string& name) const {
+    for (auto& [n, path] : lora_modules)
+      if (n == name) return true;
+    return false;
+  }
 
   bool stats() const { return log_stats < 0 ? pipeline == pipeline_kind::llm : log_stats > 0; }
 };

@@ -289,6 +289,7 @@ TEST_CASE("vllm:* counters and histograms agree exactly with the responses",
   for (auto& [k, v] : s) {
     CHECK(!k.starts_with("vllm:spec_decode"));
     CHECK(!k.starts_with("vllm:kv_block"));
+    CHECK(!k.starts_with("vllm:lora_requests_info"));
   }
 }
 
@@ -411,6 +412,66 @@ TEST_CASE("--kv-cache-metrics: block lifetimes, idle times and reuse gaps",
   CHECK(simtest::sum(s, "vllm:kv_block_reuse_gap_seconds_count") == reuses);
   CHECK(s.count("vllm:kv_block_lifetime_seconds_bucket{engine=\"0\",le=\"1800.0\",model_name="
                 "\"sim\"}") == 1);  // vLLM's KV_CACHE_RESIDENCY buckets
+}
+
+TEST_CASE("--enable-lora: adapters as models, max_loras per batch, lora_requests_info",
+          "[engine_sim][lora]") {
+  // Steps of 4 ms: 40 tokens take ~160 ms, so requests for the two adapters overlap.
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--time-scale", "0.2",
+               "--enable-lora", "--max-loras", "1", "--lora-modules", "sql=/loras/sql",
+               "chat=/loras/chat"});
+  dom::parser parser;
+  auto models = env.sim.client().Get("/v1/models");
+  REQUIRE(models);
+  dom::element list = parser.parse(models->body);
+  std::vector<std::string> ids, parents;
+  for (dom::element m : list["data"].get_array()) {
+    ids.emplace_back(std::string_view(m["id"].get_string().value()));
+    parents.emplace_back(m["parent"].is_null() ? "null"
+                                               : std::string(m["parent"].get_string().value()));
+  }
+  CHECK(ids == std::vector<std::string>{"sim", "sql", "chat"});
+  CHECK(parents == std::vector<std::string>{"null", "sim", "sim"});
+
+  std::atomic<int> ok{0};
+  std::vector<std::thread> ts;
+  for (const char* m : {"sql", "chat", "sql", "chat"})
+    ts.emplace_back([&, m] {
+      dom::parser p;
+      auto r = env.sim.client().Post("/v1/completions",
+                                     std::string(R"({"model":")") + m +
+                                         R"(","prompt":"hi","max_tokens":40,"ignore_eos":true})",
+                                     "application/json");
+      if (r && r->status == 200 &&
+          std::string_view(p.parse(r->body)["model"].get_string().value()) == m)
+        ++ok;  // vLLM answers with the adapter's name
+    });
+  for (auto& t : ts)
+    t.join();
+  CHECK(ok == 4);
+  auto bad = env.sim.client().Post("/v1/completions", R"({"model":"nope","prompt":"x"})",
+                                   "application/json");
+  REQUIRE(bad);
+  CHECK(bad->status == 404);
+
+  // One adapter per batch: at some step one ran while the other waited. Every adapter set
+  // seen has its series (value: the wall-clock time it was last seen); the newest is the
+  // idle one, nothing running or waiting.
+  auto s = env.exp.samples();
+  const std::string info = "vllm:lora_requests_info{max_lora=\"1\",running_lora_adapters=";
+  bool one_ran_other_waited = s.count(info + "\"sql\",waiting_lora_adapters=\"chat\"}") ||
+                              s.count(info + "\"chat\",waiting_lora_adapters=\"sql\"}");
+  CHECK(one_ran_other_waited);
+  CHECK(s.count(info + "\"sql,chat\",waiting_lora_adapters=\"\"}") == 0);  // never both
+  double newest = 0, idle = s[info + "\"\",waiting_lora_adapters=\"\"}"];
+  for (auto& [k, v] : s)
+    if (k.starts_with("vllm:lora_requests_info{")) newest = std::max(newest, v);
+  CHECK(idle == newest);
+  double wall =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(idle > wall - 60);
+  CHECK(idle <= wall);
+  CHECK(simtest::sum(s, "vllm:request_success_total") == 4);  // the base model's name
 }
 
 TEST_CASE("a client that goes away aborts its request; the gauges return to 0",
@@ -561,6 +622,9 @@ TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine
   check("--pipeline omni --speculative-config '{\"num_speculative_tokens\": 2}'", "--pipeline llm");
   check("--pipeline omni --kv-cache-metrics", "--pipeline llm");
   check("--kv-cache-metrics-sample 2", "--kv-cache-metrics-sample");
+  check("--pipeline llm --lora-modules a=/x", "--enable-lora");
+  check("--pipeline llm --enable-lora --lora-modules a", "--lora-modules");
+  check("--pipeline omni --enable-lora", "--pipeline llm");
   auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
   CHECK(rc == 0);
   CHECK(out.find("--shm.prefix") != std::string::npos);
