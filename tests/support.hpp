@@ -3,11 +3,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 #include <fcntl.h>
@@ -209,6 +213,45 @@ const shmetrics::family_snapshot* find_family(const Snap& s, const std::string& 
   for (auto& f : s.families)
     if (f.name == name) return &f;
   return nullptr;
+}
+
+/// A bound list and the values to look up in it.
+struct bucket_case {
+  std::vector<double> bounds, values;
+};
+
+/// Bound lists of every shape the CPU's bucket search tells apart (0-140 bounds: every
+/// window, checkpoint and halving; and 255-4096), with uneven gaps, some negative; the
+/// values are the bounds, their neighbours (v == bound belongs to that bucket: le), ±0,
+/// ±Inf, the extreme finite values and random ones over the range and a little beyond.
+/// NaN is not asked: observe() drops it before any search.
+inline std::vector<bucket_case> bucket_search_cases() {
+  std::mt19937_64 rng(7);
+  std::vector<std::uint32_t> sizes;
+  for (std::uint32_t n = 0; n <= 140; ++n)
+    sizes.push_back(n);
+  for (std::uint32_t n : {255u, 256u, 257u, 1000u, 4096u})
+    sizes.push_back(n);
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<bucket_case> out;
+  for (std::uint32_t n : sizes) {
+    bucket_case c;
+    for (std::uint32_t i = 0; i < n; ++i)
+      c.bounds.push_back(-3.0 + i * 0.75 + (i % 3) * 0.1);
+    c.values = {-inf,
+                inf,
+                0.0,
+                -0.0,
+                std::numeric_limits<double>::max(),
+                std::numeric_limits<double>::lowest()};
+    for (double x : c.bounds)
+      c.values.insert(c.values.end(), {x, std::nextafter(x, -inf), std::nextafter(x, inf)});
+    std::uniform_real_distribution<double> d(-5, n * 0.75 + 2);
+    for (int k = 0; k < 500; ++k)
+      c.values.push_back(d(rng));
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 }  // namespace test

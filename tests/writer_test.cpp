@@ -291,29 +291,13 @@ TEST_CASE("threads past the shard count share shard 0 with exact totals", "[coun
 }
 
 TEST_CASE("the branch-free bucket search agrees with std::lower_bound", "[histogram]") {
-  std::mt19937_64 rng(7);
-  std::vector<std::uint32_t> sizes;
-  for (std::uint32_t n = 0; n <= 140; ++n)  // every window/checkpoint/halving shape
-    sizes.push_back(n);
-  for (std::uint32_t n : {255u, 256u, 257u, 1000u, 4096u})
-    sizes.push_back(n);
-  const double inf = std::numeric_limits<double>::infinity();
-  for (std::uint32_t n : sizes) {
-    std::vector<double> b;
-    for (std::uint32_t i = 0; i < n; ++i)  // uneven gaps, some negative
-      b.push_back(-3.0 + i * 0.75 + (i % 3) * 0.1);
-    // Values over the whole range and a little beyond, the bounds themselves and their
-    // neighbours (v == bound belongs to that bucket: le), and the infinities.
-    std::uniform_real_distribution<double> d(-5, n * 0.75 + 2);
-    std::vector<double> vs{-inf, inf, 0.0, -0.0};
-    for (double x : b)
-      vs.insert(vs.end(), {x, std::nextafter(x, -inf), std::nextafter(x, inf)});
-    for (int k = 0; k < 500; ++k)
-      vs.push_back(d(rng));
-    for (double v : vs) {
-      auto want = static_cast<std::uint32_t>(std::lower_bound(b.begin(), b.end(), v) - b.begin());
+  for (const auto& c : test::bucket_search_cases()) {
+    const auto n = static_cast<std::uint32_t>(c.bounds.size());
+    for (double v : c.values) {
+      auto want = static_cast<std::uint32_t>(std::lower_bound(c.bounds.begin(), c.bounds.end(), v) -
+                                             c.bounds.begin());
       INFO("n=" << n << " v=" << v);
-      REQUIRE(detail::bucket_index(b.data(), n, v) == want);
+      REQUIRE(detail::bucket_index(c.bounds.data(), n, v) == want);
     }
   }
 }
