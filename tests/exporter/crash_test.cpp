@@ -119,13 +119,18 @@ TEST_CASE("SIGKILLed writers: no torn record is visible, merged counters never g
 
   std::thread scraper([&] {
     httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(10, 0);
+    // Generous: under ThreadSanitizer, on 2 busy cores, a scrape of the ~180 segments the
+    // killed writers leave behind has taken over 10 s. A hang still fails, at 60 s.
+    c.set_read_timeout(60, 0);
     std::map<std::string, double> prev;
     std::set<std::string> seen;
     while (!stop.load()) {
+      auto t0 = std::chrono::steady_clock::now();
       auto r = c.Get("/metrics");
       if (!r || r->status != 200) {
-        bad.add("scrape failed");
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        bad.add("scrape failed after " + std::to_string(s) + " s: " +
+                (r ? "status " + std::to_string(r->status) : httplib::to_string(r.error())));
         std::this_thread::sleep_for(20ms);
         continue;
       }
