@@ -314,7 +314,9 @@ def test_metrics_counts(st):
             "stream_options": {"include_usage": True}})
         check(u["prompt_tokens"] == len(PROMPT_IDS),
               f"usage.prompt_tokens {u['prompt_tokens']} != {len(PROMPT_IDS)} token ids")
-        check(deltas == MAX_TOKENS and u["completion_tokens"] == MAX_TOKENS,
+        # A chunk holds what is new since the last one (several tokens when the client
+        # reads slower than the engine steps), so the deltas are at most the tokens.
+        check(1 <= deltas <= MAX_TOKENS and u["completion_tokens"] == MAX_TOKENS,
               f"a stream gave {deltas} deltas / {u['completion_tokens']} tokens, "
               f"vLLM's counts assume max_tokens={MAX_TOKENS}")
     _, fams = st.families()
