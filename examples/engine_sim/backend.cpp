@@ -123,6 +123,7 @@ bool backend::init(std::string& err) {
         vo.num_speculative_tokens = e.num_speculative_tokens;
         vo.kv_cache_metrics = e.kv_cache_metrics;
         vo.max_loras = e.max_loras;
+        vo.kv_offload = e.offload_cpu_blocks > 0;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();

@@ -44,6 +44,29 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
     block_idle_before_evict_ = handle("vllm/kv_block_idle_before_evict_seconds");
     block_reuse_gap_ = handle("vllm/kv_block_reuse_gap_seconds");
   }
+  if (cfg.offload_cpu_blocks > 0) {
+    offload_ = std::make_unique<offload_tier>(cfg.offload_cpu_blocks);
+    auto f = [&](const char* key) { return metrics ? metrics->family(key) : nullptr; };
+    auto ctr = [&](const char* key, std::size_t child = 0) {
+      auto* b = f(key);
+      return b ? b->ctr(engine_index, child) : shmetrics::counter{};
+    };
+    auto hst = [&](const char* key, std::size_t child = 0) {
+      auto* b = f(key);
+      return b ? b->hst(engine_index, child) : shmetrics::histogram{};
+    };
+    // transfer_type children of the deprecated families: CPU_to_GPU (0), GPU_to_CPU (1).
+    offload_load_ = {ctr("vllm/kv_offload_load_bytes_total"),
+                     ctr("vllm/kv_offload_load_time_total"),
+                     ctr("vllm/kv_offload_total_bytes_total", 0),
+                     ctr("vllm/kv_offload_total_time_total", 0),
+                     hst("vllm/kv_offload_load_size"),
+                     hst("vllm/kv_offload_size", 0)};
+    offload_store_ = {
+        ctr("vllm/kv_offload_store_bytes_total"),    ctr("vllm/kv_offload_store_time_total"),
+        ctr("vllm/kv_offload_total_bytes_total", 1), ctr("vllm/kv_offload_total_time_total", 1),
+        hst("vllm/kv_offload_store_size"),           hst("vllm/kv_offload_size", 1)};
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -166,6 +189,7 @@ void engine::free_blocks(request& r) {
   r.cached.clear();
   r.hashed_upto = 0;
   r.computed = 0;
+  r.external = 0;
 }
 
 void engine::preempt(request& r) {
@@ -188,16 +212,29 @@ void engine::admit_prefix(request& r, shmetrics::step_stats& st) {
   r.computed = hits * cfg_.block_size;
   st.prefix_cache_queries += total;
   st.prefix_cache_hits += r.computed;
-  if (!r.started) r.num_cached_tokens = r.computed;
+  // The offload tier may hold the blocks that follow: they are loaded, not computed.
+  std::uint32_t loaded = 0;
+  if (offload_)
+    while (hits + loaded < max_blocks && offload_->lookup(r.prompt_hashes[hits + loaded]))
+      ++loaded;
+  r.external = loaded * cfg_.block_size;
+  r.computed += r.external;
+  if (!r.started) {
+    r.num_cached_tokens = r.computed;
+    r.num_external_tokens = r.external;
+  }
 }
 
 void engine::cache_full_blocks(request& r) {
   if (!cfg_.enable_prefix_caching) return;
   std::uint32_t full = std::min<std::uint32_t>(r.computed / cfg_.block_size,
                                                static_cast<std::uint32_t>(r.prompt_hashes.size()));
-  for (; r.hashed_upto < full; ++r.hashed_upto)
+  for (; r.hashed_upto < full; ++r.hashed_upto) {
     if (kv_.promote(r.prompt_hashes[r.hashed_upto]))
       r.cached.push_back(r.prompt_hashes[r.hashed_upto]);
+    // A newly computed (or loaded) full block goes to the offload tier, unless held.
+    if (offload_ && offload_->store(r.prompt_hashes[r.hashed_upto])) ++step_stored_blocks_;
+  }
 }
 
 void engine::step() {
@@ -272,6 +309,11 @@ void engine::step() {
     }
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
     note_lora(r->lora);
+    if (offload_) {  // the connector was asked for the whole sequence (vLLM's stats)
+      st.external_prefix_cache_queries += r->prompt.size() + r->total_generated();
+      st.external_prefix_cache_hits += r->external;
+      step_loaded_blocks_ += r->external / cfg_.block_size;
+    }
     if (!r->started) {
       r->started = true;
       r->scheduled_ts = t_sched;
@@ -296,6 +338,9 @@ void engine::step() {
     prefill_tokens += b.tokens + b.drafts > 1 ? b.tokens + b.drafts : 0;
   double dt = cfg_.step_base_s + cfg_.per_seq_s * static_cast<double>(batch.size()) +
               cfg_.per_prefill_token_s * prefill_tokens;
+  // The step waits for the KV it loads from the offload tier.
+  dt += static_cast<double>(step_loaded_blocks_) * cfg_.block_size * cfg_.kv_bytes_per_token /
+        cfg_.offload_bytes_per_s;
   std::this_thread::sleep_for(std::chrono::duration<double>(dt * cfg_.time_scale));
 
   double t = now();
@@ -335,6 +380,7 @@ void engine::step() {
   st.spec_accepted_per_pos = spec_accepted_per_pos_;
   if (metrics_) metrics_->record_step(index_, st);
   record_residency();
+  record_offload();
   idle_recorded_ = false;
   // Finished requests are recorded after the step's tokens, so a client that has its
   // response finds every counter already including it.
@@ -388,7 +434,8 @@ void engine::emit(request& r, double t, bool drafted, shmetrics::step_stats& st)
     r.first_token_ts = t;
     ttfts_.push_back(t - r.arrival);
     st.num_prompt_tokens += r.prompt.size();
-    st.prompt_tokens_local_cache_hit += r.num_cached_tokens;
+    st.prompt_tokens_local_cache_hit += r.num_cached_tokens - r.num_external_tokens;
+    st.prompt_tokens_external_kv_transfer += r.num_external_tokens;
   } else {
     itls_.push_back(t - r.last_token_ts);
   }
@@ -470,6 +517,25 @@ void engine::lora_stats(shmetrics::step_stats& st) {
     if (!lora_fits(r->lora)) ++st.num_waiting_deferred;
   st.running_lora_adapters = lora_running_;
   st.waiting_lora_adapters = lora_waiting_;
+}
+
+// One load and one store operation per step at most, as the connector batches a step's
+// transfers.
+void engine::record_offload() {
+  auto op = [&](offload_handles& h, std::uint64_t& blocks) {
+    if (blocks == 0) return;
+    double bytes = static_cast<double>(blocks) * cfg_.block_size * cfg_.kv_bytes_per_token;
+    double seconds = bytes / cfg_.offload_bytes_per_s;
+    h.bytes.add(bytes);
+    h.time.add(seconds);
+    h.size.observe(bytes);
+    h.total_bytes.add(bytes);
+    h.total_time.add(seconds);
+    h.total_size.observe(bytes);
+    blocks = 0;
+  };
+  op(offload_load_, step_loaded_blocks_);
+  op(offload_store_, step_stored_blocks_);
 }
 
 void engine::record_residency() {

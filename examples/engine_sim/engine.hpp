@@ -48,6 +48,15 @@ struct engine_config {
   // adapters' names in --lora-modules order, the order of the lora_requests_info lists.
   std::uint32_t max_loras = 0;
   std::vector<std::string> lora_names;
+  // KV offloading (--kv-transfer-config, OffloadingConnector): a CPU tier of this many
+  // blocks (0: off). Every newly computed full prompt block is stored to it; a prompt's
+  // blocks past the GPU prefix-cache hits that the tier holds are loaded instead of
+  // computed (external prefix-cache hits). Transfers move a 7B model's KV (Qwen2.5-7B,
+  // bf16: 28 layers x 2 x 4 KV heads x 128 x 2 bytes per token) over PCIe; a step waits
+  // for its loads, stores overlap with compute.
+  std::uint32_t offload_cpu_blocks = 0;
+  double kv_bytes_per_token = 57344;
+  double offload_bytes_per_s = 25e9;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -78,7 +87,8 @@ struct request {
   std::vector<shmetrics::finish_reason> output_reasons;
   bool finished = false;
   shmetrics::finish_reason reason = shmetrics::finish_reason::stop;
-  std::uint32_t num_cached_tokens = 0;  ///< prefix-cache hits of the first scheduling
+  std::uint32_t num_cached_tokens = 0;    ///< prefix-cache hits of the first scheduling
+  std::uint32_t num_external_tokens = 0;  ///< of them, loaded from the offload tier
   /// Everything is done, later pipeline stages included; the response can be sent.
   bool complete = false;
   std::string audio_json;  ///< omni: the response's audio object
@@ -99,6 +109,7 @@ struct request {
   std::vector<std::uint64_t> cached;         ///< hashes of the cached blocks held
   std::vector<std::uint64_t> prompt_hashes;  ///< chained hashes of the full prompt blocks
   std::uint32_t hashed_upto = 0;             ///< prompt blocks already looked up or cached
+  std::uint32_t external = 0;  ///< tokens of this scheduling loaded from the offload tier
   std::uint32_t num_preemptions = 0;
   bool started = false;  ///< has been scheduled once (prompt counted)
   double queued_ts = 0, scheduled_ts = 0, first_token_ts = 0, last_token_ts = 0;
@@ -145,6 +156,7 @@ class engine {
   void finish(std::shared_ptr<request> r, shmetrics::finish_reason why);
   void record_idle();
   void record_residency();
+  void record_offload();
   bool lora_fits(const std::string& lora) const;
   void note_lora(const std::string& lora);
   void lora_stats(shmetrics::step_stats& st);
@@ -172,6 +184,12 @@ class engine {
   shmetrics::histogram block_lifetime_, block_idle_before_evict_, block_reuse_gap_;
   std::vector<const std::string*> lora_scheduled_;  // adapters in this step's batch
   std::string lora_running_, lora_waiting_;         // comma-joined, for step_stats
+  std::unique_ptr<offload_tier> offload_;           // null: no KV offloading
+  std::uint64_t step_loaded_blocks_ = 0, step_stored_blocks_ = 0;
+  struct offload_handles {
+    shmetrics::counter bytes, time, total_bytes, total_time;  // total_*: the deprecated ones
+    shmetrics::histogram size, total_size;
+  } offload_load_, offload_store_;
   std::uint64_t step_preemptions_ = 0;
   std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;

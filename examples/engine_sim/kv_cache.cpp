@@ -69,4 +69,23 @@ void kv_cache::release(std::uint32_t uncached, std::span<const std::uint64_t> ca
   }
 }
 
+bool offload_tier::lookup(std::uint64_t hash) {
+  auto it = where_.find(hash);
+  if (it == where_.end()) return false;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return true;
+}
+
+bool offload_tier::store(std::uint64_t hash) {
+  if (lookup(hash)) return false;
+  if (capacity_ == 0) return false;
+  if (lru_.size() >= capacity_) {
+    where_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(hash);
+  where_[hash] = lru_.begin();
+  return true;
+}
+
 }  // namespace engine_sim

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>        // counts, hashes
+#include <list>           // offload tier LRU
 #include <random>         // residency sampling
 #include <set>            // eviction order
 #include <span>           // prompt tokens
@@ -82,6 +83,23 @@ class kv_cache {
   double sample_rate_ = 0, now_ = 0;
   std::mt19937_64 sampler_;
   residency events_;
+};
+
+/// OffloadingConnector's CPU tier: full KV blocks by hash, the least recently used
+/// evicted first when it is full.
+class offload_tier {
+ public:
+  explicit offload_tier(std::uint32_t capacity) : capacity_(capacity) {}
+  /// Whether `hash` is held; a hit counts as a use.
+  bool lookup(std::uint64_t hash);
+  /// Stores `hash` (evicting the least recently used block when full); false when it
+  /// was held already (then it counts as a use, and nothing is copied).
+  bool store(std::uint64_t hash);
+
+ private:
+  std::uint32_t capacity_;
+  std::list<std::uint64_t> lru_;  // most recently used first
+  std::unordered_map<std::uint64_t, std::list<std::uint64_t>::iterator> where_;
 };
 
 }  // namespace engine_sim

@@ -45,6 +45,9 @@ into shared memory (serve them with shmetrics-exporter).
   --spec-acceptance-rate X         acceptance of each draft position, given the ones before (0.7)
   --kv-cache-metrics               llm: KV block residency histograms (vllm:kv_block_*_seconds)
   --kv-cache-metrics-sample X      share of the cached blocks followed (0.01)
+  --kv-transfer-config JSON        llm: KV offloading, as vLLM's flag: {"kv_connector":
+                                   "OffloadingConnector", "kv_role": "kv_both",
+                                   "kv_connector_extra_config": {"num_cpu_blocks": N}} (off)
   --enable-lora                    llm: LoRA adapters (vllm:lora_requests_info)
   --max-loras N                    adapters in one batch (1)
   --lora-modules NAME=PATH ...     the adapters; a request names one as its model
@@ -87,6 +90,27 @@ std::uint32_t parse_speculative_config(flag_parser& p) {
   if (auto e = cfg["method"].get(method); e && e != simdjson::NO_SUCH_FIELD)
     p.fail("invalid value for --speculative-config: method must be a string");
   return static_cast<std::uint32_t>(k);
+}
+
+// vLLM's --kv-transfer-config JSON: the OffloadingConnector and its CPU tier's size are
+// simulated; kv_role and vLLM's other keys are accepted and change nothing.
+std::uint32_t parse_kv_transfer_config(flag_parser& p) {
+  std::string v = p.string();
+  auto bad = [&](const std::string& why) {
+    p.fail("invalid value for --kv-transfer-config: " + why);
+  };
+  simdjson::dom::parser parser;
+  simdjson::dom::object cfg;
+  if (auto e = parser.parse(v).get(cfg); e)
+    bad("want a JSON object, as vLLM's (" + std::string(simdjson::error_message(e)) + ")");
+  std::string_view connector;
+  if (cfg["kv_connector"].get(connector) || connector != "OffloadingConnector")
+    bad("kv_connector must be \"OffloadingConnector\" (the one connector simulated)");
+  std::int64_t blocks = 0;
+  if (cfg.at_pointer("/kv_connector_extra_config/num_cpu_blocks").get(blocks) || blocks < 1 ||
+      blocks > (1 << 24))
+    bad("kv_connector_extra_config.num_cpu_blocks must be an integer from 1 to 16777216");
+  return static_cast<std::uint32_t>(blocks);
 }
 
 }  // namespace
@@ -171,6 +195,8 @@ options parse_options(int argc, char** argv) {
       e.num_speculative_tokens = parse_speculative_config(p);
     } else if (p.is("--spec-acceptance-rate")) {
       e.spec_acceptance_rate = p.number(0, 1);
+    } else if (p.is("--kv-transfer-config")) {
+      e.offload_cpu_blocks = parse_kv_transfer_config(p);
     } else if (p.is("--enable-lora")) {
       enable_lora = p.boolean();
     } else if (p.is("--max-loras")) {
@@ -208,6 +234,10 @@ options parse_options(int argc, char** argv) {
     p.fail("--speculative-config is simulated for --pipeline llm only");
   if (e.kv_cache_metrics && o.pipeline != pipeline_kind::llm)
     p.fail("--kv-cache-metrics is simulated for --pipeline llm only");
+  if (e.offload_cpu_blocks > 0 && o.pipeline != pipeline_kind::llm)
+    p.fail("--kv-transfer-config is simulated for --pipeline llm only");
+  if (e.offload_cpu_blocks > 0 && !e.enable_prefix_caching)
+    p.fail("--kv-transfer-config: the OffloadingConnector needs --enable-prefix-caching");
   if (enable_lora && o.pipeline != pipeline_kind::llm)
     p.fail("--enable-lora is simulated for --pipeline llm only");
   if (!o.lora_modules.empty() && !enable_lora) p.fail("--lora-modules needs --enable-lora");
