@@ -40,19 +40,34 @@ TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine
   }
   REQUIRE(exprs.size() >= 20);
 
-  // Every metric name a query uses is served by engine-sim (omni and diffusion, with
-  // --log-stats, under one prefix) + exporter.
-  test::unique_prefix up;
+  // Every metric name a query uses is served by engine-sim + exporter: omni and
+  // diffusion under one prefix, and llm with every optional feature under another (its
+  // families have the engine label where omni's have stage and replica).
+  test::unique_prefix up, up_llm;
   simtest::server sim(simtest::sim_args(up, {"--pipeline", "omni", "--log-stats"}));
   simtest::server images(simtest::sim_args(up, {"--pipeline", "diffusion", "--log-stats"}));
   REQUIRE(images.port > 0);
-  simtest::exporter exp(up);
-  auto body = exp.client().Get("/metrics");
-  REQUIRE(body);
+  simtest::server llm(simtest::sim_args(
+      up_llm, {"--pipeline", "llm", "--speculative-config", R"({"num_speculative_tokens": 2})",
+               "--kv-cache-metrics", "--enable-lora", "--lora-modules", "sql=/loras/sql",
+               "--kv-transfer-config",
+               R"({"kv_connector": "OffloadingConnector", "kv_connector_extra_config":)"
+               R"( {"num_cpu_blocks": 64}})"}));
+  REQUIRE(llm.port > 0);
+  // lora_requests_info has its first child once a step ran.
+  auto lora = llm.client().Post("/v1/completions", R"({"model":"sql","prompt":"x","max_tokens":2})",
+                                "application/json");
+  REQUIRE(lora);
+  REQUIRE(lora->status == 200);
+  simtest::exporter exp(up), exp_llm(up_llm);
   std::set<std::string> served;
-  std::istringstream in(body->body);
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty() && l[0] != '#') served.insert(l.substr(0, l.find_first_of("{ ")));
+  for (auto* e : {&exp, &exp_llm}) {
+    auto body = e->client().Get("/metrics");
+    REQUIRE(body);
+    std::istringstream in(body->body);
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty() && l[0] != '#') served.insert(l.substr(0, l.find_first_of("{ ")));
+  }
   std::regex name("vllm:[a-z0-9_]+");
   for (auto& e : exprs)
     for (std::sregex_iterator it(e.begin(), e.end(), name), end; it != end; ++it) {
