@@ -34,27 +34,24 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
       kv_(cfg.num_gpu_blocks, cfg.block_size),
       rng_(cfg.seed * 1000003 + engine_index),
       spec_rng_(cfg.seed * 1000003 + engine_index + 0x9E3779B9u) {
+  // This engine's child of a catalog family without a typed call (inert without metrics).
+  auto family = [&](const char* key) { return metrics ? metrics->family(key) : nullptr; };
+  auto ctr = [&](const char* key, std::size_t child = 0) {
+    auto* b = family(key);
+    return b ? b->ctr(engine_index, child) : shmetrics::counter{};
+  };
+  auto hst = [&](const char* key, std::size_t child = 0) {
+    auto* b = family(key);
+    return b ? b->hst(engine_index, child) : shmetrics::histogram{};
+  };
   if (cfg.kv_cache_metrics) {
     kv_.track_residency(cfg.kv_cache_metrics_sample, cfg.seed * 1000003 + engine_index + 7);
-    auto handle = [&](const char* key) {
-      auto* f = metrics ? metrics->family(key) : nullptr;
-      return f ? f->hst(engine_index) : shmetrics::histogram{};
-    };
-    block_lifetime_ = handle("vllm/kv_block_lifetime_seconds");
-    block_idle_before_evict_ = handle("vllm/kv_block_idle_before_evict_seconds");
-    block_reuse_gap_ = handle("vllm/kv_block_reuse_gap_seconds");
+    block_lifetime_ = hst("vllm/kv_block_lifetime_seconds");
+    block_idle_before_evict_ = hst("vllm/kv_block_idle_before_evict_seconds");
+    block_reuse_gap_ = hst("vllm/kv_block_reuse_gap_seconds");
   }
   if (cfg.offload_cpu_blocks > 0) {
     offload_ = std::make_unique<offload_tier>(cfg.offload_cpu_blocks);
-    auto f = [&](const char* key) { return metrics ? metrics->family(key) : nullptr; };
-    auto ctr = [&](const char* key, std::size_t child = 0) {
-      auto* b = f(key);
-      return b ? b->ctr(engine_index, child) : shmetrics::counter{};
-    };
-    auto hst = [&](const char* key, std::size_t child = 0) {
-      auto* b = f(key);
-      return b ? b->hst(engine_index, child) : shmetrics::histogram{};
-    };
     // transfer_type children of the deprecated families: CPU_to_GPU (0), GPU_to_CPU (1).
     offload_load_ = {ctr("vllm/kv_offload_load_bytes_total"),
                      ctr("vllm/kv_offload_load_time_total"),
@@ -339,8 +336,7 @@ void engine::step() {
   double dt = cfg_.step_base_s + cfg_.per_seq_s * static_cast<double>(batch.size()) +
               cfg_.per_prefill_token_s * prefill_tokens;
   // The step waits for the KV it loads from the offload tier.
-  dt += static_cast<double>(step_loaded_blocks_) * cfg_.block_size * cfg_.kv_bytes_per_token /
-        cfg_.offload_bytes_per_s;
+  dt += offload_bytes(step_loaded_blocks_) / cfg_.offload_bytes_per_s;
   std::this_thread::sleep_for(std::chrono::duration<double>(dt * cfg_.time_scale));
 
   double t = now();
@@ -483,18 +479,17 @@ void engine::finish(std::shared_ptr<request> r, finish_reason why) {
 // Whether a request for `lora` may join this step's batch: the base model always; an
 // adapter already in the batch, or one more while fewer than max_loras are.
 bool engine::lora_fits(const std::string& lora) const {
-  if (lora.empty()) return true;
-  for (const std::string* l : lora_scheduled_)
-    if (*l == lora) return true;
-  return lora_scheduled_.size() < cfg_.max_loras;
+  return lora.empty() || lora_in_batch(lora) || lora_scheduled_.size() < cfg_.max_loras;
+}
+
+bool engine::lora_in_batch(const std::string& lora) const {
+  return std::any_of(lora_scheduled_.begin(), lora_scheduled_.end(),
+                     [&](const std::string* l) { return *l == lora; });
 }
 
 // Counts `lora` (when not the base model) among this step's adapters.
 void engine::note_lora(const std::string& lora) {
-  if (lora.empty()) return;
-  for (const std::string* l : lora_scheduled_)
-    if (*l == lora) return;
-  lora_scheduled_.push_back(&lora);
+  if (!lora.empty() && !lora_in_batch(lora)) lora_scheduled_.push_back(&lora);
 }
 
 // The adapters of the running and of the waiting requests, and the waiting requests that
@@ -519,12 +514,17 @@ void engine::lora_stats(shmetrics::step_stats& st) {
   st.waiting_lora_adapters = lora_waiting_;
 }
 
+// The bytes of `blocks` KV blocks, as the offload tier moves them.
+double engine::offload_bytes(std::uint64_t blocks) const {
+  return static_cast<double>(blocks) * cfg_.block_size * cfg_.kv_bytes_per_token;
+}
+
 // One load and one store operation per step at most, as the connector batches a step's
 // transfers.
 void engine::record_offload() {
   auto op = [&](offload_handles& h, std::uint64_t& blocks) {
     if (blocks == 0) return;
-    double bytes = static_cast<double>(blocks) * cfg_.block_size * cfg_.kv_bytes_per_token;
+    double bytes = offload_bytes(blocks);
     double seconds = bytes / cfg_.offload_bytes_per_s;
     h.bytes.add(bytes);
     h.time.add(seconds);

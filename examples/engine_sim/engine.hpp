@@ -157,7 +157,9 @@ class engine {
   void record_idle();
   void record_residency();
   void record_offload();
+  double offload_bytes(std::uint64_t blocks) const;
   bool lora_fits(const std::string& lora) const;
+  bool lora_in_batch(const std::string& lora) const;
   void note_lora(const std::string& lora);
   void lora_stats(shmetrics::step_stats& st);
 
