@@ -72,15 +72,22 @@ std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
   return out;
 }
 
+// The value of a flag that takes a JSON object, as vLLM's config flags do; `parser` holds
+// the document. A value that is not one fails with one line naming the flag.
+simdjson::dom::object json_object_flag(flag_parser& p, simdjson::dom::parser& parser) {
+  std::string v = p.string();
+  simdjson::dom::object obj;
+  if (auto e = parser.parse(v).get(obj); e)
+    p.fail("invalid value for " + p.name() + ": want a JSON object, as vLLM's (" +
+           std::string(simdjson::error_message(e)) + ")");
+  return obj;
+}
+
 // vLLM's --speculative-config JSON: what the simulation uses is num_speculative_tokens;
 // method (and vLLM's other keys) are accepted and do not change the simulation.
 std::uint32_t parse_speculative_config(flag_parser& p) {
-  std::string v = p.string();
   simdjson::dom::parser parser;
-  simdjson::dom::object cfg;
-  if (auto e = parser.parse(v).get(cfg); e)
-    p.fail("invalid value for --speculative-config: want a JSON object, as vLLM's (" +
-           std::string(simdjson::error_message(e)) + ")");
+  simdjson::dom::object cfg = json_object_flag(p, parser);
   std::int64_t k = 0;
   if (auto e = cfg["num_speculative_tokens"].get(k); e || k < 1 || k > 16)
     p.fail(
@@ -95,14 +102,11 @@ std::uint32_t parse_speculative_config(flag_parser& p) {
 // vLLM's --kv-transfer-config JSON: the OffloadingConnector and its CPU tier's size are
 // simulated; kv_role and vLLM's other keys are accepted and change nothing.
 std::uint32_t parse_kv_transfer_config(flag_parser& p) {
-  std::string v = p.string();
   auto bad = [&](const std::string& why) {
     p.fail("invalid value for --kv-transfer-config: " + why);
   };
   simdjson::dom::parser parser;
-  simdjson::dom::object cfg;
-  if (auto e = parser.parse(v).get(cfg); e)
-    bad("want a JSON object, as vLLM's (" + std::string(simdjson::error_message(e)) + ")");
+  simdjson::dom::object cfg = json_object_flag(p, parser);
   std::string_view connector;
   if (cfg["kv_connector"].get(connector) || connector != "OffloadingConnector")
     bad("kv_connector must be \"OffloadingConnector\" (the one connector simulated)");
@@ -230,16 +234,17 @@ options parse_options(int argc, char** argv) {
               : diffusion                       ? "Tongyi-MAI/Z-Image-Turbo"
                                                 : "Qwen/Qwen2.5-7B-Instruct";
   if (o.served_model_name.empty()) o.served_model_name = o.model;
-  if (e.num_speculative_tokens > 0 && o.pipeline != pipeline_kind::llm)
-    p.fail("--speculative-config is simulated for --pipeline llm only");
-  if (e.kv_cache_metrics && o.pipeline != pipeline_kind::llm)
-    p.fail("--kv-cache-metrics is simulated for --pipeline llm only");
-  if (e.offload_cpu_blocks > 0 && o.pipeline != pipeline_kind::llm)
-    p.fail("--kv-transfer-config is simulated for --pipeline llm only");
+  // vLLM's optional features are simulated in the llm engine only.
+  const std::pair<const char*, bool> llm_features[] = {
+      {"--speculative-config", e.num_speculative_tokens > 0},
+      {"--kv-cache-metrics", e.kv_cache_metrics},
+      {"--kv-transfer-config", e.offload_cpu_blocks > 0},
+      {"--enable-lora", enable_lora}};
+  for (auto [flag, on] : llm_features)
+    if (on && o.pipeline != pipeline_kind::llm)
+      p.fail(std::string(flag) + " is simulated for --pipeline llm only");
   if (e.offload_cpu_blocks > 0 && !e.enable_prefix_caching)
     p.fail("--kv-transfer-config: the OffloadingConnector needs --enable-prefix-caching");
-  if (enable_lora && o.pipeline != pipeline_kind::llm)
-    p.fail("--enable-lora is simulated for --pipeline llm only");
   if (!o.lora_modules.empty() && !enable_lora) p.fail("--lora-modules needs --enable-lora");
   for (auto& [name, path] : o.lora_modules)
     if (name == o.served_model_name)
