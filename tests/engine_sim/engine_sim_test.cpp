@@ -53,6 +53,27 @@ std::vector<std::string> sse_events(const std::string& body) {
   return ev;
 }
 
+/// A non-streamed completion of `max_tokens` that must succeed; its usage.
+usage complete(const simtest::server& sim, const std::string& prompt, int max_tokens) {
+  auto r =
+      sim.client().Post("/v1/completions", completion_body(prompt, max_tokens), "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  dom::parser p;
+  return usage_of(p.parse(r->body));
+}
+
+/// 24 prompts of 17 tokens, each asked once: 96 full blocks of 4 tokens that nobody asks
+/// for again, enough to push older cached blocks out of a pool of 64.
+void fill_pool(const simtest::server& sim, int max_tokens) {
+  for (int i = 0; i < 24; ++i)
+    complete(sim,
+             std::to_string(i) +
+                 " distinct words to fill the pool with blocks that nobody asks for again so"
+                 " they age",
+             max_tokens);
+}
+
 struct sim_env {
   test::unique_prefix up;
   simtest::server sim;
@@ -383,27 +404,18 @@ TEST_CASE("--kv-cache-metrics: block lifetimes, idle times and reuse gaps",
   // 64 blocks of 4 tokens, every cached block followed.
   sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--kv-cache-metrics",
                "--kv-cache-metrics-sample", "1", "--num-gpu-blocks", "64", "--block-size", "4"});
-  auto c = env.sim.client();
   auto t0 = std::chrono::steady_clock::now();
-  auto complete = [&](const std::string& prompt) {
-    auto r = c.Post("/v1/completions", completion_body(prompt, 8), "application/json");
-    REQUIRE(r);
-    CHECK(r->status == 200);
-  };
   // The same prompt again: its cached blocks are reused.
   const std::string shared = "one two three four five six seven eight nine ten eleven twelve";
-  complete(shared);
-  complete(shared);
+  complete(env.sim, shared, 8);
+  complete(env.sim, shared, 8);
   auto s = env.exp.samples();
   const double reuses = simtest::sum(s, "vllm:kv_block_reuse_gap_seconds_count");
   // 12 prompt tokens: 3 full blocks; a hit leaves the last token to compute, so 2 hit.
   CHECK(reuses == 2);
   CHECK(simtest::sum(s, "vllm:kv_block_lifetime_seconds_count") == 0);  // nothing evicted yet
   // Distinct prompts fill the pool: cached blocks are evicted, oldest idle first.
-  for (int i = 0; i < 24; ++i)  // 17 tokens each: 4 cached blocks, 96 in all
-    complete(std::to_string(i) +
-             " distinct words to fill the pool with blocks that nobody asks for again so they"
-             " age");
+  fill_pool(env.sim, 8);
   s = env.exp.samples();
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -486,23 +498,12 @@ TEST_CASE("--kv-transfer-config OffloadingConnector: stores, loads, external cac
                "--block-size", "4", "--kv-transfer-config",
                R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
                R"( "kv_connector_extra_config": {"num_cpu_blocks": 1000}})"});
-  auto c = env.sim.client();
-  dom::parser parser;
-  auto complete = [&](const std::string& prompt) {
-    auto r = c.Post("/v1/completions", completion_body(prompt, 4), "application/json");
-    REQUIRE(r);
-    REQUIRE(r->status == 200);
-    return usage_of(parser.parse(r->body));
-  };
   const std::string again =
       "a prompt that comes back after the pool forgot it and the offload tier did not";
-  complete(again);
+  complete(env.sim, again, 4);
   // Distinct prompts push its blocks out of the GPU pool (not out of the CPU tier).
-  for (int i = 0; i < 24; ++i)
-    complete(std::to_string(i) +
-             " distinct words to fill the pool with blocks that nobody asks for again so they"
-             " age");
-  auto u = complete(again);
+  fill_pool(env.sim, 4);
+  auto u = complete(env.sim, again, 4);
   auto s = env.exp.samples();
   const double block_bytes = 4 * 57344.0;  // 4 tokens of a 7B model's bf16 KV
   const double hits = simtest::sum(s, "vllm:external_prefix_cache_hits_total");
