@@ -161,11 +161,9 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty())
       res.set_content(error_body({404, "Not Found", {}}), "application/json");
-    // No route matched (cpp-httplib fills `matches` for the route it runs): the
-    // instrumentator's "none" handler. A routed request is counted by proxy().
-    double s = http_metrics::take_request_seconds();
-    if (req.matches.empty() && s >= 0 && !http_metrics::excluded(req.path))
-      hm->record("none", req.method, res.status, s);
+    // No route matched: the instrumentator's "none" handler. A routed request is counted
+    // by proxy(), before its last chunk.
+    if (req.matches.empty()) hm->record_answered(req, res.status);
   });
 
   std::atomic<bool> listener_done{false};

@@ -64,6 +64,12 @@ bool http_metrics::excluded(std::string_view path) {
   return false;
 }
 
+void http_metrics::record_answered(const httplib::Request& req, int status) {
+  double s = take_request_seconds();
+  if (s < 0 || excluded(req.path)) return;
+  record(req.matches.empty() ? "none" : std::string_view(req.path), req.method, status, s);
+}
+
 void http_metrics::record(std::string_view handler, std::string_view method, int status,
                           double seconds) {
   std::string group = std::to_string(status / 100) + "xx";  // status grouped, as upstream

@@ -11,6 +11,8 @@
 #include <string>       // errors, paths
 #include <string_view>  // handlers
 
+#include <httplib.h>
+
 #include <shmetrics/shmetrics.hpp>
 
 #include "options.hpp"
@@ -23,9 +25,6 @@ class http_metrics {
   /// `err` set when it cannot be made.
   static std::unique_ptr<http_metrics> open(const options& opt, std::string& err);
 
-  /// The instrumentator leaves these paths out (vLLM's excluded_handlers).
-  static bool excluded(std::string_view path);
-
   /// One answered request. `handler` is the route (vLLM's instrumentator labels a path
   /// no route matched "none"). Any thread; takes a lock for the label lookup.
   void record(std::string_view handler, std::string_view method, int status, double seconds);
@@ -34,9 +33,13 @@ class http_metrics {
   /// serve_uncompressed's hook, so it runs before routing; a connection's requests are
   /// served on one thread, one after the other.
   static void stamp_request_start() noexcept;
-  /// Seconds since this thread's stamp, which it clears; negative when there is none (a
-  /// request refused before routing).
-  static double take_request_seconds() noexcept;
+
+  /// A request that cpp-httplib answered, as the instrumentator sees it: labelled with
+  /// its route, or "none" when no route matched (cpp-httplib fills `matches` for the
+  /// route it runs); not counted when excluded, or when it never reached routing (no
+  /// stamp: uvicorn refuses those before the application sees them). On the thread that
+  /// served it, after stamp_request_start().
+  void record_answered(const httplib::Request& req, int status);
 
   /// The segment's path, for the "writing" line.
   std::string segment_path() const { return reg_.path(); }
@@ -46,6 +49,11 @@ class http_metrics {
 
  private:
   explicit http_metrics(shmetrics::registry reg) : reg_(std::move(reg)) {}
+  /// The instrumentator leaves these paths out (vLLM's excluded_handlers).
+  static bool excluded(std::string_view path);
+  /// Seconds since this thread's stamp, which it clears; negative when there is none (a
+  /// request refused before routing).
+  static double take_request_seconds() noexcept;
 
   shmetrics::registry reg_;
   std::mutex m_;

@@ -295,13 +295,7 @@ void handle_images(backend& be, const httplib::Request& req, httplib::Response& 
 // whole response (a stream's last chunk too) is written, on the connection's thread.
 void instrument(httplib::Server& svr, http_metrics& hm) {
   svr.set_logger([&hm](const httplib::Request& req, const httplib::Response& res) {
-    // A request that never reached routing (unreadable, over its limits) is not counted,
-    // as uvicorn refuses those before the application sees them.
-    double s = http_metrics::take_request_seconds();
-    if (s < 0 || http_metrics::excluded(req.path)) return;
-    // cpp-httplib fills `matches` for the route it runs; none matched: the
-    // instrumentator's "none" handler.
-    hm.record(req.matches.empty() ? "none" : std::string_view(req.path), req.method, res.status, s);
+    hm.record_answered(req, res.status);
   });
 }
 
