@@ -37,6 +37,21 @@ namespace {
 
 using namespace engine_sim;
 
+// "<prefix>-<16 hex digits>" from `counter`'s next value, spread by a golden-ratio multiply.
+std::string numbered_id(const char* prefix, std::atomic<std::uint64_t>& counter) {
+  char id[48];
+  std::snprintf(id, sizeof id, "%s-%016llx", prefix,
+                static_cast<unsigned long long>(counter.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+  return id;
+}
+
+// Now, in whole seconds since the epoch (OpenAI's `created`).
+long unix_seconds() {
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count());
+}
+
 std::string finish_name(shmetrics::finish_reason r) {
   return std::string(shmetrics::finish_reason_names[static_cast<std::size_t>(r)]);
 }
@@ -207,14 +222,10 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
   if (prompt_len > std::uint64_t{o.engine.num_gpu_blocks} * o.engine.block_size)
     return send_error(res, {400, "the prompt does not fit the KV cache", "prompt"});
 
-  char id[40];
-  std::snprintf(id, sizeof id, "%s-%016llx", kind == api_kind::chat ? "chatcmpl" : "cmpl",
-                static_cast<unsigned long long>(next_id.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+  std::string id = numbered_id(kind == api_kind::chat ? "chatcmpl" : "cmpl", next_id);
   rep->res.id = id;
   rep->res.model = in.model.empty() ? o.served_model_name : in.model;  // vLLM echoes a LoRA
-  rep->res.created = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
+  rep->res.created = unix_seconds();
   rep->sent.assign(in.n, 0);
   rep->role_sent.assign(in.n, false);
   rep->r = be.submit(in, id, arrival);
@@ -275,14 +286,10 @@ void handle_images(backend& be, const httplib::Request& req, httplib::Response& 
   if (!parse_image_request(req.body, in, err)) return send_error(res, err);
   if (!in.model.empty() && in.model != be.opts().served_model_name)
     return send_error(res, {404, "The model `" + in.model + "` does not exist.", "model"});
-  char id[40];
-  std::snprintf(id, sizeof id, "img-%016llx",
-                static_cast<unsigned long long>(next_id.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+  std::string id = numbered_id("img", next_id);
   auto rep = std::make_shared<image_reply>();
   rep->dp = be.diffusion();
-  rep->created = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
+  rep->created = unix_seconds();
   rep->j = rep->dp->submit(std::move(in), id, arrival);
   res.set_chunked_content_provider(
       "application/json", [rep](std::size_t, httplib::DataSink& sink) { return rep->pump(sink); },
@@ -403,15 +410,10 @@ int main(int argc, char** argv) {
     // vLLM's ModelCards: `created` is the time of the request, one default ModelPermission
     // each; a LoRA adapter's root is its path, its parent the served model.
     static std::atomic<std::uint64_t> next_perm{1};
-    std::string now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count());
+    std::string now = std::to_string(unix_seconds());
     auto card = [&](const std::string& id, const std::string& root, const std::string& parent,
                     const std::string& max_len) {
-      char perm[48];
-      std::snprintf(
-          perm, sizeof perm, "modelperm-%016llx",
-          static_cast<unsigned long long>(next_perm.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+      std::string perm = numbered_id("modelperm", next_perm);
       return "{\"id\":" + json_string(id) + ",\"object\":\"model\",\"created\":" + now +
              ",\"owned_by\":\"vllm\",\"root\":" + json_string(root) + ",\"parent\":" + parent +
              ",\"max_model_len\":" + max_len + ",\"permission\":[{\"id\":\"" + perm +
