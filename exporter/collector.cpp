@@ -1,17 +1,15 @@
 #include "collector.hpp"
 
-#include <dirent.h>        // /proc/self/fd
-#include <malloc.h>        // malloc_trim after a big plan rebuild
-#include <sys/file.h>      // flock for the reaper
-#include <sys/resource.h>  // RLIMIT_NOFILE
-#include <sys/stat.h>      // stat for replaced files
-#include <unistd.h>        // sysconf, unlink
+#include <malloc.h>    // malloc_trim after a big plan rebuild
+#include <sys/file.h>  // flock for the reaper
+#include <sys/stat.h>  // stat for replaced files
+#include <unistd.h>    // unlink
 
-#include <cstdio>   // /proc reads
-#include <cstring>  // strrchr
-#include <set>      // seen paths
+#include <algorithm>  // remove_if
+#include <set>        // seen paths
 
 #include <shmetrics/config.hpp>
+#include <shmetrics/detail/proc_self.hpp>
 
 #include "merge.hpp"
 
@@ -53,74 +51,33 @@ void add_sample(family_snapshot& f, double v, std::vector<std::string> labels = 
   f.series.push_back(std::move(s));
 }
 
-double read_boot_time_s() {
-  double btime = 0;
-  if (std::FILE* f = std::fopen("/proc/stat", "re")) {
-    char line[256];
-    while (std::fgets(line, sizeof line, f))
-      if (std::strncmp(line, "btime ", 6) == 0) btime = std::strtod(line + 6, nullptr);
-    std::fclose(f);
-  }
-  return btime;
-}
-
-// Process metrics as the Prometheus client libraries export them.
+// Process metrics as the Prometheus client libraries export them: the exporter's own,
+// unless writers serve their own process_* families (see append_self_metrics).
 void append_process_metrics(std::vector<family_snapshot>& out, double btime) {
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-  double utime = 0, stime = 0, start_ticks = 0, vsize = 0, rss = 0;
-  if (std::FILE* f = std::fopen("/proc/self/stat", "re")) {
-    char buf[2048];
-    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = 0;
-    if (const char* p = std::strrchr(buf, ')')) {
-      // fields after ") ": 3 state ... 14 utime 15 stime ... 22 starttime 23 vsize 24 rss
-      double v[25] = {};
-      int field = 3;
-      for (const char* q = p + 2; *q && field <= 24; ++field) {
-        char* end;
-        v[field] = std::strtod(q, &end);
-        if (end == q) ++end;  // the state letter
-        q = end;
-        while (*q == ' ')
-          ++q;
-      }
-      utime = v[14], stime = v[15], start_ticks = v[22], vsize = v[23], rss = v[24];
-    }
-  }
-  double fds = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++fds;
-    ::closedir(d);
-    fds -= 1;  // the directory stream itself
-  }
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
+  const auto p = ::shmetrics::detail::read_process_figures(btime);
   using layout::metric_type;
   auto f = make_family("process_cpu_seconds", "Total user and system CPU time spent in seconds.",
                        metric_type::counter);
-  add_sample(f, (utime + stime) / ticks);
+  add_sample(f, p.cpu_seconds);
   out.push_back(std::move(f));
   f = make_family("process_open_fds", "Number of open file descriptors.", metric_type::gauge);
-  add_sample(f, fds);
+  add_sample(f, p.open_fds);
   out.push_back(std::move(f));
   f = make_family("process_max_fds", "Maximum number of open file descriptors.",
                   metric_type::gauge);
-  add_sample(f, static_cast<double>(rl.rlim_cur));
+  add_sample(f, p.max_fds);
   out.push_back(std::move(f));
   f = make_family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                   metric_type::gauge);
-  add_sample(f, vsize);
+  add_sample(f, p.virtual_bytes);
   out.push_back(std::move(f));
   f = make_family("process_resident_memory_bytes", "Resident memory size in bytes.",
                   metric_type::gauge);
-  add_sample(f, rss * page);
+  add_sample(f, p.resident_bytes);
   out.push_back(std::move(f));
   f = make_family("process_start_time_seconds",
                   "Start time of the process since unix epoch in seconds.", metric_type::gauge);
-  add_sample(f, btime + start_ticks / ticks);
+  add_sample(f, p.start_time_s);
   out.push_back(std::move(f));
 }
 
@@ -404,6 +361,9 @@ void collector::update_plan() {
     for (std::size_t f = 0; f < m.families().size(); ++f)
       p.series_counts.push_back(m.series_count(f));
     p.families = std::move(m.families());
+    for (const family_snapshot& f : p.families)
+      if (f.name.starts_with("process_") || f.name.starts_with("shmetrics_exporter_"))
+        p.served_names.push_back(f.name);
     plan_ = std::move(p);
   }  // the merge index (a node per series) is freed here
 #ifdef __GLIBC__
@@ -571,6 +531,7 @@ std::shared_ptr<collection> collector::run_once() {
 void collector::append_self_metrics(collection& c, const std::vector<segment_status>& status) {
   using layout::metric_type;
   auto& out = c.families;
+  const std::size_t first_self = out.size();
   auto f = make_family("shmetrics_exporter_build_info",
                        "A metric with a constant '1' value labeled by version and segment format.",
                        metric_type::gauge, {"version", "format_version"});
@@ -619,8 +580,19 @@ void collector::append_self_metrics(collection& c, const std::vector<segment_sta
                   metric_type::gauge);
   add_sample(f, dropped);
   out.push_back(std::move(f));
-  if (boot_time_s_ < 0) boot_time_s_ = read_boot_time_s();
+  if (boot_time_s_ < 0) boot_time_s_ = ::shmetrics::detail::read_boot_time_s();
   append_process_metrics(out, boot_time_s_);
+  // A family that writers serve wins over the exporter's own of that name: writers that
+  // record their process (shmetrics::process_metrics) describe the engine, which is what
+  // a vLLM dashboard's process_* panels mean, and one name may appear only once.
+  if (!plan_.served_names.empty())
+    out.erase(std::remove_if(out.begin() + static_cast<std::ptrdiff_t>(first_self), out.end(),
+                             [&](const family_snapshot& f) {
+                               const auto& served = plan_.served_names;
+                               return std::find(served.begin(), served.end(), f.name) !=
+                                      served.end();
+                             }),
+              out.end());
 }
 
 }  // namespace shmetrics::exporter

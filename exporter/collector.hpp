@@ -112,6 +112,7 @@ class collector {
     std::shared_ptr<const prepared_labels> labels;  // per merged family, per series
     std::vector<std::vector<target>> segment_targets;  // per segment, per series
     std::vector<std::vector<target>> retired_targets;  // per retired family, per series
+    std::vector<std::string> served_names;             // writers' families named like a self-metric
   };
 
   std::shared_ptr<collection> run_once();

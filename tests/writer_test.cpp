@@ -6,7 +6,11 @@
 #include <limits>
 #include <random>
 #include <set>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
 
 #include <shmetrics/detail/json_string.hpp>
 #include <shmetrics/reader/segment_reader.hpp>
@@ -335,4 +339,134 @@ TEST_CASE("JSON strings: escapes, control characters, UTF-8 kept, invalid bytes 
   std::string out = "x";
   detail::append_json_string(out, "y");
   REQUIRE(out == "x\"y\"");
+}
+
+namespace {
+
+/// The value of an unlabelled family in a fresh snapshot of `path` (NaN when absent).
+double family_value(const std::string& path, const std::string& name) {
+  auto rd = segment_reader::open(path);
+  REQUIRE(rd);
+  auto snap = rd->snapshot();
+  REQUIRE(snap);
+  auto* f = test::find_family(*snap, name);
+  return f && !f->series.empty() ? f->series[0].value : std::nan("");
+}
+
+/// Burns about `seconds` of this thread's CPU time.
+void burn_cpu(double seconds) {
+  timespec start{}, now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+  volatile double x = 1;
+  do {
+    for (int i = 0; i < 100000; ++i)
+      x = x * 1.0000001 + 1e-9;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  } while (static_cast<double>(now.tv_sec - start.tv_sec) +
+               static_cast<double>(now.tv_nsec - start.tv_nsec) * 1e-9 <
+           seconds);
+}
+
+}  // namespace
+
+TEST_CASE("process_metrics records this process as prometheus_client does", "[process]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  REQUIRE(reg);
+  auto pm = process_metrics::create(*reg);
+  REQUIRE(pm);
+  const std::string path = reg->path();
+
+  // The start time is this process's, from /proc (ticks since boot + btime), and past.
+  auto st = detail::read_proc_stat();
+  double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double start = detail::read_boot_time_s() + static_cast<double>(st.start_ticks) / ticks;
+  CHECK(family_value(path, "process_start_time_seconds") == Approx(start).margin(0.02));
+  CHECK(family_value(path, "process_start_time_seconds") <=
+        static_cast<double>(::time(nullptr)) + 1);
+  rlimit rl{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  CHECK(family_value(path, "process_max_fds") == static_cast<double>(rl.rlim_cur));
+  CHECK(family_value(path, "process_resident_memory_bytes") > 1e6);
+  CHECK(family_value(path, "process_virtual_memory_bytes") >=
+        family_value(path, "process_resident_memory_bytes"));
+
+  // Open fds follow the process: three more files, three more fds at the next sample.
+  double fds = family_value(path, "process_open_fds");
+  CHECK(fds >= 3);
+  int opened[3];
+  for (int& fd : opened)
+    fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pm->sample();
+  CHECK(family_value(path, "process_open_fds") == fds + 3);
+  for (int fd : opened)
+    ::close(fd);
+
+  // CPU time is a counter that grows by what the process used.
+  double cpu0 = family_value(path, "process_cpu_seconds");
+  burn_cpu(0.2);
+  pm->sample();
+  double cpu1 = family_value(path, "process_cpu_seconds");
+  CHECK(cpu1 - cpu0 >= 0.15);
+  CHECK(cpu1 - cpu0 <= 1.0);
+  auto fam = [&](const std::string& name) {
+    auto rd = segment_reader::open(path);
+    auto snap = rd->snapshot();
+    return *test::find_family(*snap, name);
+  };
+  CHECK(fam("process_cpu_seconds").type == metric_type::counter);
+  CHECK(fam("process_start_time_seconds").mode == gauge_mode::live_min);
+  CHECK(fam("process_resident_memory_bytes").mode == gauge_mode::live_sum);
+
+  // A background thread samples on its own.
+  pm->sample_every(std::chrono::milliseconds(20));
+  burn_cpu(0.1);
+  double cpu2 = cpu1;
+  for (int i = 0; i < 200 && cpu2 < cpu1 + 0.05; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    cpu2 = family_value(path, "process_cpu_seconds");
+  }
+  CHECK(cpu2 >= cpu1 + 0.05);
+}
+
+TEST_CASE("one process_metrics per process: a second would count the process twice", "[process]") {
+  test::unique_prefix up;
+  auto a = registry::create(up.options());
+  auto b = registry::create(up.options());
+  REQUIRE((a && b));
+  {
+    auto first = process_metrics::create(*a);
+    REQUIRE(first);
+    auto second = process_metrics::create(*b);
+    REQUIRE(!second);
+    CHECK(second.error().code == errc::duplicate_process_metrics);
+    CHECK(second.error().message().find("process_metrics") == 0);
+    process_metrics moved = std::move(*first);  // still the one
+    CHECK(!process_metrics::create(*b));
+  }
+  // Gone with its owner: another registry may take over.
+  auto again = process_metrics::create(*b);
+  CHECK(again);
+
+  // A child of fork() is another process: it records itself in a registry of its own.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto o = up.options();
+    o.heartbeat_interval = std::chrono::milliseconds(0);  // no thread: TSan forbids one here
+    auto mine = registry::create(o);
+    if (!mine) ::_exit(3);
+    auto child = process_metrics::create(*mine);
+    if (!child) ::_exit(4);
+    // No Catch2 assertions here: a failure would unwind into the parent's test run.
+    auto rd = segment_reader::open(mine->path());
+    if (!rd) ::_exit(5);
+    auto snap = rd->snapshot();
+    auto* f = snap ? test::find_family(*snap, "process_start_time_seconds") : nullptr;
+    ::_exit(f && !f->series.empty() && f->series[0].value > 0 ? 0 : 6);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

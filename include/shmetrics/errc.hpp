@@ -33,6 +33,7 @@ enum class errc : int {
   series_full,
   strings_full,
   cells_full,
+  duplicate_process_metrics,
   // segment creation (writer)
   invalid_options,
   segment_exists,
@@ -70,6 +71,7 @@ inline constexpr std::string_view errc_messages[] = {
     "segment full: no free series record",
     "segment full: string arena exhausted",
     "segment full: no free value cells",
+    "process metrics already recorded for this process (one process_metrics per process)",
     "invalid registry options",
     "segment file already exists",
     "cannot create segment file",

@@ -20,7 +20,6 @@
 #include <cmath>               // std::isfinite
 #include <condition_variable>  // heartbeat thread wake-up
 #include <cstdint>             // sizes
-#include <cstdio>              // /proc/self/stat
 #include <cstring>             // memcpy
 #include <deque>               // stable family storage
 #include <initializer_list>    // with_labels({...})
@@ -43,6 +42,7 @@
 #include "config.hpp"
 #include "counter.hpp"
 #include "detail/atomics.hpp"
+#include "detail/proc_self.hpp"
 #include "detail/segment_file.hpp"
 #include "detail/shards.hpp"
 #include "detail/validate.hpp"
@@ -132,22 +132,7 @@ inline std::uint64_t clock_ns(clockid_t id) noexcept {
 /// Field 22 of /proc/self/stat (process start time in clock ticks since boot); 0 if
 /// unreadable. Together with the pid it identifies a process where namespaces match.
 inline std::uint64_t process_start_ticks() noexcept {
-  std::FILE* f = std::fopen("/proc/self/stat", "re");
-  if (!f) return 0;
-  char buf[1024];
-  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = 0;
-  const char* p = std::strrchr(buf, ')');  // comm may contain spaces and ')'
-  if (!p) return 0;
-  // after ") " come fields 3..; field 22 is the 20th of them
-  int field = 2;
-  for (; *p && field < 22; ++p)
-    if (*p == ' ') ++field;
-  std::uint64_t v = 0;
-  for (; *p >= '0' && *p <= '9'; ++p)
-    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
-  return v;
+  return read_proc_stat().start_ticks;
 }
 
 inline std::uint64_t random_instance_id() noexcept {

@@ -10,3 +10,4 @@
 #include "gauge.hpp"
 #include "histogram.hpp"
 #include "registry.hpp"
+#include "process_metrics.hpp"

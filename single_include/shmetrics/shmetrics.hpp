@@ -121,6 +121,7 @@ enum class errc : int {
   series_full,
   strings_full,
   cells_full,
+  duplicate_process_metrics,
   // segment creation (writer)
   invalid_options,
   segment_exists,
@@ -158,6 +159,7 @@ inline constexpr std::string_view errc_messages[] = {
     "segment full: no free series record",
     "segment full: string arena exhausted",
     "segment full: no free value cells",
+    "process metrics already recorded for this process (one process_metrics per process)",
     "invalid registry options",
     "segment file already exists",
     "cannot create segment file",
@@ -961,7 +963,6 @@ SHMETRICS_END_NAMESPACE
 #include <chrono>              // heartbeat interval
 #include <cmath>               // std::isfinite
 #include <condition_variable>  // heartbeat thread wake-up
-#include <cstdio>              // /proc/self/stat
 #include <deque>               // stable family storage
 #include <initializer_list>    // with_labels({...})
 #include <limits>              // infinity
@@ -974,6 +975,125 @@ SHMETRICS_END_NAMESPACE
 #include <sys/random.h>        // getrandom for the instance id
 #include <unistd.h>            // getpid, unlink
 
+// ---- begin shmetrics/detail/proc_self.hpp ----
+// shmetrics::detail: what Linux's /proc says about this process, read the way the
+// Prometheus client libraries read it for their process_* families. Shared by the
+// writer (registry's identity stamp, process_metrics) and the exporter (its own
+// process_* families), so both parse /proc/self/stat one way.
+//
+// Cold path: each call opens and reads files under /proc. Never fails: a field that
+// cannot be read is 0.
+
+#include <cstdio>          // fopen /proc files
+#include <dirent.h>        // counting /proc/self/fd
+#include <sys/resource.h>  // RLIMIT_NOFILE
+
+
+SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+
+/// The fields of /proc/self/stat that the process_* families use, in the units the kernel
+/// gives (clock ticks, bytes, pages). proc(5) numbers the fields from 1.
+struct proc_stat {
+  std::uint64_t utime_ticks = 0;  // field 14
+  std::uint64_t stime_ticks = 0;  // field 15
+  std::uint64_t start_ticks = 0;  // field 22, since boot
+  std::uint64_t vsize_bytes = 0;  // field 23
+  std::uint64_t rss_pages = 0;    // field 24
+};
+
+/// Reads `path` (this process's by default; tests read a child's).
+inline proc_stat read_proc_stat(const char* path = "/proc/self/stat") noexcept {
+  proc_stat s;
+  std::FILE* f = std::fopen(path, "re");
+  if (!f) return s;
+  char buf[2048];
+  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  // Field 2 is the command name in parentheses, which may itself hold spaces and ')':
+  // the fields from 3 on start after the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (!p) return s;
+  int field = 2;
+  for (p += 1; *p != 0 && field < 24;) {
+    while (*p == ' ')
+      ++p;
+    ++field;
+    std::uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; ++p)
+      v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+    while (*p != 0 && *p != ' ')  // the state letter, or a negative number's rest
+      ++p;
+    switch (field) {
+      case 14:
+        s.utime_ticks = v;
+        break;
+      case 15:
+        s.stime_ticks = v;
+        break;
+      case 22:
+        s.start_ticks = v;
+        break;
+      case 23:
+        s.vsize_bytes = v;
+        break;
+      case 24:
+        s.rss_pages = v;
+        break;
+      default:
+        break;
+    }
+  }
+  return s;
+}
+
+/// System boot time, seconds since the epoch (`btime` of /proc/stat); 0 if unreadable.
+inline double read_boot_time_s() noexcept {
+  double btime = 0;
+  if (std::FILE* f = std::fopen("/proc/stat", "re")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::strncmp(line, "btime ", 6) == 0) btime = std::strtod(line + 6, nullptr);
+    std::fclose(f);
+  }
+  return btime;
+}
+
+/// The values of the six process_* families, in their exposed units.
+struct process_figures {
+  double cpu_seconds = 0;     // process_cpu_seconds_total (user + system)
+  double virtual_bytes = 0;   // process_virtual_memory_bytes
+  double resident_bytes = 0;  // process_resident_memory_bytes
+  double start_time_s = 0;    // process_start_time_seconds (since the epoch)
+  double open_fds = 0;        // process_open_fds
+  double max_fds = 0;         // process_max_fds (the soft limit)
+};
+
+/// Reads all six. `boot_time_s` from read_boot_time_s() (it never changes: read it once).
+inline process_figures read_process_figures(double boot_time_s) noexcept {
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  proc_stat st = read_proc_stat();
+  process_figures p;
+  p.cpu_seconds = static_cast<double>(st.utime_ticks + st.stime_ticks) / ticks;
+  p.virtual_bytes = static_cast<double>(st.vsize_bytes);
+  p.resident_bytes = static_cast<double>(st.rss_pages) * page;
+  p.start_time_s = boot_time_s + static_cast<double>(st.start_ticks) / ticks;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') p.open_fds += 1;
+    ::closedir(d);
+    p.open_fds -= 1;  // the directory stream itself
+  }
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) p.max_fds = static_cast<double>(rl.rlim_cur);
+  return p;
+}
+
+}  // namespace detail
+SHMETRICS_END_NAMESPACE
+// ---- end shmetrics/detail/proc_self.hpp ----
 // ---- begin shmetrics/detail/segment_file.hpp ----
 // shmetrics::detail: creating the writer's segment file (cold path, POSIX).
 //
@@ -1188,22 +1308,7 @@ inline std::uint64_t clock_ns(clockid_t id) noexcept {
 /// Field 22 of /proc/self/stat (process start time in clock ticks since boot); 0 if
 /// unreadable. Together with the pid it identifies a process where namespaces match.
 inline std::uint64_t process_start_ticks() noexcept {
-  std::FILE* f = std::fopen("/proc/self/stat", "re");
-  if (!f) return 0;
-  char buf[1024];
-  std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = 0;
-  const char* p = std::strrchr(buf, ')');  // comm may contain spaces and ')'
-  if (!p) return 0;
-  // after ") " come fields 3..; field 22 is the 20th of them
-  int field = 2;
-  for (; *p && field < 22; ++p)
-    if (*p == ' ') ++field;
-  std::uint64_t v = 0;
-  for (; *p >= '0' && *p <= '9'; ++p)
-    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
-  return v;
+  return read_proc_stat().start_ticks;
 }
 
 inline std::uint64_t random_instance_id() noexcept {
@@ -1747,4 +1852,193 @@ class registry {
 
 SHMETRICS_END_NAMESPACE
 // ---- end shmetrics/registry.hpp ----
+// ---- begin shmetrics/process_metrics.hpp ----
+// shmetrics: the writer process's own process_* families (CPU time, memory, file
+// descriptors, start time), named and typed as the Prometheus client libraries export
+// them.
+//
+//   auto pm = shmetrics::process_metrics::create(*reg);  // once per process
+//   if (!pm) { fprintf(stderr, "%s\n", pm.error().message().c_str()); return 1; }
+//   pm->sample_every(std::chrono::seconds(1));          // or call pm->sample() yourself
+//
+// Why: vLLM serves /metrics from its API server, so prometheus_client's process_*
+// collector describes the serving process, and dashboards build uptime, CPU and memory
+// panels on it. With a sidecar exporter, whoever serves /metrics is the exporter, and
+// the exporter cannot read the engine's /proc when it runs in a PID namespace of its own.
+// So the engine records its own figures into its segment; the exporter then serves those
+// and leaves its own process_* families out (docs/exporter.md, "Self-metrics").
+//
+// Several writer processes (one segment each) merge as a serving stack: CPU seconds
+// (a counter), resident and virtual memory and open fds add up over live writers; the
+// start time is the oldest live writer's, max fds the smallest limit. A process has at
+// most one process_metrics at a time: a second (in another registry, say) would count the
+// process twice, so create() refuses it.
+//
+// Everything here is the cold path: sample() reads three files under /proc (tens of
+// microseconds). Thread-safe: sample() may be called from any thread, concurrently with
+// the sampling thread.
+
+
+
+SHMETRICS_BEGIN_NAMESPACE
+
+class process_metrics {
+ public:
+  /// Registers process_cpu_seconds_total, process_resident_memory_bytes,
+  /// process_virtual_memory_bytes, process_open_fds, process_max_fds and
+  /// process_start_time_seconds in `reg` (no labels), and takes a first sample.
+  /// `reg` must outlive the returned object.
+  /// @retval errc::duplicate_process_metrics another process_metrics of this process lives
+  /// @retval any registration error of `reg` (segment full, a conflicting family)
+  static result<process_metrics> create(registry& reg) {
+    auto s = std::make_unique<state>();
+    // A child of fork() inherits its parent's owner pid, which is not its own: it may
+    // record its own process in a registry of its own.
+    const pid_t self = getpid();
+    for (pid_t seen = owner_pid().load();;) {
+      if (seen == self) return error{errc::duplicate_process_metrics, 0, "process_metrics"};
+      if (owner_pid().compare_exchange_weak(seen, self)) break;
+    }
+    s->owner = self;
+    auto undo = [&](error e) {
+      owner_pid().store(0);
+      return e;
+    };
+    auto cpu = reg.add_counter({.name = "process_cpu_seconds_total",
+                                .help = "Total user and system CPU time spent in seconds."});
+    if (!cpu) return undo(cpu.error());
+    auto c = cpu->with_labels({});
+    if (!c) return undo(c.error());
+    s->cpu = *c;
+    struct gauge_def {
+      const char* name;
+      const char* help;
+      gauge_mode mode;
+    };
+    static constexpr gauge_def gauges[] = {
+        {"process_virtual_memory_bytes", "Virtual memory size in bytes.", gauge_mode::live_sum},
+        {"process_resident_memory_bytes", "Resident memory size in bytes.", gauge_mode::live_sum},
+        {"process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+         gauge_mode::live_min},
+        {"process_open_fds", "Number of open file descriptors.", gauge_mode::live_sum},
+        {"process_max_fds", "Maximum number of open file descriptors.", gauge_mode::live_min},
+    };
+    gauge* const handles[] = {&s->virtual_bytes, &s->resident_bytes, &s->start_time, &s->open_fds,
+                              &s->max_fds};  // in the order of `gauges`
+    for (std::size_t i = 0; i < std::size(gauges); ++i) {
+      auto fam =
+          reg.add_gauge({.name = gauges[i].name, .help = gauges[i].help, .mode = gauges[i].mode});
+      if (!fam) return undo(fam.error());
+      auto g = fam->with_labels({});
+      if (!g) return undo(g.error());
+      *handles[i] = *g;
+    }
+    s->boot_time_s = detail::read_boot_time_s();
+    process_metrics pm(std::move(s));
+    pm.sample();
+    return result<process_metrics>(std::move(pm));  // nvcc: no implicit move here
+  }
+
+  /// Empty: records nothing (sample() and sample_every() do nothing).
+  process_metrics() = default;
+  process_metrics(process_metrics&&) noexcept = default;
+  process_metrics& operator=(process_metrics&& o) noexcept {
+    if (this != &o) {
+      release();
+      state_ = std::move(o.state_);
+    }
+    return *this;
+  }
+  process_metrics(const process_metrics&) = delete;
+  process_metrics& operator=(const process_metrics&) = delete;
+  ~process_metrics() { release(); }
+
+  /// Reads /proc/self and updates the six series: the CPU counter grows by the time used
+  /// since the last sample, the gauges are set. Cold: opens three files. Never fails: a
+  /// figure that cannot be read keeps the value it had (0 before the first reading).
+  void sample() noexcept {
+    if (state_) state_->sample();
+  }
+
+  /// Starts a thread that calls sample() every `period` (a second suits any scrape
+  /// interval), until this object is destroyed. Calling it again changes the period.
+  void sample_every(std::chrono::milliseconds period) {
+    if (!state_) return;
+    state_->stop_thread();
+    state_->start_thread(period);
+  }
+
+ private:
+  struct state {
+    counter cpu;
+    gauge virtual_bytes, resident_bytes, start_time, open_fds, max_fds;
+    double boot_time_s = 0;
+    double cpu_recorded = 0;  // CPU seconds already added to `cpu`
+    pid_t owner = 0;
+    std::mutex sample_mu;
+    std::mutex thread_mu;
+    std::condition_variable thread_cv;
+    bool stopping = false;
+    std::thread thread;
+
+    void sample() noexcept {
+      detail::process_figures f = detail::read_process_figures(boot_time_s);
+      std::lock_guard lock(sample_mu);
+      // Clock ticks only grow; a smaller reading (none could be made) adds nothing.
+      if (f.cpu_seconds > cpu_recorded) {
+        cpu.add(f.cpu_seconds - cpu_recorded);
+        cpu_recorded = f.cpu_seconds;
+      }
+      if (f.resident_bytes > 0) resident_bytes.set(f.resident_bytes);
+      if (f.virtual_bytes > 0) virtual_bytes.set(f.virtual_bytes);
+      if (f.start_time_s > boot_time_s) start_time.set(f.start_time_s);
+      if (f.open_fds > 0) open_fds.set(f.open_fds);
+      if (f.max_fds > 0) max_fds.set(f.max_fds);
+    }
+    void start_thread(std::chrono::milliseconds period) {
+      stopping = false;
+      thread = std::thread([this, period] {
+        std::unique_lock lock(thread_mu);
+        while (!thread_cv.wait_for(lock, period, [this] { return stopping; }))
+          sample();
+      });
+    }
+    void stop_thread() {
+      {
+        std::lock_guard lock(thread_mu);
+        stopping = true;
+      }
+      thread_cv.notify_all();
+      if (thread.joinable()) thread.join();
+    }
+  };
+
+  explicit process_metrics(std::unique_ptr<state> s) : state_(std::move(s)) {}
+
+  void release() noexcept {
+    if (!state_) return;
+    if (getpid() == state_->owner) {
+      state_->stop_thread();
+    } else if (state_->thread.joinable()) {
+      // A child of fork() holds a copy of the parent's std::thread, but no such thread
+      // runs here: joining it would wait forever, destroying it would terminate. Leak
+      // the handle (a few bytes, once per child).
+      new std::thread(std::move(state_->thread));
+    }
+    pid_t mine = state_->owner;
+    owner_pid().compare_exchange_strong(mine, 0);
+    state_.reset();
+  }
+
+  /// The pid whose process_metrics lives now (0: none).
+  static std::atomic<pid_t>& owner_pid() noexcept {
+    static std::atomic<pid_t> owner{0};
+    return owner;
+  }
+
+  std::unique_ptr<state> state_;
+};
+
+SHMETRICS_END_NAMESPACE
+// ---- end shmetrics/process_metrics.hpp ----
 // ---- end shmetrics/shmetrics.hpp ----

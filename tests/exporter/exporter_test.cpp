@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include <shmetrics/detail/proc_self.hpp>
+
 #include "../support.hpp"
 
 #ifndef EXPORTER_BIN
@@ -501,4 +503,75 @@ TEST_CASE("a sidecar in its own PID namespace tells live writers from dead ones"
   CHECK(d["shmetrics_exporter_segments{state=\"dead\"}"] == 1);
   CHECK(d["req_total{k=\"a\"}"] == 5);
   CHECK(d.count("g{k=\"x\"}") == 0);
+}
+
+namespace {
+
+/// process_start_time_seconds of `pid`, read as the writer's process_metrics reads it.
+double start_time_of(pid_t pid) {
+  auto st = shmetrics::detail::read_proc_stat(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  REQUIRE(st.start_ticks > 0);
+  return shmetrics::detail::read_boot_time_s() +
+         static_cast<double>(st.start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// Open fds of `pid`, counted as process_open_fds counts them.
+double open_fds_of(pid_t pid) {
+  auto [rc, out] = test::run("ls /proc/" + std::to_string(pid) + "/fd | wc -l");
+  REQUIRE(rc == 0);
+  return std::stod(out);
+}
+
+}  // namespace
+
+TEST_CASE("writers' process_* families replace the exporter's own", "[exporter][process]") {
+  test::unique_prefix up;
+  writer w1(up);
+  std::this_thread::sleep_for(50ms);  // distinct start times (10 ms clock ticks)
+  writer w2(up);
+  w1.run({"counter req_total a 1"});
+  std::this_thread::sleep_for(50ms);
+  exporter e(up);
+
+  // Without process_metrics in any writer, process_* describe the exporter.
+  auto own = e.samples();
+  CHECK(own.at("process_start_time_seconds") == Approx(start_time_of(e.pid)).margin(0.02));
+
+  // Writers that record their process: their figures, merged, and the exporter's are gone.
+  w1.run({"process"});
+  w2.run({"process"});
+  std::this_thread::sleep_for(150ms);  // a few of the writers' 50 ms samples
+  std::string text = e.metrics();
+  auto s = test::parse_samples(text);
+  CHECK(s.at("process_start_time_seconds") == Approx(start_time_of(w1.pid)).margin(0.02));
+  CHECK(s.at("process_start_time_seconds") < start_time_of(e.pid));
+  // (A sample taken while the other reads /proc/PID/fd sees one more: ask again.)
+  double fds = s.at("process_open_fds");
+  for (int i = 0; i < 10 && fds != open_fds_of(w1.pid) + open_fds_of(w2.pid); ++i)
+    fds = e.samples().at("process_open_fds");
+  CHECK(fds == open_fds_of(w1.pid) + open_fds_of(w2.pid));
+  CHECK(s.at("process_resident_memory_bytes") > 0);
+  CHECK(s.at("process_cpu_seconds_total") >= 0);
+  for (const char* name :
+       {"process_cpu_seconds_total", "process_start_time_seconds", "process_open_fds",
+        "process_max_fds", "process_resident_memory_bytes", "process_virtual_memory_bytes"}) {
+    INFO(name);
+    std::string type_line = std::string("# TYPE ") + name + " ";
+    std::size_t found = 0;
+    for (auto at = text.find(type_line); at != std::string::npos; at = text.find(type_line, at + 1))
+      ++found;
+    CHECK(found == 1);
+  }
+  std::string file = write_tmp(up.prefix + ".process.prom", text);
+  auto [rc, out] = test::run("promtool check metrics < " + file + " 2>&1");
+  INFO(out);
+  CHECK(rc == 0);
+  std::remove(file.c_str());
+
+  // The oldest live writer dies: the start time is the other's; CPU seconds never go back.
+  double cpu_before = s.at("process_cpu_seconds_total");
+  w1.kill9();
+  auto after = e.samples();
+  CHECK(after.at("process_start_time_seconds") == Approx(start_time_of(w2.pid)).margin(0.02));
+  CHECK(after.at("process_cpu_seconds_total") >= cpu_before);
 }

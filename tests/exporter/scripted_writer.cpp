@@ -4,6 +4,7 @@
 //   counter NAME LABEL N     add N to NAME{k=LABEL}
 //   gauge NAME MODE LABEL V  set NAME{k=LABEL} (mode: sum max min latest live_sum ...)
 //   hist NAME V              observe V in NAME (buckets 1, 2, 5)
+//   process                  record this process (process_metrics, sampled every 50 ms)
 //   sync                     print "ok"
 //   exit                     leave (removes the segment unless "keep")
 #include <cstdio>
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
       {"min", gauge_mode::min},           {"latest", gauge_mode::latest},
       {"live_sum", gauge_mode::live_sum}, {"live_max", gauge_mode::live_max},
       {"live_min", gauge_mode::live_min}, {"live_latest", gauge_mode::live_latest}};
+  process_metrics pm;  // empty until "process"
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream in(line);
@@ -62,6 +64,14 @@ int main(int argc, char** argv) {
       auto f =
           reg->add_histogram({.name = name, .help = "A test histogram.", .buckets = {1, 2, 5}});
       if (f) f->with_labels({})->observe(v);
+    } else if (cmd == "process") {
+      auto m = process_metrics::create(*reg);
+      if (!m) {
+        std::fprintf(stderr, "%s\n", m.error().message().c_str());
+        return 1;
+      }
+      pm = std::move(*m);
+      pm.sample_every(std::chrono::milliseconds(50));
     } else if (cmd == "sync") {
       std::printf("ok\n");
       std::fflush(stdout);
