@@ -693,6 +693,16 @@ void bench_hot_path(const options& o, results& r) {
   for (int i = 0; i < n; ++i)
     pfam.Add({{"id", std::to_string(i)}});
   r["promcpp_family_add_ns"] = ms_since(t0) * 1e6 / n;
+
+  // process_metrics::sample(): reads three /proc files, on a thread of its own once a
+  // second by default (prometheus-cpp has no process collector to compare with).
+  if (auto pm = shmetrics::process_metrics::create(*reg)) {
+    const int k = 200;
+    t0 = clock_type::now();
+    for (int i = 0; i < k; ++i)
+      pm->sample();
+    r["process_metrics_sample_us"] = ms_since(t0) * 1e3 / k;
+  }
 }
 
 // 10,000 series in each library: in-process scrape, the exporter's collect path, and
@@ -1069,6 +1079,7 @@ void print_table(const options& o, const results& r) {
       "promcpp_histogram_observe_random_ns_2t", "");
   row("gauge set, 1 thread (ns)", "gauge_set_ns_1t", "", "");
   row("register a series (ns)", "with_labels_ns", "promcpp_family_add_ns", "");
+  row("process_metrics sample, /proc (us)", "process_metrics_sample_us", "", "");
   row("scrape 10k series, in-process (ms)", "scrape_10k_series_ms", "promcpp_scrape_10k_series_ms",
       "python_mp_scrape_10k_series_ms");
   row("exporter collect+encode 10k (ms)", "exporter_scrape_10k_series_ms",

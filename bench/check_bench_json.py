@@ -21,7 +21,7 @@ POSITIVE = [
     "promcpp_histogram_observe_ns_1t", "promcpp_histogram_observe_ns_2t",
     "histogram_observe_random_ns_1t", "histogram_observe_random_ns_2t",
     "promcpp_histogram_observe_random_ns_1t", "promcpp_histogram_observe_random_ns_2t",
-    "gauge_set_ns_1t", "with_labels_ns", "promcpp_family_add_ns",
+    "gauge_set_ns_1t", "with_labels_ns", "promcpp_family_add_ns", "process_metrics_sample_us",
     "plain_store_ns_1t", "relaxed_atomic_add_ns_1t", "relaxed_atomic_add_ns_2t",
     "scrape_10k_series_ms", "promcpp_scrape_10k_series_ms",
     "exporter_scrape_10k_series_ms", "exporter_scrape_10k_series_4writers_ms",
