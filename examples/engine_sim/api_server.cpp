@@ -158,6 +158,9 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   svr.Post("/v1/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/images/generations", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  // NixlConnector notices are not API traffic (NIXL sends them outside HTTP in vLLM).
+  if (opt.engine.nixl)
+    svr.Post("/internal/nixl/notify", [&](const auto& req, auto& res) { proxy(req, res, false); });
   svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty())
       res.set_content(error_body({404, "Not Found", {}}), "application/json");

@@ -6,6 +6,8 @@
 #include <cstdio>              // log tables
 #include <filesystem>          // catalog lookup
 
+#include <httplib.h>  // NIXL notices
+
 namespace engine_sim {
 
 using shmetrics::finish_reason;
@@ -124,6 +126,7 @@ bool backend::init(std::string& err) {
         vo.kv_cache_metrics = e.kv_cache_metrics;
         vo.max_loras = e.max_loras;
         vo.kv_offload = e.offload_cpu_blocks > 0;
+        vo.nixl = e.nixl;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();
@@ -133,8 +136,19 @@ bool backend::init(std::string& err) {
         vm = vllm_.back().get();
       }
       auto cfg = e;
+      // vLLM's data-parallel ranks each have their own KV engine id.
+      if (e.nixl && opt_.data_parallel_size > 1) cfg.nixl_engine_id += "_dp" + std::to_string(i);
       thinkers_.push_back(std::make_unique<engine>(cfg, vm, i));
+      if (e.nixl)
+        thinkers_.back()->on_kv_pulled([this, eng = thinkers_.back().get()](const request& r) {
+          {
+            std::lock_guard lk(notify_m_);
+            notices_.push_back({r.kv_params, eng});
+          }
+          notify_cv_.notify_all();
+        });
     }
+    if (e.nixl) notifier_ = std::thread([this] { notify_loop(); });
     return true;
   }
 
@@ -218,6 +232,14 @@ bool backend::init(std::string& err) {
 }
 
 backend::~backend() {
+  if (notifier_.joinable()) {  // notices not sent yet are dropped: the prefill side expires
+    {
+      std::lock_guard lk(notify_m_);
+      notify_stop_ = true;
+    }
+    notify_cv_.notify_all();
+    notifier_.join();
+  }
   diffusion_.reset();  // its workers record into omni_
   stop_ = true;
   if (gauges_.joinable()) gauges_.join();
@@ -249,6 +271,7 @@ std::shared_ptr<request> backend::submit(const api_request& a, std::string id, d
   r->max_tokens = a.max_tokens;
   r->n = a.n;
   r->ignore_eos = a.ignore_eos;
+  r->kv_params = a.kv_params;
   if (opt_.is_lora_module(a.model)) r->lora = a.model;
   r->arrival = arrival;
   r->wants_audio = omni_ && a.audio;
@@ -408,6 +431,47 @@ void backend::complete(request& r, std::string audio_json) {
   }
   r.cv.notify_all();
   inflight_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void backend::set_side_channel(const std::string& host, int port) {
+  // A wildcard address is not one to connect to; vLLM's side channel defaults to localhost.
+  side_host_ = host == "0.0.0.0" || host == "::" ? "localhost" : host;
+  side_port_ = port;
+}
+
+std::string backend::kv_transfer_params_of(const request& r) const {
+  if (r.held_block_ids.empty() || !r.owner) return {};
+  return kv_transfer_params_json(r.held_block_ids, r.owner->config().nixl_engine_id, r.id,
+                                 side_host_, side_port_.load());
+}
+
+void backend::nixl_read_done(const std::string& engine_id, const std::string& request_id) {
+  for (auto& e : thinkers_)
+    if (e->config().nixl && e->config().nixl_engine_id == engine_id) e->nixl_read_done(request_id);
+}
+
+// Tells each prefill instance that its KV was read, as the NIXL read's notification does:
+// POST /internal/nixl/notify to its remote_host:remote_port. One that does not answer
+// counts in vllm:nixl_num_failed_notifications (its KV expires there).
+void backend::notify_loop() {
+  for (;;) {
+    notice n;
+    {
+      std::unique_lock lk(notify_m_);
+      notify_cv_.wait(lk, [&] { return notify_stop_ || !notices_.empty(); });
+      if (notify_stop_) return;
+      n = std::move(notices_.front());
+      notices_.pop_front();
+    }
+    httplib::Client cli(n.to.remote_host, static_cast<int>(n.to.remote_port));
+    cli.set_connection_timeout(0, 500000);  // short: shutdown joins this thread
+    cli.set_read_timeout(0, 500000);
+    cli.set_write_timeout(0, 500000);
+    std::string body = "{\"remote_engine_id\":" + json_string(n.to.remote_engine_id) +
+                       ",\"remote_request_id\":" + json_string(n.to.remote_request_id) + "}";
+    auto res = cli.Post("/internal/nixl/notify", body, "application/json");
+    if (!res || res->status != 200) n.from->count_failed_notification();
+  }
 }
 
 void backend::gauge_loop() {

@@ -46,6 +46,14 @@ class backend {
   /// --pipeline diffusion: the image pipeline (the text endpoints are not served).
   diffusion_pipeline* diffusion() noexcept { return diffusion_.get(); }
 
+  /// NixlConnector: where decode instances send their notices (this server's address,
+  /// known once it listens); a prefill response names it as remote_host / remote_port.
+  void set_side_channel(const std::string& host, int port);
+  /// The kv_transfer_params JSON a prefill response carries for `r` (under r.m), or "".
+  std::string kv_transfer_params_of(const request& r) const;
+  /// A decode instance read the KV of `request_id` kept by engine `engine_id`.
+  void nixl_read_done(const std::string& engine_id, const std::string& request_id);
+
  private:
   struct vocoder {  // one code2wav replica: a worker and its queue
     std::mutex m;
@@ -65,6 +73,21 @@ class backend {
   void transfer(request& r, std::uint32_t from, std::uint32_t from_replica,
                 std::uint32_t to_replica, double bytes);
   void gauge_loop();
+  void notify_loop();
+
+  // NixlConnector, decode side: notices to prefill instances, sent off the engine threads
+  // (an unreachable one must not stall a step).
+  struct notice {
+    kv_transfer_params to;
+    engine* from;
+  };
+  std::mutex notify_m_;
+  std::condition_variable notify_cv_;
+  std::deque<notice> notices_;  // guarded by notify_m_
+  bool notify_stop_ = false;    // guarded by notify_m_
+  std::thread notifier_;
+  std::string side_host_;  // set once, before requests arrive
+  std::atomic<int> side_port_{0};
 
   options opt_;
   shmetrics::catalog cat_;

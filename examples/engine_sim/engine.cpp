@@ -22,9 +22,16 @@ std::uint32_t request::active_choices() const {
   return a;
 }
 
-double engine::now() {
+namespace {
+// The engine clock's origin: the first call, early in the process.
+std::chrono::steady_clock::time_point clock_start() {
   static const auto start = std::chrono::steady_clock::now();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return start;
+}
+}  // namespace
+
+double engine::now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start()).count();
 }
 
 engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::size_t engine_index)
@@ -33,7 +40,8 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
       index_(engine_index),
       kv_(cfg.num_gpu_blocks, cfg.block_size),
       rng_(cfg.seed * 1000003 + engine_index),
-      spec_rng_(cfg.seed * 1000003 + engine_index + 0x9E3779B9u) {
+      spec_rng_(cfg.seed * 1000003 + engine_index + 0x9E3779B9u),
+      nixl_rng_(cfg.seed * 1000003 + engine_index + 0x85EBCA6Bu) {
   // This engine's child of a catalog family without a typed call (inert without metrics).
   auto family = [&](const char* key) { return metrics ? metrics->family(key) : nullptr; };
   auto ctr = [&](const char* key, std::size_t child = 0) {
@@ -63,6 +71,15 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
         ctr("vllm/kv_offload_store_bytes_total"),    ctr("vllm/kv_offload_store_time_total"),
         ctr("vllm/kv_offload_total_bytes_total", 1), ctr("vllm/kv_offload_total_time_total", 1),
         hst("vllm/kv_offload_store_size"),           hst("vllm/kv_offload_size", 1)};
+  }
+  if (cfg.nixl) {
+    nixl_xfer_time_ = hst("vllm/nixl_xfer_time_seconds");
+    nixl_post_time_ = hst("vllm/nixl_post_time_seconds");
+    nixl_bytes_ = hst("vllm/nixl_bytes_transferred");
+    nixl_descriptors_ = hst("vllm/nixl_num_descriptors");
+    nixl_failed_transfers_ = ctr("vllm/nixl_num_failed_transfers_total");
+    nixl_failed_notifications_ = ctr("vllm/nixl_num_failed_notifications_total");
+    nixl_expired_ = ctr("vllm/nixl_num_kv_expired_reqs_total");
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -117,18 +134,29 @@ void engine::abort(const std::shared_ptr<request>& r) {
 }
 
 void engine::run() {
+  bool stalled = false;  // the last step could schedule nothing: wait for a change
   for (;;) {
     {
       std::unique_lock lk(m_);
-      if (incoming_.empty() && running_.empty() && waiting_.empty() && !stop_ && !abort_pending_) {
+      auto ready = [&] {
+        return stop_ || abort_pending_ || !incoming_.empty() || !running_.empty() ||
+               (!waiting_.empty() && !stalled) || !read_done_.empty();
+      };
+      if (!ready() && waiting_.empty() && pulling_.empty()) {
         lk.unlock();
         record_idle();  // the gauges drop to 0 as soon as the engine has nothing to do
         lk.lock();
       }
-      cv_.wait(lk, [&] {
-        return stop_ || abort_pending_ || !incoming_.empty() || !running_.empty() ||
-               !waiting_.empty();
-      });
+      // NIXL pulls complete and kept KV expires on time, with or without other work.
+      double deadline = nixl_deadline();
+      if (deadline == HUGE_VAL)
+        cv_.wait(lk, ready);
+      else
+        cv_.wait_until(
+            lk,
+            clock_start() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(deadline)),
+            ready);
       if (stop_) break;
       double t = now();
       for (auto& r : incoming_) {
@@ -138,15 +166,19 @@ void engine::run() {
       incoming_.clear();
       abort_pending_ = false;
     }
-    step();
+    nixl_tick();
+    stalled = !step();
   }
   // Shutting down: nobody waits forever on a request the engine will not finish.
   for (auto& r : running_)
     finish(r, finish_reason::abort);
   for (auto& r : waiting_)
     finish(r, finish_reason::abort);
+  for (auto& r : pulling_)
+    finish(r, finish_reason::abort);
   running_.clear();
   waiting_.clear();
+  pulling_.clear();
   {
     std::lock_guard lk(m_);
     for (auto& r : incoming_)
@@ -169,6 +201,7 @@ void engine::collect_aborts() {
   };
   sweep(running_);
   sweep(waiting_);
+  sweep(pulling_);  // its blocks go now; the prefill side's expire (no notice is sent)
 }
 
 bool engine::grow(request& r, std::uint32_t new_tokens) {
@@ -234,9 +267,9 @@ void engine::cache_full_blocks(request& r) {
   }
 }
 
-void engine::step() {
+bool engine::step() {
   collect_aborts();
-  if (running_.empty() && waiting_.empty()) return;
+  if (running_.empty() && waiting_.empty()) return false;
 
   shmetrics::step_stats st;
   ttfts_.clear();
@@ -296,10 +329,19 @@ void engine::step() {
       ++w;
       continue;
     }
-    admit_prefix(*r, st);
+    // A request back from a NIXL pull holds its blocks already.
+    if (r->blocks == 0) admit_prefix(*r, st);
     std::uint32_t need =
         static_cast<std::uint32_t>(r->prompt.size()) + r->total_generated() - r->computed;
     std::uint32_t tokens = std::min(need, budget);
+    if (cfg_.nixl && r->kv_params.pull()) {
+      // Decode side of P/D: blocks for the whole prompt, filled by a pull (no compute,
+      // no token budget); the request waits for it off the queue.
+      if (!start_pull(*r, st)) break;
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
+      pulling_.push_back(r);
+      continue;
+    }
     if (!grow(*r, tokens)) {
       free_blocks(*r);
       break;
@@ -320,13 +362,18 @@ void engine::step() {
     budget -= tokens;
   }
   if (batch.empty()) {
-    // Nothing fits and nothing runs: the head request can never fit the pool.
-    if (running_.empty() && !waiting_.empty()) {
+    // Nothing fits and nothing runs or will give blocks back (a NIXL pull, KV kept for a
+    // decode instance): the head request can never fit the pool.
+    bool refused = running_.empty() && !waiting_.empty() && pulling_.empty() && held_.empty();
+    if (refused) {
       auto r = waiting_.front();
       waiting_.pop_front();
       finish(r, finish_reason::error);
     }
-    return;
+    if (cfg_.nixl) record_scheduler_only(st);  // pulls started: queries, the waiting gauge
+    // Progress when the head was refused or preempted (the next step may admit); else
+    // wait for a pull, a notice, an expiry or a new request.
+    return refused || step_preemptions_ > 0;
   }
 
   // The simulated forward pass.
@@ -354,12 +401,14 @@ void engine::step() {
   }
   for (auto& r : done) {
     running_.erase(std::find(running_.begin(), running_.end(), r));
-    free_blocks(*r);  // before the usage gauge, so a finished batch reports 0 at once
+    // Before the usage gauge, so a finished batch reports 0 at once (unless its KV waits
+    // for a decode instance).
+    if (!hold_for_decode(*r)) free_blocks(*r);
   }
 
   st.num_running_reqs = static_cast<std::uint32_t>(running_.size());
   running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
-  st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size());
+  st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size() + pulling_.size());
   st.kv_cache_usage = kv_.usage();
   lora_stats(st);
   // vLLM records IterationStats only for a step with outputs (a prefill chunk that
@@ -380,12 +429,28 @@ void engine::step() {
   idle_recorded_ = false;
   // Finished requests are recorded after the step's tokens, so a client that has its
   // response finds every counter already including it.
-  for (auto& r : done) {
-    finish_reason why = finish_reason::length;
-    for (std::size_t i = 0; i < r->n; ++i)
-      if (r->output_reasons[i] == finish_reason::stop) why = finish_reason::stop;
-    finish(r, why);
-  }
+  for (auto& r : done)
+    finish(r, done_reason(*r));
+  return true;
+}
+
+// A request that generated all it will: stop if any choice stopped, else length.
+finish_reason engine::done_reason(const request& r) const {
+  for (std::size_t i = 0; i < r.n; ++i)
+    if (r.output_reasons[i] == finish_reason::stop) return finish_reason::stop;
+  return finish_reason::length;
+}
+
+// A step that ran nothing still updates vLLM's SchedulerStats (as its idle updates do).
+void engine::record_scheduler_only(shmetrics::step_stats& st) {
+  st.has_outputs = false;
+  st.num_running_reqs = static_cast<std::uint32_t>(running_.size());
+  running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
+  st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size() + pulling_.size());
+  st.kv_cache_usage = kv_.usage();
+  lora_stats(st);
+  if (metrics_) metrics_->record_step(index_, st);
+  idle_recorded_ = false;
 }
 
 // Draws how many of the k drafts of one sequence the target accepts (the leading run of
@@ -430,7 +495,9 @@ void engine::emit(request& r, double t, bool drafted, shmetrics::step_stats& st)
     r.first_token_ts = t;
     ttfts_.push_back(t - r.arrival);
     st.num_prompt_tokens += r.prompt.size();
-    st.prompt_tokens_local_cache_hit += r.num_cached_tokens - r.num_external_tokens;
+    // A pulled prompt counts its recomputed last token as cached (vLLM's PromptTokenStats).
+    st.prompt_tokens_local_cache_hit +=
+        r.num_cached_tokens + (r.pulled ? 1 : 0) - r.num_external_tokens;
     st.prompt_tokens_external_kv_transfer += r.num_external_tokens;
   } else {
     itls_.push_back(t - r.last_token_ts);
@@ -536,6 +603,145 @@ void engine::record_offload() {
   };
   op(offload_load_, step_loaded_blocks_);
   op(offload_store_, step_stored_blocks_);
+}
+
+// NixlConnector.
+
+// The next time a pull completes or kept KV expires (engine clock); HUGE_VAL: none.
+double engine::nixl_deadline() const {
+  double t = HUGE_VAL;
+  for (auto& r : pulling_)
+    t = std::min(t, r->pull_done);
+  for (auto& [id, h] : held_)
+    t = std::min(t, h.expires);
+  return t;
+}
+
+void engine::nixl_read_done(const std::string& request_id) {
+  {
+    std::lock_guard lk(m_);
+    read_done_.push_back(request_id);
+  }
+  cv_.notify_all();
+}
+
+// Engine thread, before each step: frees the KV that decode instances read or that
+// expired, and puts the requests whose pull completed back at the head of the queue.
+void engine::nixl_tick() {
+  if (!cfg_.nixl) return;
+  std::vector<std::string> read;
+  {
+    std::lock_guard lk(m_);
+    read.swap(read_done_);
+  }
+  // A notice for a request not kept (expired already) changes nothing, as in vLLM.
+  for (auto& id : read)
+    if (held_.count(id)) release_held(id);
+  double t = now();
+  std::vector<std::string> expired;
+  for (auto& [id, h] : held_)
+    if (h.expires <= t) expired.push_back(id);
+  for (auto& id : expired) {
+    release_held(id);
+    nixl_expired_.inc();
+  }
+  std::vector<std::shared_ptr<request>> arrived;
+  for (auto it = pulling_.begin(); it != pulling_.end();) {
+    if ((*it)->pull_done <= t) {
+      finish_pull(**it);
+      arrived.push_back(*it);
+      it = pulling_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  waiting_.insert(waiting_.begin(), arrived.begin(), arrived.end());
+}
+
+// The bytes of `blocks` whole KV blocks: NIXL moves blocks, not tokens.
+double engine::nixl_bytes(std::uint32_t blocks) const {
+  return static_cast<double>(blocks) * cfg_.block_size * cfg_.kv_bytes_per_token;
+}
+
+// Posting a transfer: a fixed cost plus preparing each descriptor.
+double engine::nixl_post_s(std::uint32_t blocks) const {
+  return 20e-6 + 10e-9 * static_cast<double>(blocks) * cfg_.kv_regions;
+}
+
+// Decode side: the request (its local prefix-cache hits admitted) takes blocks for its
+// whole prompt and starts pulling the ones past its hits. False (nothing taken) when the
+// pool cannot give them.
+bool engine::start_pull(request& r, shmetrics::step_stats& st) {
+  const auto prompt = static_cast<std::uint32_t>(r.prompt.size());
+  const std::uint32_t hit_blocks = r.blocks;
+  if (!grow(r, prompt - r.computed)) {
+    free_blocks(r);
+    return false;
+  }
+  r.kv_params.do_remote_prefill = false;  // one transfer per request, as vLLM
+  r.pull_blocks = r.blocks - hit_blocks;
+  r.pull_fails = std::bernoulli_distribution(cfg_.nixl_failure_rate)(nixl_rng_);
+  double xfer = nixl_post_s(r.pull_blocks) + nixl_bytes(r.pull_blocks) / cfg_.nixl_bytes_per_s;
+  r.pull_done = now() + xfer * cfg_.time_scale;
+  // The connector matched every prompt token past the local hits.
+  st.external_prefix_cache_queries += prompt;
+  st.external_prefix_cache_hits += prompt - r.computed;
+  return true;
+}
+
+// Decode side, the pull done: the prompt but its last token is computed (vLLM recomputes
+// it to sample the first token), and the prefill instance is told. A failed pull leaves
+// the local hits only; the rest is computed here and the prefill side's KV expires.
+void engine::finish_pull(request& r) {
+  if (r.pull_fails) {
+    nixl_failed_transfers_.inc();
+    return;
+  }
+  const auto prompt = static_cast<std::uint32_t>(r.prompt.size());
+  double bytes = nixl_bytes(r.pull_blocks), post = nixl_post_s(r.pull_blocks);
+  nixl_xfer_time_.observe(post + bytes / cfg_.nixl_bytes_per_s);
+  nixl_post_time_.observe(post);
+  nixl_bytes_.observe(bytes);
+  nixl_descriptors_.observe(static_cast<double>(r.pull_blocks) * cfg_.kv_regions);
+  r.num_external_tokens = prompt - r.computed;
+  r.external = r.num_external_tokens;
+  r.computed = prompt - 1;
+  r.num_cached_tokens = r.computed;
+  r.pulled = true;
+  cache_full_blocks(r);
+  if (pulled_hook_) pulled_hook_(r);
+}
+
+// Prefill side: a do_remote_decode request that finished at max_tokens keeps its blocks
+// for the decode instance, which reads them by the ids the response names.
+bool engine::hold_for_decode(request& r) {
+  if (!cfg_.nixl || !r.kv_params.do_remote_decode || r.blocks == 0 ||
+      done_reason(r) != finish_reason::length)
+    return false;
+  held_kv h;
+  h.uncached = r.blocks - static_cast<std::uint32_t>(r.cached.size());
+  h.cached = std::move(r.cached);
+  h.expires = now() + cfg_.nixl_abort_timeout_s;
+  std::vector<std::uint32_t> ids;
+  for (std::uint32_t i = 0; i < r.blocks; ++i)
+    ids.push_back(next_block_id_++ % cfg_.num_gpu_blocks);
+  {
+    std::lock_guard lk(r.m);
+    r.held_block_ids = std::move(ids);
+  }
+  held_[r.id] = std::move(h);
+  r.blocks = 0;  // what free_blocks() would reset, the blocks themselves kept
+  r.cached.clear();
+  r.hashed_upto = 0;
+  r.computed = 0;
+  return true;
+}
+
+void engine::release_held(const std::string& request_id) {
+  auto it = held_.find(request_id);
+  kv_.release(it->second.uncached, it->second.cached);
+  held_.erase(it);
+  idle_recorded_ = false;  // the usage gauge changes, busy or idle
 }
 
 void engine::record_residency() {

@@ -11,6 +11,7 @@
 #include <cstdint>             // counts
 #include <deque>               // waiting queue
 #include <functional>          // finished hook
+#include <map>                 // KV held for decode instances
 #include <memory>              // shared requests
 #include <mutex>               // queues
 #include <random>              // output lengths
@@ -22,6 +23,7 @@
 #include <shmetrics/catalog/vllm_metrics.hpp>
 
 #include "kv_cache.hpp"
+#include "openai.hpp"  // kv_transfer_params
 
 namespace engine_sim {
 
@@ -57,6 +59,22 @@ struct engine_config {
   std::uint32_t offload_cpu_blocks = 0;
   double kv_bytes_per_token = 57344;
   double offload_bytes_per_s = 25e9;
+  // NixlConnector (--kv-transfer-config, P/D disaggregation). Prefill side: a request
+  // with kv_transfer_params.do_remote_decode that finishes at max_tokens keeps its KV
+  // blocks until the decode instance says it read them, or nixl_abort_timeout_s passed
+  // (then vllm:nixl_num_kv_expired_reqs). Decode side: a request with do_remote_prefill
+  // pulls its prompt's blocks past its own prefix-cache hits over RDMA at
+  // nixl_bytes_per_s (a 400 Gb/s NIC), waiting meanwhile as vLLM's WAITING_FOR_REMOTE_KVS,
+  // and computes only the last prompt token. A pull fails with nixl_failure_rate; then
+  // the prompt is computed locally (vLLM's default kv_load_failure_policy "recompute").
+  bool nixl = false;
+  std::string nixl_engine_id;         ///< remote_engine_id the prefill side answers
+  double nixl_abort_timeout_s = 480;  ///< VLLM_NIXL_ABORT_REQUEST_TIMEOUT; wall clock
+  double nixl_failure_rate = 0;
+  double nixl_bytes_per_s = 40e9;
+  // NIXL reads one descriptor per block per KV region; FlashAttention's layout keeps K and
+  // V of each of the 28 layers in their own region.
+  std::uint32_t kv_regions = 56;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -76,8 +94,9 @@ struct request {
   bool max_tokens_set = false;
   std::uint32_t n = 1;
   bool ignore_eos = false;
-  std::string lora;    ///< the LoRA adapter asked for; empty: the base model
-  double arrival = 0;  ///< seconds, engine clock
+  std::string lora;              ///< the LoRA adapter asked for; empty: the base model
+  kv_transfer_params kv_params;  ///< P/D disaggregation (NixlConnector); default: none
+  double arrival = 0;            ///< seconds, engine clock
   std::atomic<bool> abort_requested{false};
 
   // Results, guarded by m; cv signals new tokens and the end.
@@ -92,6 +111,9 @@ struct request {
   /// Everything is done, later pipeline stages included; the response can be sent.
   bool complete = false;
   std::string audio_json;  ///< omni: the response's audio object
+  /// Prefill side of P/D: the blocks kept for the decode instance (then the response
+  /// carries kv_transfer_params); empty: none kept.
+  std::vector<std::uint32_t> held_block_ids;
 
   // Pipeline bookkeeping (omni): who runs it, what follows.
   engine* owner = nullptr;
@@ -111,7 +133,11 @@ struct request {
   std::uint32_t hashed_upto = 0;             ///< prompt blocks already looked up or cached
   std::uint32_t external = 0;  ///< tokens of this scheduling loaded from the offload tier
   std::uint32_t num_preemptions = 0;
-  bool started = false;  ///< has been scheduled once (prompt counted)
+  std::uint32_t pull_blocks = 0;  ///< decode side: blocks being pulled from the prefill side
+  double pull_done = 0;           ///< when the pull completes (engine clock)
+  bool pull_fails = false;        ///< the pull will fail (drawn when it starts)
+  bool pulled = false;            ///< the prompt's KV came from the prefill instance
+  bool started = false;           ///< has been scheduled once (prompt counted)
   double queued_ts = 0, scheduled_ts = 0, first_token_ts = 0, last_token_ts = 0;
 
   std::uint32_t total_generated() const;
@@ -136,6 +162,13 @@ class engine {
   void on_finished(std::function<bool(const std::shared_ptr<request>&)> f) {
     finished_hook_ = std::move(f);
   }
+  /// NixlConnector, decode side: called on the engine thread once a request's KV was
+  /// pulled, to tell the prefill instance (`r.kv_params`) that its blocks may go.
+  void on_kv_pulled(std::function<void(const request&)> f) { pulled_hook_ = std::move(f); }
+  /// Prefill side: the decode instance read `request_id`'s KV; its blocks are freed.
+  void nixl_read_done(const std::string& request_id);
+  /// Decode side: a notice to the prefill instance did not arrive (any thread).
+  void count_failed_notification() noexcept { nixl_failed_notifications_.inc(); }
   std::size_t index() const noexcept { return index_; }
   /// Requests submitted and not finished; of them, those in the running batch.
   std::uint32_t load() const noexcept { return load_.load(std::memory_order_relaxed); }
@@ -144,7 +177,9 @@ class engine {
 
  private:
   void run();
-  void step();
+  bool step();
+  void record_scheduler_only(shmetrics::step_stats& st);
+  shmetrics::finish_reason done_reason(const request& r) const;
   void collect_aborts();
   bool grow(request& r, std::uint32_t new_tokens);
   void admit_prefix(request& r, shmetrics::step_stats& st);
@@ -158,6 +193,14 @@ class engine {
   void record_residency();
   void record_offload();
   double offload_bytes(std::uint64_t blocks) const;
+  double nixl_deadline() const;
+  void nixl_tick();
+  bool start_pull(request& r, shmetrics::step_stats& st);
+  void finish_pull(request& r);
+  double nixl_bytes(std::uint32_t blocks) const;
+  double nixl_post_s(std::uint32_t blocks) const;
+  bool hold_for_decode(request& r);
+  void release_held(const std::string& request_id);
   bool lora_fits(const std::string& lora) const;
   bool lora_in_batch(const std::string& lora) const;
   void note_lora(const std::string& lora);
@@ -173,6 +216,7 @@ class engine {
   std::mutex m_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<request>> incoming_;  // guarded by m_
+  std::vector<std::string> read_done_;              // guarded by m_: NIXL notices
   bool stop_ = false;                               // guarded by m_
   bool abort_pending_ = false;                      // guarded by m_
 
@@ -192,6 +236,20 @@ class engine {
     shmetrics::counter bytes, time, total_bytes, total_time;  // total_*: the deprecated ones
     shmetrics::histogram size, total_size;
   } offload_load_, offload_store_;
+  // NixlConnector: pulls in flight (decode side), blocks kept for decode instances
+  // (prefill side) by request id, with when they expire.
+  struct held_kv {
+    std::uint32_t uncached = 0;
+    std::vector<std::uint64_t> cached;
+    double expires = 0;  // engine clock
+  };
+  std::vector<std::shared_ptr<request>> pulling_;
+  std::map<std::string, held_kv> held_;
+  std::uint32_t next_block_id_ = 0;  // the block ids a prefill response names
+  std::mt19937_64 nixl_rng_;         // failed pulls
+  std::function<void(const request&)> pulled_hook_;
+  shmetrics::histogram nixl_xfer_time_, nixl_post_time_, nixl_bytes_, nixl_descriptors_;
+  shmetrics::counter nixl_failed_transfers_, nixl_failed_notifications_, nixl_expired_;
   std::uint64_t step_preemptions_ = 0;
   std::uint64_t pending_preemptions_ = 0;  // not yet recorded: no step with outputs since
   bool idle_recorded_ = true;

@@ -59,7 +59,9 @@ double http_metrics::take_request_seconds() noexcept {
 }
 
 bool http_metrics::excluded(std::string_view path) {
-  for (std::string_view p : {"/metrics", "/health", "/load", "/ping", "/version", "/server_info"})
+  // The NixlConnector's notices are ours (vLLM sends them outside HTTP).
+  for (std::string_view p : {"/metrics", "/health", "/load", "/ping", "/version", "/server_info",
+                             "/internal/nixl/notify"})
     if (path == p) return true;
   return false;
 }

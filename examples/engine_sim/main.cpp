@@ -176,6 +176,7 @@ struct reply : cancellable_reply {
     out.prompt_tokens = static_cast<std::uint32_t>(r->prompt.size());
     out.cached_tokens = r->num_cached_tokens;
     out.audio_json = r->audio_json;
+    out.kv_transfer_params = be->kv_transfer_params_of(*r);
   }
 };
 
@@ -434,6 +435,16 @@ int main(int argc, char** argv) {
   svr.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) {
     handle_generate(*bp, api_kind::chat, req, res);
   });
+  if (opt.engine.nixl)  // a decode instance read a request's KV (backend::notify_loop)
+    svr.Post("/internal/nixl/notify", [&](const httplib::Request& req, httplib::Response& res) {
+      lifecycle::use u;
+      std::string engine_id, request_id;
+      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      if (!parse_nixl_notice(req.body, engine_id, request_id))
+        return send_error(res, {400, "want {\"remote_engine_id\", \"remote_request_id\"}", {}});
+      bp->nixl_read_done(engine_id, request_id);
+      res.set_content("{}", "application/json");
+    });
   // vLLM serves /metrics here too (not counted by its instrumentator, as here).
   add_metrics_route(svr, opt.shm_dir, opt.shm_prefix);
   if (be->diffusion())
@@ -481,6 +492,7 @@ int main(int argc, char** argv) {
     if (started) segments.push_back(seg.substr(8));
   }
   if (started) {
+    be->set_side_channel(opt.host, public_port);
     std::printf("listening on http://%s:%d\n", opt.host.c_str(), public_port);
     for (auto& s : segments)
       std::printf("writing %s\n", s.c_str());

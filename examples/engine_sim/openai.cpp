@@ -41,6 +41,46 @@ bool get_bool(dom::object obj, const char* key, bool& out, api_error& err) {
   return true;
 }
 
+// A string field; absent or null leaves `out` alone.
+bool get_string(dom::object obj, const char* key, std::string& out, api_error& err,
+                const std::string& param) {
+  dom::element v;
+  if (obj[key].get(v) || v.is_null()) return true;
+  std::string_view s;
+  if (v.get_string().get(s)) return fail(err, param + " must be a string", param);
+  out = s;
+  return true;
+}
+
+// vLLM's kv_transfer_params: the keys the NixlConnector reads, type-checked; the proxy
+// sends null for the ones it does not know yet.
+bool parse_kv_transfer_params(dom::element v, kv_transfer_params& out, api_error& err) {
+  const std::string name = "kv_transfer_params";
+  dom::object kp;
+  if (v.get_object().get(kp)) return fail(err, name + " must be an object", name);
+  if (!get_bool(kp, "do_remote_decode", out.do_remote_decode, err) ||
+      !get_bool(kp, "do_remote_prefill", out.do_remote_prefill, err))
+    return false;
+  dom::element ids;
+  if (!kp["remote_block_ids"].get(ids) && !ids.is_null()) {
+    dom::array arr;
+    if (ids.get_array().get(arr))
+      return fail(err, name + ".remote_block_ids must be a list of block ids", name);
+    for (dom::element id : arr) {
+      std::uint64_t x = 0;
+      if (id.get_uint64().get(x))
+        return fail(err, name + ".remote_block_ids must be a list of block ids", name);
+    }
+    out.remote_blocks = static_cast<std::uint32_t>(arr.size());
+  }
+  if (!get_string(kp, "remote_engine_id", out.remote_engine_id, err, name + ".remote_engine_id") ||
+      !get_string(kp, "remote_request_id", out.remote_request_id, err,
+                  name + ".remote_request_id") ||
+      !get_string(kp, "remote_host", out.remote_host, err, name + ".remote_host"))
+    return false;
+  return get_uint(kp, "remote_port", 1, 65535, out.remote_port, nullptr, err);
+}
+
 // Chat messages through a ChatML template, as Qwen models format them.
 bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
   dom::array arr;
@@ -162,6 +202,9 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
     if (v.get_double().get(t) || t < 0 || t > 2)
       return fail(err, "temperature must be a number between 0 and 2", "temperature");
   }
+  if (!obj["kv_transfer_params"].get(v) && !v.is_null() &&
+      !parse_kv_transfer_params(v, out.kv_params, err))
+    return false;
   if (!obj["modalities"].get(v) && !v.is_null()) {
     dom::array arr;
     if (v.get_array().get(arr)) return fail(err, "modalities must be an array", "modalities");
@@ -224,6 +267,31 @@ std::string images_response_json(long created, const std::vector<std::string>& b
   return o + "]}";
 }
 
+std::string kv_transfer_params_json(const std::vector<std::uint32_t>& block_ids,
+                                    const std::string& engine_id, const std::string& request_id,
+                                    const std::string& host, int port) {
+  std::string ids;
+  for (auto b : block_ids)
+    ids += (ids.empty() ? "" : ",") + std::to_string(b);
+  return "{\"do_remote_prefill\":true,\"do_remote_decode\":false,\"remote_block_ids\":[" + ids +
+         "],\"remote_engine_id\":" + json_string(engine_id) +
+         ",\"remote_request_id\":" + json_string(request_id) +
+         ",\"remote_host\":" + json_string(host) + ",\"remote_port\":" + std::to_string(port) +
+         ",\"tp_size\":1}";
+}
+
+bool parse_nixl_notice(std::string_view body, std::string& engine_id, std::string& request_id) {
+  dom::parser parser;
+  dom::object obj;
+  std::string_view e, r;
+  if (parser.parse(body.data(), body.size()).get_object().get(obj) ||
+      obj["remote_engine_id"].get_string().get(e) || obj["remote_request_id"].get_string().get(r))
+    return false;
+  engine_id = e;
+  request_id = r;
+  return true;
+}
+
 std::string error_body(const api_error& e) {
   const char* type = e.status == 404   ? "NotFoundError"
                      : e.status == 503 ? "ServiceUnavailableError"
@@ -267,7 +335,9 @@ std::string response_json(api_kind kind, const api_result& r) {
     }
     o += ",\"logprobs\":null,\"finish_reason\":" + reason(r.finish_reasons[i]) + "}";
   }
-  return o + "],\"usage\":" + usage_json(r) + "}";
+  o += "],\"usage\":" + usage_json(r);
+  if (!r.kv_transfer_params.empty()) o += ",\"kv_transfer_params\":" + r.kv_transfer_params;
+  return o + "}";
 }
 
 std::string chunk_json(api_kind kind, const api_result& r, std::size_t choice,

@@ -13,6 +13,22 @@ namespace engine_sim {
 
 enum class api_kind : std::uint8_t { completion, chat };
 
+/// A request's `kv_transfer_params` (vLLM's field for P/D disaggregation; the
+/// NixlConnector reads these keys, others are ignored as there).
+struct kv_transfer_params {
+  bool do_remote_decode = false;    ///< prefill side: keep the KV for a decode instance
+  bool do_remote_prefill = false;   ///< decode side: pull the prompt's KV from remote_*
+  std::uint32_t remote_blocks = 0;  ///< how many remote_block_ids
+  std::string remote_engine_id, remote_request_id, remote_host;
+  std::uint32_t remote_port = 0;
+  /// A pull the NixlConnector can start: do_remote_prefill with every remote_* key (vLLM
+  /// serves a request with less without KV transfer, as here).
+  bool pull() const {
+    return do_remote_prefill && remote_blocks > 0 && !remote_engine_id.empty() &&
+           !remote_request_id.empty() && !remote_host.empty() && remote_port > 0;
+  }
+};
+
 /// A validated request body.
 struct api_request {
   api_kind kind = api_kind::completion;
@@ -25,6 +41,7 @@ struct api_request {
   bool include_usage = false;  ///< stream_options.include_usage
   bool ignore_eos = false;
   bool audio = false;  ///< "audio" in modalities
+  kv_transfer_params kv_params;
 };
 
 /// A validated POST /v1/images/generations body (OpenAI's, plus vLLM-Omni's
@@ -67,9 +84,17 @@ struct api_result {
   std::vector<std::string> texts;           ///< per choice
   std::vector<std::string> finish_reasons;  ///< per choice
   std::uint32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
-  std::string audio_json;  ///< chat with audio: the `audio` object, else empty
+  std::string audio_json;          ///< chat with audio: the `audio` object, else empty
+  std::string kv_transfer_params;  ///< a JSON object (prefill side of P/D), else empty
 };
 std::string usage_json(const api_result& r);
+/// The prefill instance's answer to a do_remote_decode request: where its KV waits for the
+/// decode instance (the NixlConnector's request_finished).
+std::string kv_transfer_params_json(const std::vector<std::uint32_t>& block_ids,
+                                    const std::string& engine_id, const std::string& request_id,
+                                    const std::string& host, int port);
+/// The decode instance's notice that it read a request's KV (POST /internal/nixl/notify).
+bool parse_nixl_notice(std::string_view body, std::string& engine_id, std::string& request_id);
 /// The non-streaming response body.
 std::string response_json(api_kind kind, const api_result& r);
 /// One SSE chunk's JSON: `delta` text for `choice`, or the finishing chunk when

@@ -1,6 +1,7 @@
 #include "options.hpp"
 
 #include <cstdio>  // usage
+#include <random>  // NIXL engine id
 
 #include <simdjson.h>  // --speculative-config
 
@@ -45,9 +46,12 @@ into shared memory (serve them with shmetrics-exporter).
   --spec-acceptance-rate X         acceptance of each draft position, given the ones before (0.7)
   --kv-cache-metrics               llm: KV block residency histograms (vllm:kv_block_*_seconds)
   --kv-cache-metrics-sample X      share of the cached blocks followed (0.01)
-  --kv-transfer-config JSON        llm: KV offloading, as vLLM's flag: {"kv_connector":
-                                   "OffloadingConnector", "kv_role": "kv_both",
-                                   "kv_connector_extra_config": {"num_cpu_blocks": N}} (off)
+  --kv-transfer-config JSON        llm: one KV connector, as vLLM's flag (off): KV offloading,
+                                   {"kv_connector": "OffloadingConnector", "kv_role": "kv_both",
+                                   "kv_connector_extra_config": {"num_cpu_blocks": N}}; or P/D
+                                   disaggregation, {"kv_connector": "NixlConnector", "kv_role":
+                                   "kv_both", "kv_connector_extra_config": {"abort_request_timeout":
+                                   S (480), "failure_rate": X (0)}}
   --enable-lora                    llm: LoRA adapters (vllm:lora_requests_info)
   --max-loras N                    adapters in one batch (1)
   --lora-modules NAME=PATH ...     the adapters; a request names one as its model
@@ -99,22 +103,68 @@ std::uint32_t parse_speculative_config(flag_parser& p) {
   return static_cast<std::uint32_t>(k);
 }
 
-// vLLM's --kv-transfer-config JSON: the OffloadingConnector and its CPU tier's size are
-// simulated; kv_role and vLLM's other keys are accepted and change nothing.
-std::uint32_t parse_kv_transfer_config(flag_parser& p) {
+// A number of the NixlConnector's kv_connector_extra_config in [min, max] (`range` says
+// it to the user); absent: `dflt`.
+double nixl_extra(flag_parser& p, simdjson::dom::object cfg, const char* key, double min,
+                  double max, const char* range, double dflt) {
+  simdjson::dom::element v;
+  if (cfg.at_pointer(std::string("/kv_connector_extra_config/") + key).get(v)) return dflt;
+  double x = 0;
+  if (v.get_double().get(x) || !(x >= min && x <= max))
+    p.fail("invalid value for --kv-transfer-config: kv_connector_extra_config." + std::string(key) +
+           " must be " + range);
+  return x;
+}
+
+// A random engine id, as vLLM's KVTransferConfig draws a UUID when none is given.
+std::string random_engine_id() {
+  std::random_device rd;
+  char id[40];
+  std::snprintf(id, sizeof id, "%08x-%04x-4%03x-%04x-%08x%04x", rd(), rd() & 0xffff, rd() & 0xfff,
+                (rd() & 0x3fff) | 0x8000, rd(), rd() & 0xffff);
+  return id;
+}
+
+// vLLM's --kv-transfer-config JSON, one connector: the OffloadingConnector (its CPU
+// tier's size) or the NixlConnector (P/D disaggregation; kv_connector_extra_config's
+// abort_request_timeout stands for VLLM_NIXL_ABORT_REQUEST_TIMEOUT, failure_rate is
+// ours). kv_role is required and checked as vLLM does; it changes nothing here, as in
+// vLLM's NixlConnector, where each request's kv_transfer_params decide.
+void parse_kv_transfer_config(flag_parser& p, engine_config& e) {
   auto bad = [&](const std::string& why) {
     p.fail("invalid value for --kv-transfer-config: " + why);
   };
   simdjson::dom::parser parser;
   simdjson::dom::object cfg = json_object_flag(p, parser);
   std::string_view connector;
-  if (cfg["kv_connector"].get(connector) || connector != "OffloadingConnector")
-    bad("kv_connector must be \"OffloadingConnector\" (the one connector simulated)");
-  std::int64_t blocks = 0;
-  if (cfg.at_pointer("/kv_connector_extra_config/num_cpu_blocks").get(blocks) || blocks < 1 ||
-      blocks > (1 << 24))
-    bad("kv_connector_extra_config.num_cpu_blocks must be an integer from 1 to 16777216");
-  return static_cast<std::uint32_t>(blocks);
+  if (cfg["kv_connector"].get(connector) ||
+      (connector != "OffloadingConnector" && connector != "NixlConnector"))
+    bad("kv_connector must be \"OffloadingConnector\" or \"NixlConnector\" (one connector at "
+        "a time, the ones simulated)");
+  if (connector == "OffloadingConnector") {
+    std::int64_t blocks = 0;
+    if (cfg.at_pointer("/kv_connector_extra_config/num_cpu_blocks").get(blocks) || blocks < 1 ||
+        blocks > (1 << 24))
+      bad("kv_connector_extra_config.num_cpu_blocks must be an integer from 1 to 16777216");
+    e.offload_cpu_blocks = static_cast<std::uint32_t>(blocks);
+  } else {
+    e.nixl = true;
+    e.nixl_abort_timeout_s = nixl_extra(p, cfg, "abort_request_timeout", 0.001, 86400,
+                                        "a number of seconds from 0.001 to 86400", 480);
+    e.nixl_failure_rate = nixl_extra(p, cfg, "failure_rate", 0, 1, "a number from 0 to 1", 0);
+    std::string_view id;
+    if (auto err = cfg["engine_id"].get(id); err == simdjson::NO_SUCH_FIELD)
+      e.nixl_engine_id = random_engine_id();
+    else if (err || id.empty())
+      bad("engine_id must be a non-empty string");
+    else
+      e.nixl_engine_id = id;
+  }
+  std::string_view role;
+  if (cfg["kv_role"].get(role) ||
+      (role != "kv_producer" && role != "kv_consumer" && role != "kv_both"))
+    bad("kv_role must be \"kv_producer\", \"kv_consumer\" or \"kv_both\", as vLLM requires "
+        "with a kv_connector");
 }
 
 }  // namespace
@@ -200,7 +250,9 @@ options parse_options(int argc, char** argv) {
     } else if (p.is("--spec-acceptance-rate")) {
       e.spec_acceptance_rate = p.number(0, 1);
     } else if (p.is("--kv-transfer-config")) {
-      e.offload_cpu_blocks = parse_kv_transfer_config(p);
+      e.offload_cpu_blocks = 0;  // a later flag replaces an earlier one
+      e.nixl = false;
+      parse_kv_transfer_config(p, e);
     } else if (p.is("--enable-lora")) {
       enable_lora = p.boolean();
     } else if (p.is("--max-loras")) {
@@ -238,7 +290,7 @@ options parse_options(int argc, char** argv) {
   const std::pair<const char*, bool> llm_features[] = {
       {"--speculative-config", e.num_speculative_tokens > 0},
       {"--kv-cache-metrics", e.kv_cache_metrics},
-      {"--kv-transfer-config", e.offload_cpu_blocks > 0},
+      {"--kv-transfer-config", e.offload_cpu_blocks > 0 || e.nixl},
       {"--enable-lora", enable_lora}};
   for (auto [flag, on] : llm_features)
     if (on && o.pipeline != pipeline_kind::llm)

@@ -51,7 +51,8 @@ TEST_CASE("the deploy/ dashboard's queries parse and use served names", "[engine
       up_llm, {"--pipeline", "llm", "--speculative-config", R"({"num_speculative_tokens": 2})",
                "--kv-cache-metrics", "--enable-lora", "--lora-modules", "sql=/loras/sql",
                "--kv-transfer-config",
-               R"({"kv_connector": "OffloadingConnector", "kv_connector_extra_config":)"
+               R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
+               R"( "kv_connector_extra_config":)"
                R"( {"num_cpu_blocks": 64}})"}));
   REQUIRE(llm.port > 0);
   // lora_requests_info has its first child once a step ran.

@@ -527,6 +527,164 @@ TEST_CASE("--kv-transfer-config OffloadingConnector: stores, loads, external cac
         simtest::sum(s, "vllm:kv_offload_store_size_count"));
 }
 
+namespace {
+
+// 64 token ids: 4 whole KV blocks of 16 tokens.
+std::string prompt_ids() {
+  std::string ids;
+  for (int i = 0; i < 64; ++i)
+    ids += (i ? "," : "") + std::to_string(1000 + i);
+  return "[" + ids + "]";
+}
+
+// What vLLM's toy proxy sends the prefill instance: the request, max_tokens 1, not
+// streamed, and the kv_transfer_params that ask it to keep the KV for a decode instance.
+const std::string proxy_to_prefill =
+    R"("max_tokens":1,"stream":false,"kv_transfer_params":{"do_remote_decode":true,)"
+    R"("do_remote_prefill":false,"remote_engine_id":null,"remote_block_ids":null,)"
+    R"("remote_host":null,"remote_port":null})";
+
+// The prefill's answer to the proxy: its kv_transfer_params, as JSON text. It names every
+// block of the prompt (16 tokens each).
+std::string prefill(const simtest::server& p, const std::string& path, const std::string& request) {
+  auto r = p.client().Post(path, "{" + request + "," + proxy_to_prefill + "}", "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  dom::parser parser;
+  dom::element doc = parser.parse(r->body);
+  dom::element kv = doc["kv_transfer_params"];
+  CHECK(kv["do_remote_prefill"].get_bool().value());
+  CHECK(!kv["do_remote_decode"].get_bool().value());
+  CHECK(kv["remote_block_ids"].get_array().size() == (usage_of(doc).prompt + 15) / 16);
+  CHECK(std::string_view(kv["remote_request_id"].get_string().value()) ==
+        std::string_view(doc["id"].get_string().value()));
+  CHECK(std::string_view(kv["remote_engine_id"].get_string().value()).size() > 0);
+  CHECK(std::string_view(kv["remote_host"].get_string().value()) == "127.0.0.1");
+  CHECK(kv["remote_port"].get_int64().value() == p.port);
+  CHECK(kv["tp_size"].get_int64().value() == 1);
+  CHECK(usage_of(doc).completion == 1);
+  return simdjson::minify(kv);
+}
+
+/// Polls `exp` until `name` reaches `want` (at most `s` seconds); its last value.
+double await_sum(const simtest::exporter& exp, const std::string& name, double want, double s) {
+  double v = 0;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(s);
+       std::chrono::steady_clock::now() < end; std::this_thread::sleep_for(50ms))
+    if ((v = simtest::sum(exp.samples(), name)) == want) break;
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("--kv-transfer-config NixlConnector: a prefill and a decode instance, as vLLM's proxy",
+          "[engine_sim][nixl]") {
+  // A short VLLM_NIXL_ABORT_REQUEST_TIMEOUT, so a prefill whose decode never comes expires.
+  auto nixl = [](const char* extra) {
+    return std::vector<std::string>{
+        "--pipeline",
+        "llm",
+        "--served-model-name",
+        "sim",
+        "--kv-transfer-config",
+        std::string(R"({"kv_connector": "NixlConnector", "kv_role": "kv_both",)") +
+            R"( "kv_connector_extra_config": {"abort_request_timeout": 1)" + extra + "}}"};
+  };
+  sim_env p(nixl("")), d(nixl("")), failing(nixl(R"(, "failure_rate": 1)"));
+  const std::string ids = prompt_ids();
+  const double bytes = 64 * 57344.0;  // 4 blocks of 16 tokens of a 7B model's bf16 KV
+  const double bw = 40e9;
+
+  // 1. Completions: the prefill keeps the prompt's 4 blocks for the decode instance.
+  std::string kv = prefill(p.sim, "/v1/completions", R"("model":"sim","prompt":)" + ids);
+  CHECK(simtest::sum(p.exp.samples(), "vllm:kv_cache_usage_perc") > 0);
+  // The decode instance pulls them and streams the answer.
+  auto r = d.sim.client().Post("/v1/completions",
+                               R"({"model":"sim","prompt":)" + ids +
+                                   R"(,"max_tokens":8,"ignore_eos":true,"stream":true,)"
+                                   R"("stream_options":{"include_usage":true},)"
+                                   R"("kv_transfer_params":)" +
+                                   kv + "}",
+                               "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  auto ev = sse_events(r->body);
+  REQUIRE(ev.size() >= 3);
+  CHECK(ev.back() == "[DONE]");
+  dom::parser parser;
+  auto u = usage_of(parser.parse(ev[ev.size() - 2]));
+  CHECK(u.prompt == 64);
+  CHECK(u.completion == 8);
+  CHECK(u.cached == 63);  // vLLM recomputes the last prompt token to sample the first
+  auto s = d.exp.samples();
+  CHECK(simtest::sum(s, "vllm:nixl_bytes_transferred_count") == 1);  // one transfer
+  CHECK(simtest::sum(s, "vllm:nixl_bytes_transferred_sum") == bytes);
+  CHECK(simtest::sum(s, "vllm:nixl_num_descriptors_sum") == 4 * 56);  // blocks x K, V regions
+  // The transfer takes its post time plus the bytes at the link's bandwidth.
+  const double xfer = simtest::sum(s, "vllm:nixl_xfer_time_seconds_sum");
+  const double post = simtest::sum(s, "vllm:nixl_post_time_seconds_sum");
+  CHECK(simtest::sum(s, "vllm:nixl_xfer_time_seconds_count") == 1);
+  CHECK(simtest::sum(s, "vllm:nixl_post_time_seconds_count") == 1);
+  CHECK(post > 0);
+  CHECK(post < 0.001);
+  CHECK(xfer - post == Approx(bytes / bw));
+  CHECK(simtest::sum(s, "vllm:prompt_tokens_by_source_total", "external_kv_transfer") == 64);
+  CHECK(simtest::sum(s, "vllm:external_prefix_cache_hits_total") == 64);
+  CHECK(simtest::sum(s, "vllm:prompt_tokens_total") == 64);
+  CHECK(simtest::sum(s, "vllm:generation_tokens_total") == 8);
+
+  // 2. Chat: the same flow, the decode answer not streamed.
+  const std::string chat =
+      R"("model":"sim","messages":[{"role":"user","content":"tell me about disaggregated )"
+      R"(prefill and decode, at length"}])";
+  kv = prefill(p.sim, "/v1/chat/completions", chat);
+  r = d.sim.client().Post("/v1/chat/completions",
+                          "{" + chat + R"(,"max_tokens":4,"kv_transfer_params":)" + kv + "}",
+                          "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  dom::element doc = parser.parse(r->body);
+  CHECK(usage_of(doc).cached == usage_of(doc).prompt - 1);
+  CHECK(doc["kv_transfer_params"].error() == simdjson::NO_SUCH_FIELD);  // D answers without
+  CHECK(await_sum(d.exp, "vllm:nixl_bytes_transferred_count", 2, 1) == 2);
+
+  // 3. A prefill whose decode never comes, and one whose pull fails (recomputed on D):
+  // both expire on the prefill instance after the timeout; the two read ones do not.
+  prefill(p.sim, "/v1/completions", R"("model":"sim","prompt":"nobody decodes this one")");
+  kv = prefill(p.sim, "/v1/completions", R"("model":"sim","prompt":"this pull fails")");
+  r = failing.sim.client().Post("/v1/completions",
+                                R"({"model":"sim","prompt":"this pull fails","max_tokens":3,)"
+                                R"("ignore_eos":true,"kv_transfer_params":)" +
+                                    kv + "}",
+                                "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  CHECK(usage_of(parser.parse(r->body)).cached == 0);
+  s = failing.exp.samples();
+  CHECK(simtest::sum(s, "vllm:nixl_num_failed_transfers_total") == 1);
+  CHECK(simtest::sum(s, "vllm:nixl_bytes_transferred_count") == 0);
+  CHECK(simtest::sum(s, "vllm:prompt_tokens_by_source_total", "external_kv_transfer") == 0);
+  CHECK(await_sum(p.exp, "vllm:nixl_num_kv_expired_reqs_total", 2, 3) == 2);
+  std::this_thread::sleep_for(300ms);  // nothing else expires
+  s = p.exp.samples();
+  CHECK(simtest::sum(s, "vllm:nixl_num_kv_expired_reqs_total") == 2);
+  CHECK(simtest::sum(s, "vllm:kv_cache_usage_perc") == 0);
+  CHECK(simtest::sum(d.exp.samples(), "vllm:nixl_num_failed_notifications_total") == 0);
+
+  // 4. Without kv_transfer_params both serve a request as usual.
+  for (auto* e : {&p, &d}) {
+    r = e->sim.client().Post("/v1/completions", completion_body("an ordinary request", 4),
+                             "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    doc = parser.parse(r->body);
+    CHECK(usage_of(doc).completion == 4);
+    CHECK(doc["kv_transfer_params"].error() == simdjson::NO_SUCH_FIELD);
+  }
+  CHECK(simtest::sum(d.exp.samples(), "vllm:nixl_bytes_transferred_count") == 2);
+  CHECK(simtest::sum(p.exp.samples(), "vllm:nixl_num_kv_expired_reqs_total") == 2);
+}
+
 TEST_CASE("a client that goes away aborts its request; the gauges return to 0",
           "[engine_sim][abort]") {
   sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--time-scale", "0.2"});
@@ -678,8 +836,28 @@ TEST_CASE("engine-sim refuses bad flags with one line naming the flag", "[engine
   check("--pipeline llm --lora-modules a=/x", "--enable-lora");
   check("--pipeline llm --enable-lora --lora-modules a", "--lora-modules");
   check("--pipeline omni --enable-lora", "--pipeline llm");
-  check("--pipeline llm --kv-transfer-config '{\"kv_connector\": \"NixlConnector\"}'",
-        "OffloadingConnector");
+  check("--pipeline llm --kv-transfer-config '{\"kv_connector\": \"NixlConnector\"}'", "kv_role");
+  check(
+      "--pipeline llm --kv-transfer-config "
+      "'{\"kv_connector\": \"MultiConnector\", \"kv_role\": \"kv_both\"}'",
+      "one connector");
+  check(
+      "--pipeline llm --kv-transfer-config "
+      "'{\"kv_connector\": \"NixlConnector\", \"kv_role\": \"both\"}'",
+      "kv_role");
+  check(
+      "--pipeline llm --kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
+      "\"kv_role\": \"kv_both\", \"kv_connector_extra_config\": {\"failure_rate\": 2}}'",
+      "failure_rate");
+  check(
+      "--pipeline llm --kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
+      "\"kv_role\": \"kv_consumer\", \"kv_connector_extra_config\": "
+      "{\"abort_request_timeout\": \"soon\"}}'",
+      "abort_request_timeout");
+  check(
+      "--pipeline omni --kv-transfer-config "
+      "'{\"kv_connector\": \"NixlConnector\", \"kv_role\": \"kv_producer\"}'",
+      "--pipeline llm");
   check("--pipeline llm --kv-transfer-config '{\"kv_connector\": \"OffloadingConnector\"}'",
         "num_cpu_blocks");
   auto [rc, out] = test::run(std::string(ENGINE_SIM_BIN) + " --help");
