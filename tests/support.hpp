@@ -134,6 +134,16 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
+/// process_start_time_seconds of `pid`, read from /proc as process_metrics and the
+/// exporter read their own.
+inline double process_start_time_of(pid_t pid) {
+  auto st = shmetrics::detail::read_proc_stat(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  return st.start_ticks == 0
+             ? 0
+             : shmetrics::detail::read_boot_time_s() +
+                   static_cast<double>(st.start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 /// Prometheus text as "name{labels}" -> value (comments skipped).
 inline std::map<std::string, double> parse_samples(const std::string& text) {
   std::map<std::string, double> m;

@@ -72,6 +72,17 @@ void http_metrics::record_answered(const httplib::Request& req, int status) {
   record(req.matches.empty() ? "none" : std::string_view(req.path), req.method, status, s);
 }
 
+bool http_metrics::record_process(std::string& err) {
+  auto pm = shmetrics::process_metrics::create(reg_);
+  if (!pm) {
+    err = pm.error().message();
+    return false;
+  }
+  process_ = std::move(*pm);
+  process_.sample_every(std::chrono::seconds(1));
+  return true;
+}
+
 void http_metrics::record(std::string_view handler, std::string_view method, int status,
                           double seconds) {
   std::string group = std::to_string(status / 100) + "xx";  // status grouped, as upstream

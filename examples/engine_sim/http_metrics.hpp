@@ -41,11 +41,20 @@ class http_metrics {
   /// served it, after stamp_request_start().
   void record_answered(const httplib::Request& req, int status);
 
+  /// Records this process's process_* families (CPU, memory, fds, start time) in the
+  /// segment, sampled every second: vLLM's /metrics has them from prometheus_client's
+  /// process collector when one API server serves it (none with several). False and
+  /// `err` set when they cannot be registered.
+  bool record_process(std::string& err);
+
   /// The segment's path, for the "writing" line.
   std::string segment_path() const { return reg_.path(); }
 
   /// Closes the segment now (and unlinks it): before std::_Exit, which runs no destructor.
-  void close() { reg_ = shmetrics::registry{}; }
+  void close() {
+    process_ = {};  // its sampling thread writes into the segment: stop it first
+    reg_ = shmetrics::registry{};
+  }
 
  private:
   explicit http_metrics(shmetrics::registry reg) : reg_(std::move(reg)) {}
@@ -60,6 +69,7 @@ class http_metrics {
   shmetrics::counter_family requests_;
   shmetrics::histogram_family duration_;
   shmetrics::histogram highr_;
+  shmetrics::process_metrics process_;  // after reg_: destroyed before it
 };
 
 }  // namespace engine_sim

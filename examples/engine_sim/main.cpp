@@ -391,7 +391,7 @@ int main(int argc, char** argv) {
   // HTTP families. Without them this process serves the API and records them itself.
   const bool fronted = opt.api_server_count > 1;
   std::unique_ptr<http_metrics> hm;
-  if (!fronted && !(hm = http_metrics::open(opt, err))) {
+  if (!fronted && (!(hm = http_metrics::open(opt, err)) || !hm->record_process(err))) {
     std::fprintf(stderr, "shmetrics-engine-sim: %s\n", err.c_str());
     return 1;
   }

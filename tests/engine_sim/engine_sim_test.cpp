@@ -1001,6 +1001,29 @@ TEST_CASE("one process (--api-server-count 1) records vLLM's HTTP families too",
   CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
 }
 
+TEST_CASE("one process serving the API records its process_*, as vLLM's /metrics has them",
+          "[engine_sim][process]") {
+  test::unique_prefix up;
+  simtest::server sim(simtest::sim_args(up, {"--pipeline", "llm"}));
+  REQUIRE(sim.port > 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // start times 10 ms apart at least
+  simtest::exporter exp(up);
+  REQUIRE(exp.port > 0);
+  const double started = test::process_start_time_of(sim.pid);
+  REQUIRE(started > 0);
+  REQUIRE(test::process_start_time_of(exp.pid) > started);  // so the two can be told apart
+
+  auto own = sim.client().Get("/metrics");  // engine-sim's own /metrics, as vLLM's
+  REQUIRE(own);
+  REQUIRE(own->status == 200);
+  for (const auto& s : {test::parse_samples(own->body), exp.samples()}) {
+    CHECK(s.at("process_start_time_seconds") == Approx(started).margin(0.02));
+    CHECK(s.at("process_resident_memory_bytes") > 1e6);
+    CHECK(s.at("process_open_fds") >= 3);
+    CHECK(s.count("process_cpu_seconds_total") == 1);
+  }
+}
+
 TEST_CASE("--api-server-count 2: one port, a segment per API server, merged by the exporter",
           "[engine_sim][api_servers]") {
   test::unique_prefix up;
@@ -1054,6 +1077,9 @@ TEST_CASE("--api-server-count 2: one port, a segment per API server, merged by t
 
   auto s = exp.samples();
   CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 3);
+  // vLLM's multiprocess mode has no process_* of its own: the exporter's stay.
+  CHECK(s["process_start_time_seconds"] ==
+        Approx(test::process_start_time_of(exp.pid)).margin(0.02));
   CHECK(s["http_requests_total{handler=\"none\",method=\"GET\",status=\"4xx\"}"] == 1);
   CHECK(simtest::sum(s, "http_requests_total", "status=\"2xx\"") == ok);
   CHECK(simtest::sum(s, "http_requests_total", "status=\"4xx\"") == bad);

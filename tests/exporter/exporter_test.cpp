@@ -11,8 +11,6 @@
 #include <sstream>
 #include <thread>
 
-#include <shmetrics/detail/proc_self.hpp>
-
 #include "../support.hpp"
 
 #ifndef EXPORTER_BIN
@@ -507,14 +505,6 @@ TEST_CASE("a sidecar in its own PID namespace tells live writers from dead ones"
 
 namespace {
 
-/// process_start_time_seconds of `pid`, read as the writer's process_metrics reads it.
-double start_time_of(pid_t pid) {
-  auto st = shmetrics::detail::read_proc_stat(("/proc/" + std::to_string(pid) + "/stat").c_str());
-  REQUIRE(st.start_ticks > 0);
-  return shmetrics::detail::read_boot_time_s() +
-         static_cast<double>(st.start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 /// Open fds of `pid`, counted as process_open_fds counts them.
 double open_fds_of(pid_t pid) {
   auto [rc, out] = test::run("ls /proc/" + std::to_string(pid) + "/fd | wc -l");
@@ -535,7 +525,8 @@ TEST_CASE("writers' process_* families replace the exporter's own", "[exporter][
 
   // Without process_metrics in any writer, process_* describe the exporter.
   auto own = e.samples();
-  CHECK(own.at("process_start_time_seconds") == Approx(start_time_of(e.pid)).margin(0.02));
+  CHECK(own.at("process_start_time_seconds") ==
+        Approx(test::process_start_time_of(e.pid)).margin(0.02));
 
   // Writers that record their process: their figures, merged, and the exporter's are gone.
   w1.run({"process"});
@@ -543,8 +534,9 @@ TEST_CASE("writers' process_* families replace the exporter's own", "[exporter][
   std::this_thread::sleep_for(150ms);  // a few of the writers' 50 ms samples
   std::string text = e.metrics();
   auto s = test::parse_samples(text);
-  CHECK(s.at("process_start_time_seconds") == Approx(start_time_of(w1.pid)).margin(0.02));
-  CHECK(s.at("process_start_time_seconds") < start_time_of(e.pid));
+  CHECK(s.at("process_start_time_seconds") ==
+        Approx(test::process_start_time_of(w1.pid)).margin(0.02));
+  CHECK(s.at("process_start_time_seconds") < test::process_start_time_of(e.pid));
   // (A sample taken while the other reads /proc/PID/fd sees one more: ask again.)
   double fds = s.at("process_open_fds");
   for (int i = 0; i < 10 && fds != open_fds_of(w1.pid) + open_fds_of(w2.pid); ++i)
@@ -572,6 +564,7 @@ TEST_CASE("writers' process_* families replace the exporter's own", "[exporter][
   double cpu_before = s.at("process_cpu_seconds_total");
   w1.kill9();
   auto after = e.samples();
-  CHECK(after.at("process_start_time_seconds") == Approx(start_time_of(w2.pid)).margin(0.02));
+  CHECK(after.at("process_start_time_seconds") ==
+        Approx(test::process_start_time_of(w2.pid)).margin(0.02));
   CHECK(after.at("process_cpu_seconds_total") >= cpu_before);
 }
