@@ -100,7 +100,11 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
       res.set_content(lifecycle::shutdown_error, "application/json");
       return;
     }
+    // Timed from before routing, as the instrumentator's middleware times it; taking the
+    // stamp also keeps it from timing the connection's next request.
+    const auto started = http_metrics::take_request_start();
     auto c = forward(engine_port, req);
+    c->start = started;
     std::string handler = req.path;
     auto record = [&, c, handler, method = req.method, instrumented](int status) {
       if (!instrumented || c->recorded) return;

@@ -51,11 +51,15 @@ void http_metrics::stamp_request_start() noexcept {
   request_start = clock_type::now();
 }
 
+clock_type::time_point http_metrics::take_request_start() noexcept {
+  clock_type::time_point t = request_start;
+  request_start = {};
+  return t == clock_type::time_point{} ? clock_type::now() : t;
+}
+
 double http_metrics::take_request_seconds() noexcept {
   if (request_start == clock_type::time_point{}) return -1;
-  double s = std::chrono::duration<double>(clock_type::now() - request_start).count();
-  request_start = {};
-  return s;
+  return std::chrono::duration<double>(clock_type::now() - take_request_start()).count();
 }
 
 bool http_metrics::excluded(std::string_view path) {

@@ -6,6 +6,7 @@
 // when it serves the API itself (--api-server-count 1).
 #pragma once
 
+#include <chrono>       // request stamps
 #include <memory>       // open()
 #include <mutex>        // label lookups
 #include <string>       // errors, paths
@@ -33,6 +34,12 @@ class http_metrics {
   /// serve_uncompressed's hook, so it runs before routing; a connection's requests are
   /// served on one thread, one after the other.
   static void stamp_request_start() noexcept;
+
+  /// The stamp of the request this thread serves (now, when there is none), which it
+  /// clears: for a handler that records its request itself, later (the API servers'
+  /// proxy, before a stream's last chunk). Left in place, the stamp would time a later
+  /// request of the same connection that never reaches routing.
+  static std::chrono::steady_clock::time_point take_request_start() noexcept;
 
   /// A request that cpp-httplib answered, as the instrumentator sees it: labelled with
   /// its route, or "none" when no route matched (cpp-httplib fills `matches` for the

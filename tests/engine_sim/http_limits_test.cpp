@@ -390,3 +390,44 @@ TEST_CASE("responses outlive the request deadline: a stream and a waiting JSON r
   CHECK(streamed.body.ends_with("data: [DONE]\n\n"));
   CHECK(plain.body.find("\"completion_tokens\":150") != std::string::npos);
 }
+
+TEST_CASE(
+    "a request refused before routing is not counted, also after a routed one on its "
+    "connection",
+    "[engine_sim][http][stamp]") {
+  auto servers = GENERATE(1, 2);  // --api-server-count: the API layer in-process, or in front
+  INFO("--api-server-count " << servers);
+  test::unique_prefix up;
+  simtest::server sim(
+      simtest::sim_args(up, {"--pipeline", "llm", "--api-server-count", std::to_string(servers)}));
+  REQUIRE(sim.port > 0);
+  simtest::exporter exp(up);
+  REQUIRE(exp.port > 0);
+  // One connection: a routed request, then an unreadable one, refused before routing
+  // (uvicorn refuses it before the application sees it).
+  const std::string both =
+      "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+      "NOT AN HTTP REQUEST LINE\r\nHost: x\r\n\r\n";
+  int fd = connect_to(sim.port);
+  REQUIRE(fd >= 0);
+  REQUIRE(::send(fd, both.data(), both.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(both.size()));
+  std::string r;  // both replies: until the server closes (after the 400) or 5 s
+  for (auto until = clock_type::now() + 5000ms;
+       clock_type::now() < until && r.find("HTTP/1.1 400") == std::string::npos;) {
+    std::string more = read_reply(fd, 500ms);
+    if (more.empty()) break;
+    r += more;
+  }
+  ::close(fd);
+  INFO(r);
+  CHECK(status_of(r) == 200);
+  CHECK(r.find("HTTP/1.1 400") != std::string::npos);
+  auto s = exp.samples();
+  std::string counted;
+  for (auto& [k, v] : s)
+    if (k.starts_with("http_requests_total")) counted += k + " " + std::to_string(v) + "\n";
+  INFO(counted);
+  CHECK(s["http_requests_total{handler=\"/v1/models\",method=\"GET\",status=\"2xx\"}"] == 1);
+  CHECK(simtest::sum(s, "http_requests_total") == 1);
+  CHECK(simtest::sum(s, "http_request_duration_highr_seconds_count") == 1);
+}
