@@ -333,7 +333,10 @@ std::string response_json(api_kind kind, const api_result& r) {
       if (!r.audio_json.empty()) o += ",\"audio\":" + r.audio_json;
       o += "}";
     }
-    o += ",\"logprobs\":null,\"finish_reason\":" + reason(r.finish_reasons[i]) + "}";
+    // stop_reason is vLLM's (the stop string or token id that ended the choice; null for
+    // EOS and length, which is how the simulated choices end).
+    o += ",\"logprobs\":null,\"finish_reason\":" + reason(r.finish_reasons[i]) +
+         ",\"stop_reason\":null}";
   }
   o += "],\"usage\":" + usage_json(r);
   if (!r.kv_transfer_params.empty()) o += ",\"kv_transfer_params\":" + r.kv_transfer_params;
@@ -350,7 +353,8 @@ std::string chunk_json(api_kind kind, const api_result& r, std::size_t choice,
     if (role) o += "\"role\":\"assistant\",";
     o += "\"content\":" + json_string(delta) + "}";
   }
-  return o + ",\"logprobs\":null,\"finish_reason\":" + reason(finish_reason) + "}]}";
+  return o + ",\"logprobs\":null,\"finish_reason\":" + reason(finish_reason) +
+         ",\"stop_reason\":null}]}";
 }
 
 std::string usage_chunk_json(api_kind kind, const api_result& r) {

@@ -118,6 +118,7 @@ TEST_CASE("engine-sim answers the OpenAI endpoints", "[engine_sim][api]") {
     CHECK(std::string_view(doc["id"].get_string().value()).starts_with("cmpl-"));
     dom::element ch = doc["choices"].at(0);
     CHECK(std::string_view(ch["finish_reason"].get_string().value()) == "length");
+    CHECK(ch["stop_reason"].is_null());  // vLLM's field: present, null at length
     CHECK(std::string_view(ch["text"].get_string().value()).size() > 0);
     auto u = usage_of(doc);
     CHECK(u.prompt == 4);
@@ -173,6 +174,7 @@ TEST_CASE("engine-sim answers the OpenAI endpoints", "[engine_sim][api]") {
           continue;
         }
         dom::element ch = choices.at(0);
+        CHECK(ch["stop_reason"].is_null());  // vLLM's field, in every chunk's choice
         if (ch["finish_reason"].is_null()) {
           ++deltas;
         } else {
