@@ -584,13 +584,19 @@ void collector::append_self_metrics(collection& c, const std::vector<segment_sta
   append_process_metrics(out, boot_time_s_);
   // A family that writers serve wins over the exporter's own of that name: writers that
   // record their process (shmetrics::process_metrics) describe the engine, which is what
-  // a vLLM dashboard's process_* panels mean, and one name may appear only once.
-  if (!plan_.served_names.empty())
+  // a vLLM dashboard's process_* panels mean, and one name may appear only once. Once
+  // writers serve any process_* family, none of the exporter's is served: when the
+  // engine is gone (its CPU counter stays, as every counter), its memory or start time
+  // must not be replaced by the exporter's.
+  const auto& served = plan_.served_names;
+  const bool writers_process = std::any_of(
+      served.begin(), served.end(), [](const std::string& n) { return n.starts_with("process_"); });
+  if (!served.empty())
     out.erase(std::remove_if(out.begin() + static_cast<std::ptrdiff_t>(first_self), out.end(),
                              [&](const family_snapshot& f) {
-                               const auto& served = plan_.served_names;
-                               return std::find(served.begin(), served.end(), f.name) !=
-                                      served.end();
+                               return (writers_process && f.name.starts_with("process_")) ||
+                                      std::find(served.begin(), served.end(), f.name) !=
+                                          served.end();
                              }),
               out.end());
 }

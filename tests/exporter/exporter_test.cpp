@@ -567,4 +567,12 @@ TEST_CASE("writers' process_* families replace the exporter's own", "[exporter][
   CHECK(after.at("process_start_time_seconds") ==
         Approx(test::process_start_time_of(w2.pid)).margin(0.02));
   CHECK(after.at("process_cpu_seconds_total") >= cpu_before);
+
+  // Every writer gone: their CPU seconds stay (a counter); no gauge of the exporter's own
+  // process stands in for the engine's.
+  w2.kill9();
+  auto gone = e.samples();
+  CHECK(gone.at("process_cpu_seconds_total") >= after.at("process_cpu_seconds_total"));
+  CHECK(gone.count("process_start_time_seconds") == 0);
+  CHECK(gone.count("process_resident_memory_bytes") == 0);
 }
