@@ -40,7 +40,9 @@ struct call {
 
 std::shared_ptr<call> forward(int engine_port, const httplib::Request& in) {
   auto c = std::make_shared<call>();
-  std::thread([c, engine_port, method = in.method, path = in.path, body = in.body,
+  // The query string too (/sleep?level=2, /wake_up?tags=weights).
+  std::thread([c, engine_port, method = in.method,
+               path = httplib::append_query_params(in.path, in.params), body = in.body,
                type = in.get_header_value("Content-Type")] {
     httplib::Client cli("127.0.0.1", engine_port);
     cli.set_read_timeout(24 * 3600, 0);  // a long generation is not an error
@@ -162,6 +164,11 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   svr.Post("/v1/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/chat/completions", [&](const auto& req, auto& res) { proxy(req, res, true); });
   svr.Post("/v1/images/generations", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  if (opt.engine.enable_sleep_mode) {  // the engine process sleeps; it times them
+    svr.Post("/sleep", [&](const auto& req, auto& res) { proxy(req, res, true); });
+    svr.Post("/wake_up", [&](const auto& req, auto& res) { proxy(req, res, true); });
+    svr.Get("/is_sleeping", [&](const auto& req, auto& res) { proxy(req, res, true); });
+  }
   // NixlConnector notices are not API traffic (NIXL sends them outside HTTP in vLLM).
   if (opt.engine.nixl)
     svr.Post("/internal/nixl/notify", [&](const auto& req, auto& res) { proxy(req, res, false); });

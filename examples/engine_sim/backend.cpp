@@ -127,6 +127,8 @@ bool backend::init(std::string& err) {
         vo.max_loras = e.max_loras;
         vo.kv_offload = e.offload_cpu_blocks > 0;
         vo.nixl = e.nixl;
+        // The API server's families (no engine label): in the first segment only.
+        vo.sleep_mode = e.enable_sleep_mode && i == 0;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
         if (!m) {
           err = m.error().message();
@@ -472,6 +474,95 @@ void backend::notify_loop() {
     auto res = cli.Post("/internal/nixl/notify", body, "application/json");
     if (!res || res->status != 200) n.from->count_failed_notification();
   }
+}
+
+// Sleep mode. vLLM's EngineCore.sleep: pause the scheduler (mode), then for level >= 1
+// put the executor to sleep (level 1 offloads the weights, level 2 discards them);
+// wake_up wakes the tags given and, once nothing sleeps, resumes the scheduler.
+namespace {
+shmetrics::sleep_operation timed_op(bool wake) {
+  return wake ? shmetrics::sleep_operation::wake : shmetrics::sleep_operation::sleep;
+}
+}  // namespace
+
+void backend::record_sleep_state(int level) {
+  auto s = level == 1   ? shmetrics::sleep_state::weights_offloaded
+           : level == 2 ? shmetrics::sleep_state::discard_all
+                        : shmetrics::sleep_state::awake;
+  for (std::size_t i = 0; i < vllm_.size(); ++i)
+    vllm_[i]->record_sleep_state(i, s);
+}
+
+bool backend::sleep(int level, const std::string& mode) {
+  if (mode != "abort" && mode != "wait" && mode != "keep") return false;
+  auto* vm = vllm_.empty() ? nullptr : vllm_.front().get();
+  auto t0 = std::chrono::steady_clock::now();
+  if (vm) vm->begin_sleep_mode_operation(timed_op(false));
+  {
+    std::lock_guard lk(sleep_m_);
+    for (auto& e : thinkers_)
+      e->pause(mode == "abort", mode == "keep");
+    paused_ = true;
+  }
+  if (mode == "wait")  // the running requests finish first
+    for (;;) {
+      bool busy = false;
+      for (auto& e : thinkers_)
+        busy = busy || e->running() > 0;
+      if (!busy) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  if (level >= 1) {
+    // Simulated cost: level 1 copies the weights to the CPU, level 2 only frees them.
+    double cost_s = level == 1 ? 0.05 : 0.02;
+    std::this_thread::sleep_for(std::chrono::duration<double>(cost_s * opt_.engine.time_scale));
+    std::lock_guard lk(sleep_m_);
+    asleep_ = {"weights", "kv_cache"};
+    record_sleep_state(level);
+  }
+  if (vm)
+    vm->end_sleep_mode_operation(
+        timed_op(false),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return true;
+}
+
+bool backend::wake_up(const std::vector<std::string>& tags) {
+  auto* vm = vllm_.empty() ? nullptr : vllm_.front().get();
+  auto t0 = std::chrono::steady_clock::now();
+  if (vm) vm->begin_sleep_mode_operation(timed_op(true));
+  bool awake = false;
+  {
+    std::lock_guard lk(sleep_m_);
+    bool weights = false;
+    for (auto& t : asleep_)
+      weights = weights ||
+                ((tags.empty() || std::count(tags.begin(), tags.end(), t) > 0) && t == "weights");
+    std::erase_if(asleep_, [&](const std::string& t) {
+      return tags.empty() || std::count(tags.begin(), tags.end(), t) > 0;
+    });
+    // Simulated cost: the weights come back from the CPU.
+    if (weights)
+      std::this_thread::sleep_for(std::chrono::duration<double>(0.05 * opt_.engine.time_scale));
+    awake = asleep_.empty();
+    if (awake) {
+      if (paused_)
+        for (auto& e : thinkers_)
+          e->resume();
+      paused_ = false;
+      record_sleep_state(0);
+    }
+  }
+  if (vm)
+    vm->end_sleep_mode_operation(
+        timed_op(true),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return awake;
+}
+
+bool backend::is_sleeping() {
+  std::lock_guard lk(sleep_m_);
+  return !asleep_.empty();
 }
 
 void backend::gauge_loop() {

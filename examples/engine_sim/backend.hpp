@@ -54,6 +54,17 @@ class backend {
   /// A decode instance read the KV of `request_id` kept by engine `engine_id`.
   void nixl_read_done(const std::string& engine_id, const std::string& request_id);
 
+  /// Sleep mode (--enable-sleep-mode), as vLLM's dev-mode endpoints: POST /sleep pauses
+  /// every engine (`mode` "abort": their requests are aborted; "wait": the running ones
+  /// finish first; "keep": all are frozen) and, for level 1 and 2, sleeps them; POST
+  /// /wake_up wakes the tags given ("weights", "kv_cache"; none: all) and resumes the
+  /// engines once nothing sleeps. Each is timed into vllm:sleep_mode_operation_duration_seconds.
+  /// Returns false (nothing done) for a mode other than abort, wait, keep.
+  bool sleep(int level, const std::string& mode);
+  /// True when fully awake after it.
+  bool wake_up(const std::vector<std::string>& tags);
+  bool is_sleeping();
+
  private:
   struct vocoder {  // one code2wav replica: a worker and its queue
     std::mutex m;
@@ -88,6 +99,12 @@ class backend {
   std::thread notifier_;
   std::string side_host_;  // set once, before requests arrive
   std::atomic<int> side_port_{0};
+
+  // Sleep mode: the tags still asleep (weights, kv_cache), the level slept at.
+  std::mutex sleep_m_;
+  std::vector<std::string> asleep_;  // guarded by sleep_m_
+  bool paused_ = false;              // guarded by sleep_m_
+  void record_sleep_state(int level);
 
   options opt_;
   shmetrics::catalog cat_;

@@ -52,6 +52,10 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
     auto* b = family(key);
     return b ? b->hst(engine_index, child) : shmetrics::histogram{};
   };
+  auto gge = [&](const char* key) {
+    auto* b = family(key);
+    return b ? b->gge(engine_index) : shmetrics::gauge{};
+  };
   if (cfg.kv_cache_metrics) {
     kv_.track_residency(cfg.kv_cache_metrics_sample, cfg.seed * 1000003 + engine_index + 7);
     block_lifetime_ = hst("vllm/kv_block_lifetime_seconds");
@@ -71,6 +75,10 @@ engine::engine(const engine_config& cfg, shmetrics::vllm_metrics* metrics, std::
         ctr("vllm/kv_offload_store_bytes_total"),    ctr("vllm/kv_offload_store_time_total"),
         ctr("vllm/kv_offload_total_bytes_total", 1), ctr("vllm/kv_offload_total_time_total", 1),
         hst("vllm/kv_offload_store_size"),           hst("vllm/kv_offload_size", 1)};
+    offload_usage_ = gge("vllm/kv_offload_cpu_cache_usage_perc");
+    offload_write_usage_ = gge("vllm/kv_offload_cpu_cache_write_usage_perc");
+    offload_read_usage_ = gge("vllm/kv_offload_cpu_cache_read_usage_perc");
+    offload_lookup_delay_ = hst("vllm/kv_offload_lookup_sync_delay_seconds");
   }
   if (cfg.nixl) {
     nixl_xfer_time_ = hst("vllm/nixl_xfer_time_seconds");
@@ -133,13 +141,33 @@ void engine::abort(const std::shared_ptr<request>& r) {
   cv_.notify_all();
 }
 
+void engine::pause(bool abort_existing, bool all) {
+  {
+    std::lock_guard lk(m_);
+    abort_all_ = abort_all_ || abort_existing;
+    abort_pending_ = true;  // wakes the engine thread
+    pause_ = all ? pause_state::paused_all : pause_state::paused_new;
+  }
+  cv_.notify_all();
+}
+
+void engine::resume() {
+  {
+    std::lock_guard lk(m_);
+    pause_ = pause_state::unpaused;
+    abort_pending_ = true;
+  }
+  cv_.notify_all();
+}
+
 void engine::run() {
   bool stalled = false;  // the last step could schedule nothing: wait for a change
   for (;;) {
     {
       std::unique_lock lk(m_);
       auto ready = [&] {
-        return stop_ || abort_pending_ || !incoming_.empty() || !running_.empty() ||
+        return stop_ || abort_pending_ || !incoming_.empty() ||
+               (!running_.empty() && pause_ != pause_state::paused_all) ||
                (!waiting_.empty() && !stalled) || !read_done_.empty();
       };
       if (!ready() && waiting_.empty() && pulling_.empty()) {
@@ -165,6 +193,17 @@ void engine::run() {
       }
       incoming_.clear();
       abort_pending_ = false;
+      paused_ = pause_;
+      if (abort_all_) {  // sleep with mode=abort: what the engine holds now
+        abort_all_ = false;
+        auto mark = [](auto& q) {
+          for (auto& r : q)
+            r->abort_requested.store(true, std::memory_order_relaxed);
+        };
+        mark(running_);
+        mark(waiting_);
+        mark(pulling_);
+      }
     }
     nixl_tick();
     stalled = !step();
@@ -244,9 +283,14 @@ void engine::admit_prefix(request& r, shmetrics::step_stats& st) {
   st.prefix_cache_hits += r.computed;
   // The offload tier may hold the blocks that follow: they are loaded, not computed.
   std::uint32_t loaded = 0;
-  if (offload_)
+  if (offload_) {
     while (hits + loaded < max_blocks && offload_->lookup(r.prompt_hashes[hits + loaded]))
       ++loaded;
+    // One lookup call: the blocks it hit and the miss that ended it (if any).
+    std::uint32_t probed = loaded + (hits + loaded < max_blocks ? 1 : 0);
+    offload_lookup_delay_.observe(cfg_.offload_lookup_base_s +
+                                  cfg_.offload_lookup_per_block_s * probed);
+  }
   r.external = loaded * cfg_.block_size;
   r.computed += r.external;
   if (!r.started) {
@@ -270,6 +314,7 @@ void engine::cache_full_blocks(request& r) {
 bool engine::step() {
   collect_aborts();
   if (running_.empty() && waiting_.empty()) return false;
+  if (paused_ == pause_state::paused_all) return false;  // sleeping, mode=keep
 
   shmetrics::step_stats st;
   ttfts_.clear();
@@ -322,8 +367,10 @@ bool engine::step() {
   lora_scheduled_.clear();
   for (auto& r : running_)
     note_lora(r->lora);
-  for (std::size_t w = 0; step_preemptions_ == 0 && budget > 0 &&
-                          running_.size() < cfg_.max_num_seqs && w < waiting_.size();) {
+  // Paused (sleep mode): the queue waits for wake_up.
+  for (std::size_t w = 0; paused_ == pause_state::unpaused && step_preemptions_ == 0 &&
+                          budget > 0 && running_.size() < cfg_.max_num_seqs &&
+                          w < waiting_.size();) {
     auto r = waiting_[w];
     if (!lora_fits(r->lora)) {
       ++w;
@@ -364,7 +411,8 @@ bool engine::step() {
   if (batch.empty()) {
     // Nothing fits and nothing runs or will give blocks back (a NIXL pull, KV kept for a
     // decode instance): the head request can never fit the pool.
-    bool refused = running_.empty() && !waiting_.empty() && pulling_.empty() && held_.empty();
+    bool refused = paused_ == pause_state::unpaused && running_.empty() && !waiting_.empty() &&
+                   pulling_.empty() && held_.empty();
     if (refused) {
       auto r = waiting_.front();
       waiting_.pop_front();
@@ -589,6 +637,15 @@ double engine::offload_bytes(std::uint64_t blocks) const {
 // One load and one store operation per step at most, as the connector batches a step's
 // transfers.
 void engine::record_offload() {
+  if (offload_) {  // the blocks this step's transfers pinned, as CPUOffloadingManager reports
+    double cap = static_cast<double>(cfg_.offload_cpu_blocks);
+    double write = std::min(1.0, static_cast<double>(step_stored_blocks_) / cap);
+    double usage =
+        std::min(1.0, static_cast<double>(step_stored_blocks_ + step_loaded_blocks_) / cap);
+    offload_usage_.set(usage);
+    offload_write_usage_.set(write);
+    offload_read_usage_.set(std::max(usage - write, 0.0));
+  }
   auto op = [&](offload_handles& h, std::uint64_t& blocks) {
     if (blocks == 0) return;
     double bytes = offload_bytes(blocks);

@@ -55,8 +55,15 @@ struct engine_config {
   // blocks past the GPU prefix-cache hits that the tier holds are loaded instead of
   // computed (external prefix-cache hits). Transfers move a 7B model's KV (Qwen2.5-7B,
   // bf16: 28 layers x 2 x 4 KV heads x 128 x 2 bytes per token) over PCIe; a step waits
-  // for its loads, stores overlap with compute.
+  // for its loads, stores overlap with compute. A step's loads and stores pin their
+  // blocks while the step runs (vllm:kv_offload_cpu_cache_*usage_perc: pinned, not
+  // filled); the LRU tier always has an unpinned block to evict, so a store never fails
+  // (vllm:kv_offload_allocation_failure stays 0) and a lookup never defers
+  // (_lookup_async_delay_seconds stays empty). Each lookup call costs
+  // offload_lookup_base_s + offload_lookup_per_block_s per block it probes.
   std::uint32_t offload_cpu_blocks = 0;
+  double offload_lookup_base_s = 10e-6;
+  double offload_lookup_per_block_s = 1e-6;
   double kv_bytes_per_token = 57344;
   double offload_bytes_per_s = 25e9;
   // NixlConnector (--kv-transfer-config, P/D disaggregation). Prefill side: a request
@@ -68,6 +75,8 @@ struct engine_config {
   // and computes only the last prompt token. A pull fails with nixl_failure_rate; then
   // the prompt is computed locally (vLLM's default kv_load_failure_policy "recompute").
   bool nixl = false;
+  // --enable-sleep-mode: the dev-mode endpoints POST /sleep, /wake_up, GET /is_sleeping.
+  bool enable_sleep_mode = false;
   std::string nixl_engine_id;         ///< remote_engine_id the prefill side answers
   double nixl_abort_timeout_s = 480;  ///< VLLM_NIXL_ABORT_REQUEST_TIMEOUT; wall clock
   double nixl_failure_rate = 0;
@@ -162,6 +171,12 @@ class engine {
   void on_finished(std::function<bool(const std::shared_ptr<request>&)> f) {
     finished_hook_ = std::move(f);
   }
+  /// Sleep mode (vLLM's EngineCore.pause_scheduler): `abort_existing` aborts every
+  /// request the engine holds now; the scheduler then takes no new request (`all`: it
+  /// also stops running ones). Requests submitted while paused wait in the queue.
+  void pause(bool abort_existing, bool all);
+  /// Resumes scheduling; the queued requests run.
+  void resume();
   /// NixlConnector, decode side: called on the engine thread once a request's KV was
   /// pulled, to tell the prefill instance (`r.kv_params`) that its blocks may go.
   void on_kv_pulled(std::function<void(const request&)> f) { pulled_hook_ = std::move(f); }
@@ -219,6 +234,10 @@ class engine {
   std::vector<std::string> read_done_;              // guarded by m_: NIXL notices
   bool stop_ = false;                               // guarded by m_
   bool abort_pending_ = false;                      // guarded by m_
+  bool abort_all_ = false;                          // guarded by m_: pause(true, ...)
+  enum class pause_state : std::uint8_t { unpaused, paused_new, paused_all };
+  pause_state pause_ = pause_state::unpaused;   // guarded by m_
+  pause_state paused_ = pause_state::unpaused;  // engine thread's copy
 
   std::deque<std::shared_ptr<request>> waiting_;
   std::vector<std::shared_ptr<request>> running_;
@@ -236,6 +255,8 @@ class engine {
     shmetrics::counter bytes, time, total_bytes, total_time;  // total_*: the deprecated ones
     shmetrics::histogram size, total_size;
   } offload_load_, offload_store_;
+  shmetrics::gauge offload_usage_, offload_write_usage_, offload_read_usage_;
+  shmetrics::histogram offload_lookup_delay_;
   // NixlConnector: pulls in flight (decode side), blocks kept for decode instances
   // (prefill side) by request id, with when they expire.
   struct held_kv {

@@ -445,6 +445,44 @@ int main(int argc, char** argv) {
       bp->nixl_read_done(engine_id, request_id);
       res.set_content("{}", "application/json");
     });
+  if (opt.engine.enable_sleep_mode) {
+    // vLLM's dev-mode sleep endpoints (vllm/entrypoints/serve/dev/sleep/api_router.py):
+    // served with --enable-sleep-mode alone (vLLM also wants VLLM_SERVER_DEV_MODE=1).
+    svr.Post("/sleep", [&](const httplib::Request& req, httplib::Response& res) {
+      lifecycle::use u;
+      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      std::string level_s = req.has_param("level") ? req.get_param_value("level") : "1";
+      std::string mode = req.has_param("mode") ? req.get_param_value("mode") : "abort";
+      if (level_s != "0" && level_s != "1" && level_s != "2")
+        return send_error(res, {400, "level: want 0, 1 or 2", "level"});
+      if (!bp->sleep(level_s[0] - '0', mode))
+        return send_error(res, {400, "mode: want abort, wait or keep", "mode"});
+      res.set_content("{\"status\":\"sleeping\",\"level\":" + level_s + "}", "application/json");
+    });
+    svr.Post("/wake_up", [&](const httplib::Request& req, httplib::Response& res) {
+      lifecycle::use u;
+      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      std::vector<std::string> tags;
+      for (std::size_t i = 0, n = req.get_param_value_count("tags"); i < n; ++i)
+        tags.push_back(req.get_param_value("tags", i));
+      bool awake = bp->wake_up(tags);
+      std::string woken = "null";
+      if (!tags.empty()) {
+        woken = "[";
+        for (std::size_t i = 0; i < tags.size(); ++i)
+          woken += (i ? "," : "") + json_string(tags[i]);
+        woken += "]";
+      }
+      res.set_content(std::string("{\"status\":\"") + (awake ? "awake" : "sleeping") +
+                          "\",\"tags_woken\":" + woken + "}",
+                      "application/json");
+    });
+    svr.Get("/is_sleeping", [&](const httplib::Request&, httplib::Response& res) {
+      res.set_content(
+          std::string("{\"is_sleeping\":") + (bp->is_sleeping() ? "true" : "false") + "}",
+          "application/json");
+    });
+  }
   // vLLM serves /metrics here too (not counted by its instrumentator, as here).
   add_metrics_route(svr, opt.shm_dir, opt.shm_prefix);
   if (be->diffusion())

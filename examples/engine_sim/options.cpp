@@ -53,6 +53,8 @@ into shared memory (serve them with shmetrics-exporter).
                                    "kv_both", "kv_connector_extra_config": {"abort_request_timeout":
                                    S (480), "failure_rate": X (0)}}
   --enable-lora                    llm: LoRA adapters (vllm:lora_requests_info)
+  --enable-sleep-mode              llm: the dev-mode endpoints POST /sleep?level=0|1|2&mode=,
+                                   POST /wake_up[?tags=], GET /is_sleeping (vllm:sleep_mode_*)
   --max-loras N                    adapters in one batch (1)
   --lora-modules NAME=PATH ...     the adapters; a request names one as its model
 )";
@@ -253,6 +255,8 @@ options parse_options(int argc, char** argv) {
       e.offload_cpu_blocks = 0;  // a later flag replaces an earlier one
       e.nixl = false;
       parse_kv_transfer_config(p, e);
+    } else if (p.is("--enable-sleep-mode")) {
+      e.enable_sleep_mode = p.boolean();
     } else if (p.is("--enable-lora")) {
       enable_lora = p.boolean();
     } else if (p.is("--max-loras")) {
@@ -291,7 +295,8 @@ options parse_options(int argc, char** argv) {
       {"--speculative-config", e.num_speculative_tokens > 0},
       {"--kv-cache-metrics", e.kv_cache_metrics},
       {"--kv-transfer-config", e.offload_cpu_blocks > 0 || e.nixl},
-      {"--enable-lora", enable_lora}};
+      {"--enable-lora", enable_lora},
+      {"--enable-sleep-mode", e.enable_sleep_mode}};
   for (auto [flag, on] : llm_features)
     if (on && o.pipeline != pipeline_kind::llm)
       p.fail(std::string(flag) + " is simulated for --pipeline llm only");

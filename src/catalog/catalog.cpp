@@ -101,11 +101,11 @@ const std::set<std::string_view> known_fields = {
     "source",       "status",         "when",      "gauge_mode",  "deprecated_in", "mirrors",
     "label_values", "runtime_labels", "condition", "bucket_rule", "notes"};
 const std::set<std::string_view> known_status = {
-    "current", "conditional", "newer",         "newer-partial", "deprecated",
-    "removed", "unverified",  "inferred-name", "legacy",        "library-default"};
+    "current",    "conditional",   "newer",  "newer-partial",   "deprecated",    "removed",
+    "unverified", "inferred-name", "legacy", "library-default", "post-reference"};
 const std::set<std::string_view> vllm_when = {
     "always", "deprecated",  "never", "compute_nans", "kv_cache_metrics",
-    "lora",   "spec_decode", "nixl",  "kv_offload"};
+    "lora",   "spec_decode", "nixl",  "kv_offload",   "sleep_mode"};
 const std::set<std::string_view> omni_when = {"seed", "extended", "never"};
 
 bool parse_mode(std::string_view s, layout::gauge_mode& m) {

@@ -59,6 +59,8 @@ constexpr typed typed_families[] = {
     {"vllm/spec_decode_num_draft_tokens_total", metric_type::counter},
     {"vllm/spec_decode_num_accepted_tokens_total", metric_type::counter},
     {"vllm/spec_decode_num_accepted_tokens_per_pos_total", metric_type::counter},
+    {"vllm/sleep_mode_operation_duration_seconds", metric_type::histogram},
+    {"vllm/sleep_mode_operations_in_flight", metric_type::gauge},
 };
 static_assert(std::size(typed_families) == static_cast<std::size_t>(vllm_family::count_));
 
@@ -77,6 +79,12 @@ const fixed_values fixed[] = {
     {vllm_family::prompt_tokens_by_source,
      "source",
      {"local_compute", "local_cache_hit", "external_kv_transfer"}},
+    {vllm_family::sleep_mode_operation_duration,
+     "operation",
+     {"sleep", "release_kv_cache_memory", "wake"}},
+    {vllm_family::sleep_mode_operations_in_flight,
+     "operation",
+     {"sleep", "release_kv_cache_memory", "wake"}},
 };
 
 constexpr std::size_t idx(vllm_family f) {
@@ -160,6 +168,8 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
       on = opt.nixl;
     else if (d.when == "kv_offload")
       on = opt.kv_offload;
+    else if (d.when == "sleep_mode")
+      on = opt.sleep_mode;
     else if (d.when == "compute_nans")
       on = opt.compute_nans_in_logits;
     else if (d.when == "lora")  // no child up front: its labels are the adapters of the moment
@@ -175,7 +185,11 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
     for (auto& l : catalog_detail::reshape_engine(d.labels, reshape))
       req.labels.push_back(l);
     req.buckets = d.buckets_1_2_5 ? buckets_1_2_5(opt.max_model_len) : d.buckets;
-    req.base_children = engines;
+    // The API server's sleep-mode families have no model_name/engine: one base child.
+    if (d.when == "sleep_mode")
+      req.base_children.emplace_back();
+    else
+      req.base_children = engines;
     if (d.key == catalog_key(vllm_family::spec_decode_num_accepted_tokens_per_pos)) {
       std::vector<std::string> pos;
       for (std::uint32_t p = 0; p < opt.num_speculative_tokens; ++p)
@@ -334,6 +348,17 @@ void vllm_metrics::record_finished_request(std::size_t engine, const finished_re
   observe(F::request_params_n, engine, r.n);
   observe(F::request_max_num_generation_tokens, engine,
           d(r.max_num_generation_tokens ? r.max_num_generation_tokens : r.num_generation_tokens));
+}
+
+void vllm_metrics::begin_sleep_mode_operation(sleep_operation op) noexcept {
+  if (const bound_family* b = family(vllm_family::sleep_mode_operations_in_flight))
+    b->gge(0, static_cast<std::size_t>(op)).add(1);
+}
+
+void vllm_metrics::end_sleep_mode_operation(sleep_operation op, double seconds) noexcept {
+  if (const bound_family* b = family(vllm_family::sleep_mode_operations_in_flight))
+    b->gge(0, static_cast<std::size_t>(op)).add(-1);
+  observe(vllm_family::sleep_mode_operation_duration, 0, seconds, static_cast<std::size_t>(op));
 }
 
 void vllm_metrics::record_sleep_state(std::size_t engine, sleep_state s) noexcept {

@@ -5,6 +5,7 @@
 
 #include <simdjson.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <thread>
@@ -685,6 +686,147 @@ TEST_CASE("--kv-transfer-config NixlConnector: a prefill and a decode instance, 
   }
   CHECK(simtest::sum(d.exp.samples(), "vllm:nixl_bytes_transferred_count") == 2);
   CHECK(simtest::sum(p.exp.samples(), "vllm:nixl_num_kv_expired_reqs_total") == 2);
+}
+
+TEST_CASE("OffloadingConnector: CPU-tier usage gauges, lookup delays, no allocation failure",
+          "[engine_sim][kv_offload]") {
+  // 64 GPU blocks of 4 tokens; a CPU tier of 1000 blocks.
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--num-gpu-blocks", "64",
+               "--block-size", "4", "--kv-transfer-config",
+               R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
+               R"( "kv_connector_extra_config": {"num_cpu_blocks": 1000}})"});
+  std::string ids;  // 64 token ids: 16 blocks of 4
+  for (int i = 0; i < 64; ++i)
+    ids += (i ? "," : "") + std::to_string(2000 + i);
+  const std::string body = R"({"model":"sim","prompt":[)" + ids + R"(],"max_tokens":1})";
+  auto s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_usage_perc") == 0);
+  bool failure_series = false;  // registered at start, at 0
+  for (auto& [k, v] : s)
+    failure_series = failure_series || k.starts_with("vllm:kv_offload_allocation_failure_total{");
+  CHECK(failure_series);
+  // One step: its 16 new blocks go to the tier, pinned by the store while it runs.
+  auto r = env.sim.client().Post("/v1/completions", body, "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_write_usage_perc") == Approx(0.016));
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_read_usage_perc") == 0);
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_usage_perc") == Approx(0.016));
+  // The GPU pool forgets it; back, its 15 blocks below the last token load from the tier.
+  fill_pool(env.sim, 1);
+  r = env.sim.client().Post("/v1/completions", body, "application/json");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_write_usage_perc") == 0);
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_read_usage_perc") == Approx(0.015));
+  CHECK(simtest::sum(s, "vllm:kv_offload_cpu_cache_usage_perc") == Approx(0.015));
+  for (const char* g :
+       {"vllm:kv_offload_cpu_cache_usage_perc", "vllm:kv_offload_cpu_cache_write_usage_perc",
+        "vllm:kv_offload_cpu_cache_read_usage_perc"}) {
+    CHECK(simtest::sum(s, g) >= 0);
+    CHECK(simtest::sum(s, g) <= 1);
+  }
+  // One lookup call per admitted request (26), each 10 us + 1 us per block probed.
+  CHECK(simtest::sum(s, "vllm:kv_offload_lookup_sync_delay_seconds_count") == 26);
+  CHECK(simtest::sum(s, "vllm:kv_offload_lookup_sync_delay_seconds_bucket", "le=\"5e-05\"") == 26);
+  CHECK(simtest::sum(s, "vllm:kv_offload_lookup_sync_delay_seconds_bucket", "le=\"1e-05\"") == 0);
+  // The LRU tier always evicts for a store and never defers a lookup.
+  CHECK(simtest::sum(s, "vllm:kv_offload_allocation_failure_total") == 0);
+  CHECK(simtest::sum(s, "vllm:kv_offload_lookup_async_delay_seconds_count") == 0);
+}
+
+TEST_CASE("--enable-sleep-mode: /sleep, /wake_up, /is_sleeping as vLLM's dev-mode endpoints",
+          "[engine_sim][sleep]") {
+  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--enable-sleep-mode"});
+  dom::parser parser;
+  auto get = [&](const std::string& path) {
+    auto r = env.sim.client().Get(path);
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return r->body;
+  };
+  auto post = [&](const std::string& path) {
+    auto r = env.sim.client().Post(path, "", "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return r->body;
+  };
+  auto state = [&](const char* s) {
+    return simtest::sum(env.exp.samples(), "vllm:engine_sleep_state",
+                        std::string("sleep_state=\"") + s + "\"");
+  };
+  auto ops = [&](const char* op) {
+    return simtest::sum(env.exp.samples(), "vllm:sleep_mode_operation_duration_seconds_count",
+                        std::string("operation=\"") + op + "\"");
+  };
+  CHECK(get("/is_sleeping") == R"({"is_sleeping":false})");
+  CHECK(state("awake") == 1);
+  CHECK(ops("sleep") == 0);
+
+  // A long request in flight is aborted by the sleep (mode=abort, the default).
+  int longer_status = 0;  // checked after join (Catch2 asserts on one thread)
+  std::thread longer([&] {
+    auto r =
+        env.sim.client().Post("/v1/completions", completion_body("long", 3000), "application/json");
+    longer_status = r ? r->status : -1;
+  });
+  for (int i = 0; i < 200 && simtest::sum(env.exp.samples(), "vllm:num_requests_running") == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(post("/sleep?level=1") == R"({"status":"sleeping","level":1})");
+  longer.join();
+  CHECK(longer_status > 0);
+  auto s = env.exp.samples();
+  CHECK(simtest::sum(s, "vllm:request_success_total", "finished_reason=\"abort\"") == 1);
+  CHECK(get("/is_sleeping") == R"({"is_sleeping":true})");
+  CHECK(state("awake") == 0);
+  CHECK(state("weights_offloaded") == 1);
+  CHECK(state("discard_all") == 0);
+  CHECK(ops("sleep") == 1);
+  CHECK(simtest::sum(s, "vllm:sleep_mode_operations_in_flight") == 0);
+
+  // Asleep, a request is accepted and held in the queue until wake_up.
+  std::atomic<bool> answered{false};
+  int held_status = 0;
+  std::string held_body;
+  std::thread held([&] {
+    auto r =
+        env.sim.client().Post("/v1/completions", completion_body("held", 5), "application/json");
+    held_status = r ? r->status : -1;
+    if (r) held_body = r->body;
+    answered = true;
+  });
+  std::this_thread::sleep_for(400ms);
+  CHECK_FALSE(answered.load());
+  CHECK(post("/wake_up") == R"({"status":"awake","tags_woken":null})");
+  held.join();
+  REQUIRE(held_status == 200);
+  CHECK(usage_of(parser.parse(held_body)).completion == 5);
+  CHECK(get("/is_sleeping") == R"({"is_sleeping":false})");
+  CHECK(state("awake") == 1);
+  CHECK(state("weights_offloaded") == 0);
+  CHECK(ops("wake") == 1);
+
+  // Level 2, woken one tag at a time.
+  CHECK(post("/sleep?level=2") == R"({"status":"sleeping","level":2})");
+  CHECK(state("discard_all") == 1);
+  CHECK(post("/wake_up?tags=weights") == R"({"status":"sleeping","tags_woken":["weights"]})");
+  CHECK(get("/is_sleeping") == R"({"is_sleeping":true})");
+  CHECK(state("awake") == 0);
+  CHECK(post("/wake_up?tags=kv_cache") == R"({"status":"awake","tags_woken":["kv_cache"]})");
+  CHECK(state("awake") == 1);
+  CHECK(state("discard_all") == 0);
+  s = env.exp.samples();
+  CHECK(ops("sleep") == 2);
+  CHECK(ops("wake") == 3);
+  CHECK(simtest::sum(s, "vllm:sleep_mode_operation_duration_seconds_sum") > 0);
+  CHECK(simtest::sum(s, "vllm:sleep_mode_operation_duration_seconds_bucket",
+                     "operation=\"release_kv_cache_memory\"") == 0);
+  auto bad = env.sim.client().Post("/sleep?level=3", "", "application/json");
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  CHECK(complete(env.sim, "awake again", 3).completion == 3);
 }
 
 TEST_CASE("a client that goes away aborts its request; the gauges return to 0",

@@ -34,6 +34,10 @@ inline constexpr std::string_view finish_reason_names[finish_reason_count] = {
 /// vllm:engine_sleep_state's sleep_state values.
 enum class sleep_state : std::uint8_t { awake, weights_offloaded, discard_all };
 
+/// vllm:sleep_mode_operation_duration_seconds / _operations_in_flight operation values
+/// (the dev-mode endpoints POST /sleep, /release_kv_cache_memory, /wake_up).
+enum class sleep_operation : std::uint8_t { sleep, release_kv_cache_memory, wake };
+
 /// The typed families, one per vLLM family engine code records.
 enum class vllm_family : std::uint8_t {
   num_requests_running,
@@ -78,6 +82,8 @@ enum class vllm_family : std::uint8_t {
   spec_decode_num_draft_tokens,
   spec_decode_num_accepted_tokens,
   spec_decode_num_accepted_tokens_per_pos,
+  sleep_mode_operation_duration,
+  sleep_mode_operations_in_flight,
   count_
 };
 /// The catalog key behind each typed family (the typed API's only coupling to the data).
@@ -99,7 +105,10 @@ struct vllm_options {
   bool kv_cache_metrics = false;                ///< --kv-cache-metrics
   bool nixl = false;                            ///< NixlConnector families
   bool kv_offload = false;                      ///< OffloadingConnector families
-  bool compute_nans_in_logits = false;          ///< VLLM_COMPUTE_NANS_IN_LOGITS
+  /// --enable-sleep-mode with the dev-mode endpoints: vllm:sleep_mode_* (API-server
+  /// families without model_name/engine labels).
+  bool sleep_mode = false;
+  bool compute_nans_in_logits = false;  ///< VLLM_COMPUTE_NANS_IN_LOGITS
   /// > 0: LoRA enabled (--enable-lora, --max-loras N): vllm:lora_requests_info.
   std::uint32_t max_loras = 0;
 };
@@ -178,6 +187,10 @@ class vllm_metrics {
   void record_finished_request(std::size_t engine, const finished_request& r) noexcept;
   /// vllm:engine_sleep_state: the given state 1, the others 0.
   void record_sleep_state(std::size_t engine, sleep_state s) noexcept;
+  /// A dev-mode sleep-mode operation starts: vllm:sleep_mode_operations_in_flight + 1.
+  void begin_sleep_mode_operation(sleep_operation op) noexcept;
+  /// It ended after `seconds`: in flight - 1, one duration observation.
+  void end_sleep_mode_operation(sleep_operation op, double seconds) noexcept;
   /// The MFU counters (they advance only with --enable-mfu-metrics).
   void record_perf(std::size_t engine, double flops, double read_bytes,
                    double write_bytes) noexcept;
