@@ -494,13 +494,26 @@ TEST_CASE("--enable-lora: adapters as models, max_loras per batch, lora_requests
   CHECK(simtest::sum(s, "vllm:request_success_total") == 4);  // the base model's name
 }
 
+namespace {
+/// 64 GPU blocks of 4 tokens and an OffloadingConnector CPU tier of 1000 blocks.
+std::vector<std::string> offload_sim_args() {
+  return {"--pipeline",
+          "llm",
+          "--served-model-name",
+          "sim",
+          "--num-gpu-blocks",
+          "64",
+          "--block-size",
+          "4",
+          "--kv-transfer-config",
+          R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
+          R"( "kv_connector_extra_config": {"num_cpu_blocks": 1000}})"};
+}
+}  // namespace
+
 TEST_CASE("--kv-transfer-config OffloadingConnector: stores, loads, external cache hits",
           "[engine_sim][kv_offload]") {
-  // 64 GPU blocks of 4 tokens; a CPU tier that holds everything.
-  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--num-gpu-blocks", "64",
-               "--block-size", "4", "--kv-transfer-config",
-               R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
-               R"( "kv_connector_extra_config": {"num_cpu_blocks": 1000}})"});
+  sim_env env(offload_sim_args());
   const std::string again =
       "a prompt that comes back after the pool forgot it and the offload tier did not";
   complete(env.sim, again, 4);
@@ -690,11 +703,7 @@ TEST_CASE("--kv-transfer-config NixlConnector: a prefill and a decode instance, 
 
 TEST_CASE("OffloadingConnector: CPU-tier usage gauges, lookup delays, no allocation failure",
           "[engine_sim][kv_offload]") {
-  // 64 GPU blocks of 4 tokens; a CPU tier of 1000 blocks.
-  sim_env env({"--pipeline", "llm", "--served-model-name", "sim", "--num-gpu-blocks", "64",
-               "--block-size", "4", "--kv-transfer-config",
-               R"({"kv_connector": "OffloadingConnector", "kv_role": "kv_both",)"
-               R"( "kv_connector_extra_config": {"num_cpu_blocks": 1000}})"});
+  sim_env env(offload_sim_args());
   std::string ids;  // 64 token ids: 16 blocks of 4
   for (int i = 0; i < 64; ++i)
     ids += (i ? "," : "") + std::to_string(2000 + i);
