@@ -534,13 +534,11 @@ bool backend::wake_up(const std::vector<std::string>& tags) {
   bool awake = false;
   {
     std::lock_guard lk(sleep_m_);
-    bool weights = false;
-    for (auto& t : asleep_)
-      weights = weights ||
-                ((tags.empty() || std::count(tags.begin(), tags.end(), t) > 0) && t == "weights");
-    std::erase_if(asleep_, [&](const std::string& t) {
+    auto woken = [&](const std::string& t) {  // no tag given: every tag
       return tags.empty() || std::count(tags.begin(), tags.end(), t) > 0;
-    });
+    };
+    bool weights = std::count(asleep_.begin(), asleep_.end(), "weights") > 0 && woken("weights");
+    std::erase_if(asleep_, woken);
     // Simulated cost: the weights come back from the CPU.
     if (weights)
       std::this_thread::sleep_for(std::chrono::duration<double>(0.05 * opt_.engine.time_scale));

@@ -185,11 +185,18 @@ void send_error(httplib::Response& res, const api_error& e) {
   res.set_content(error_body(e), "application/json");
 }
 
+// A 503 when `u` could not be taken: the server is shutting down and the handler returns.
+bool shutting_down(const lifecycle::use& u, httplib::Response& res) {
+  if (u.ok()) return false;
+  send_error(res, {503, "the server is shutting down", {}});
+  return true;
+}
+
 void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
                      httplib::Response& res) {
   static std::atomic<std::uint64_t> next_id{std::random_device{}()};  // ids differ per run
   lifecycle::use u;
-  if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+  if (shutting_down(u, res)) return;
   double arrival = engine::now();
   const auto& o = be.opts();
   if (be.diffusion())
@@ -280,7 +287,7 @@ struct image_reply : cancellable_reply {
 void handle_images(backend& be, const httplib::Request& req, httplib::Response& res) {
   static std::atomic<std::uint64_t> next_id{std::random_device{}()};  // ids differ per run
   lifecycle::use u;
-  if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+  if (shutting_down(u, res)) return;
   double arrival = engine::now();
   image_request in;
   api_error err;
@@ -439,7 +446,7 @@ int main(int argc, char** argv) {
     svr.Post("/internal/nixl/notify", [&](const httplib::Request& req, httplib::Response& res) {
       lifecycle::use u;
       std::string engine_id, request_id;
-      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      if (shutting_down(u, res)) return;
       if (!parse_nixl_notice(req.body, engine_id, request_id))
         return send_error(res, {400, "want {\"remote_engine_id\", \"remote_request_id\"}", {}});
       bp->nixl_read_done(engine_id, request_id);
@@ -450,7 +457,7 @@ int main(int argc, char** argv) {
     // served with --enable-sleep-mode alone (vLLM also wants VLLM_SERVER_DEV_MODE=1).
     svr.Post("/sleep", [&](const httplib::Request& req, httplib::Response& res) {
       lifecycle::use u;
-      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      if (shutting_down(u, res)) return;
       std::string level_s = req.has_param("level") ? req.get_param_value("level") : "1";
       std::string mode = req.has_param("mode") ? req.get_param_value("mode") : "abort";
       if (level_s != "0" && level_s != "1" && level_s != "2")
@@ -461,7 +468,7 @@ int main(int argc, char** argv) {
     });
     svr.Post("/wake_up", [&](const httplib::Request& req, httplib::Response& res) {
       lifecycle::use u;
-      if (!u.ok()) return send_error(res, {503, "the server is shutting down", {}});
+      if (shutting_down(u, res)) return;
       std::vector<std::string> tags;
       for (std::size_t i = 0, n = req.get_param_value_count("tags"); i < n; ++i)
         tags.push_back(req.get_param_value("tags", i));
