@@ -454,11 +454,7 @@ bool engine::step() {
     if (!hold_for_decode(*r)) free_blocks(*r);
   }
 
-  st.num_running_reqs = static_cast<std::uint32_t>(running_.size());
-  running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
-  st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size() + pulling_.size());
-  st.kv_cache_usage = kv_.usage();
-  lora_stats(st);
+  scheduler_stats(st);
   // vLLM records IterationStats only for a step with outputs (a prefill chunk that
   // emitted nothing leaves vllm:iteration_tokens_total alone); its preemptions are
   // counted with the next step that has outputs.
@@ -489,14 +485,20 @@ finish_reason engine::done_reason(const request& r) const {
   return finish_reason::length;
 }
 
-// A step that ran nothing still updates vLLM's SchedulerStats (as its idle updates do).
-void engine::record_scheduler_only(shmetrics::step_stats& st) {
-  st.has_outputs = false;
+// The step's SchedulerStats: running, waiting (pulls from a prefill instance included),
+// KV usage and the LoRA adapter sets.
+void engine::scheduler_stats(shmetrics::step_stats& st) {
   st.num_running_reqs = static_cast<std::uint32_t>(running_.size());
   running_count_.store(st.num_running_reqs, std::memory_order_relaxed);
   st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size() + pulling_.size());
   st.kv_cache_usage = kv_.usage();
   lora_stats(st);
+}
+
+// A step that ran nothing still updates vLLM's SchedulerStats (as its idle updates do).
+void engine::record_scheduler_only(shmetrics::step_stats& st) {
+  st.has_outputs = false;
+  scheduler_stats(st);
   if (metrics_) metrics_->record_step(index_, st);
   idle_recorded_ = false;
 }

@@ -193,6 +193,7 @@ class engine {
  private:
   void run();
   bool step();
+  void scheduler_stats(shmetrics::step_stats& st);
   void record_scheduler_only(shmetrics::step_stats& st);
   shmetrics::finish_reason done_reason(const request& r) const;
   void collect_aborts();
