@@ -133,13 +133,7 @@ bool parse_body(dom::parser& parser, std::string_view body, dom::object& obj, st
   if (auto e = parser.parse(body.data(), body.size()).get(doc))
     return fail(err, std::string("invalid JSON: ") + simdjson::error_message(e));
   if (doc.get_object().get(obj)) return fail(err, "the request body must be a JSON object");
-  dom::element v;
-  if (!obj["model"].get(v) && !v.is_null()) {
-    std::string_view m;
-    if (v.get_string().get(m)) return fail(err, "model must be a string", "model");
-    model = m;
-  }
-  return true;
+  return get_string(obj, "model", model, err, "model");
 }
 
 }  // namespace
