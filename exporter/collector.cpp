@@ -1,12 +1,15 @@
 #include "collector.hpp"
 
 #include <malloc.h>    // malloc_trim after a big plan rebuild
+#include <fcntl.h>     // open for the reaper
 #include <sys/file.h>  // flock for the reaper
 #include <sys/stat.h>  // stat for replaced files
 #include <unistd.h>    // unlink
 
-#include <algorithm>  // remove_if
-#include <set>        // seen paths
+#include <algorithm>      // remove_if
+#include <set>            // seen paths
+#include <string_view>    // family names, label blocks
+#include <unordered_map>  // newest definitions, carried series
 
 #include <shmetrics/config.hpp>
 #include <shmetrics/detail/proc_self.hpp>
@@ -23,15 +26,18 @@ using clock = std::chrono::steady_clock;
 // is "stalled" (alive but hung). Ten default heartbeat intervals.
 constexpr auto stall_after = std::chrono::seconds(10);
 
+// A file a writer has not finished creating is left alone at least this long.
+constexpr auto unfinished_grace = std::chrono::seconds(2);
+
 // Plans of at least this many series give their freed memory back after a rebuild
 // (malloc_trim walks the heap: a few ms at 1M series, not worth it for small plans).
 constexpr std::size_t trim_after_series = 100'000;
 
 const char* const all_states[] = {"alive", "stalled", "dead", "closed", "restarted", "invalid"};
 const char* const all_reasons[] = {
-    "open_failed",       "not_a_regular_file", "truncated",      "bad_magic",
-    "unsupported_major", "corrupt_header",     "corrupt_record", "shrunk",
-    "map_failed",        "family_conflict",    "foreign_owner"};
+    "open_failed",    "not_a_regular_file", "truncated",  "bad_magic",  "unsupported_major",
+    "corrupt_header", "corrupt_record",     "shrunk",     "map_failed", "family_conflict",
+    "foreign_owner",  "out_of_memory",      "read_failed"};
 
 family_snapshot make_family(std::string name, std::string help, layout::metric_type type,
                             std::vector<std::string> labels = {}) {
@@ -79,6 +85,12 @@ void append_process_metrics(std::vector<family_snapshot>& out, double btime) {
                   "Start time of the process since unix epoch in seconds.", metric_type::gauge);
   add_sample(f, p.start_time_s);
   out.push_back(std::move(f));
+}
+
+// The reason label for an exception met while reading one segment (counted, the segment
+// skipped, the others served): a hostile file that makes the reader allocate too much.
+std::string exception_reason(const std::exception& e) {
+  return dynamic_cast<const std::bad_alloc*>(&e) ? "out_of_memory" : "read_failed";
 }
 
 double monotonic_now_s() {
@@ -182,6 +194,17 @@ bool collector::read_values(tracked& t) {
   return true;
 }
 
+void collector::read_values_guarded(tracked& t) {
+  try {
+    read_values(t);
+  } catch (const std::exception& e) {
+    // One segment's failure (a hostile file making the reader allocate too much, say) is
+    // counted and that segment keeps its last good values; the others are read fresh.
+    t.error = e.what();
+    count_error(exception_reason(e), t.name.path, t.name.path + ": " + e.what());
+  }
+}
+
 std::vector<family_snapshot> collector::families_of(const tracked& t) const {
   std::vector<family_snapshot> out;
   out.reserve(t.families_covered);
@@ -206,15 +229,25 @@ std::vector<family_snapshot> collector::families_of(const tracked& t) const {
 
 void collector::retire(tracked& t) {
   // Fold the last values of counters and histograms into the retired totals, so that
-  // no merged counter goes backwards when a dead writer's segment goes away.
-  merged_set all;
-  for (auto& f : retired_)
+  // no merged counter goes backwards when a dead writer's segment goes away. Each
+  // definition keeps its own total: a family whose definition changed (an upgrade) is
+  // not dropped here; the plan decides which definition is served.
+  for (family_snapshot& f : families_of(t)) {
+    if (f.type != layout::metric_type::counter && f.type != layout::metric_type::histogram)
+      continue;
+    std::size_t i = 0;
+    while (i < retired_.size() && !(retired_[i].name == f.name && same_definition(retired_[i], f)))
+      ++i;
+    if (i == retired_.size()) {
+      retired_.emplace_back();
+      retired_created_.push_back(0);
+    }
+    merged_set all;
+    if (!retired_[i].name.empty()) all.add(retired_[i], false);
     all.add(f, false);
-  for (auto& f : families_of(t))
-    if (!all.add_totals(f))
-      count_error("family_conflict", t.name.path + "\n" + f.name,
-                  "family " + f.name + " of retired " + t.name.path + " conflicts; dropped");
-  retired_ = std::move(all.families());
+    retired_[i] = std::move(all.families().front());
+    retired_created_[i] = std::max(retired_created_[i], t.created_ns);
+  }
   ++retired_version_;
   retired_segments_ += 1;
 }
@@ -228,6 +261,7 @@ void collector::discover(std::vector<segment_status>& bad) {
   std::set<std::string> present;
   for (const segment_name& n : *list)
     present.insert(n.path);
+  std::erase_if(unfinished_, [&](const auto& u) { return !present.count(u.first); });
 
   // Gone or replaced: a last read through our mapping (still valid after unlink), then fold.
   for (auto it = segments_.begin(); it != segments_.end();) {
@@ -240,7 +274,7 @@ void collector::discover(std::vector<segment_status>& bad) {
       ++it;
       continue;
     }
-    read_values(t);
+    read_values_guarded(t);
     log_.log(log_level::info, "segment removed", "path=" + logger::quote(t.name.path));
     retire(t);
     it = segments_.erase(it);
@@ -249,7 +283,6 @@ void collector::discover(std::vector<segment_status>& bad) {
   const auto me = static_cast<std::uint32_t>(::geteuid());
   for (const segment_name& n : *list) {
     if (segments_.count(n.path)) continue;
-    auto r = segment_reader::open(n.path);
     auto refuse = [&](const std::string& reason, const std::string& message) {
       count_error(reason, n.path, message);
       segment_status s;
@@ -260,8 +293,18 @@ void collector::discover(std::vector<segment_status>& bad) {
       s.error = message;
       bad.push_back(std::move(s));
     };
+    result<segment_reader> r{errc::open_failed, n.path};
+    try {
+      r = segment_reader::open(n.path);
+    } catch (const std::exception& e) {  // out of memory on a hostile file: skip it
+      refuse(exception_reason(e), n.path + ": " + e.what());
+      continue;
+    }
     if (!r) {
-      if (r.code() == errc::not_ready) continue;  // a writer still initializing: next time
+      if (r.code() == errc::not_ready) {  // a writer still initializing (or killed doing it)
+        reap_unfinished(n.path);
+        continue;
+      }
       refuse(reason_of(r.code()), r.error().message());
       continue;
     }
@@ -271,11 +314,34 @@ void collector::discover(std::vector<segment_status>& bad) {
                                   " (--shm.allow-other-users serves it)");
       continue;
     }
-    tracked t{n, std::move(*r), {}, {}, {}, {}, 0, true, 0, clock::now(), {}, {}};
+    tracked t{n, std::move(*r), {}, {}, {}, {}, 0, true, 0, clock::now(), {}, {}, 0};
+    t.created_ns = t.reader.info().created_realtime_ns;
     log_.log(log_level::info, "segment found",
              "path=" + logger::quote(n.path) + " pid=" + std::to_string(n.pid));
     segments_.emplace(n.path, std::move(t));
   }
+}
+
+void collector::reap_unfinished(const std::string& path) {
+  // A writer killed between creating its file and publishing the magic leaves a file no
+  // reader can read and nobody removes. A writer takes its lifetime lock right after
+  // creating the file, so a file still unreadable after the grace period whose lock we
+  // can take has no writer: remove it (under the lock: a writer cannot start on it).
+  if (opt_.gc_dead_after.count() <= 0) return;
+  const auto now = clock::now();
+  auto [it, fresh] = unfinished_.try_emplace(path, now);
+  const clock::duration grace = std::max<clock::duration>(opt_.gc_dead_after, unfinished_grace);
+  if (fresh || now - it->second < grace) return;
+  unfinished_.erase(it);
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;
+  struct stat st;
+  const bool ours = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                    (opt_.allow_other_users || st.st_uid == ::geteuid());
+  if (ours && ::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::unlink(path.c_str()) == 0)
+    log_.log(log_level::info, "unfinished segment removed",
+             "path=" + logger::quote(path) + " bytes=" + std::to_string(st.st_size));
+  ::close(fd);
 }
 
 void collector::update_plan() {
@@ -296,7 +362,36 @@ void collector::update_plan() {
     // when the series is first seen, into one string per family, shared by every result.
     auto labels = std::make_shared<prepared_labels>();
     merged_set m;
+    // A family that writers define differently (an upgrade changed a histogram's buckets
+    // or a family's type): the newest writer's definition is served, newest by the
+    // segment's creation time (retired totals by the newest writer folded into them).
+    // The other definitions' series are counted as conflicts and kept (retired totals
+    // too), so that they are served again if that definition wins again.
+    struct newest {
+      const family_snapshot* shape;
+      std::uint64_t created;
+      bool contested;
+    };
+    std::unordered_map<std::string_view, newest> winner;
+    auto vote = [&](const family_snapshot& f, std::uint64_t created) {
+      auto [it, fresh] = winner.try_emplace(f.name, newest{&f, created, false});
+      if (fresh) return;
+      newest& w = it->second;
+      if (!same_definition(*w.shape, f)) w.contested = true;
+      if (created > w.created) w = {&f, created, w.contested};
+    };
+    for (auto& [path, t] : segments_)
+      for (std::size_t f = 0; f < t.families_covered; ++f)
+        vote(t.reader.family(f), t.created_ns);
+    for (std::size_t f = 0; f < retired_.size(); ++f)
+      vote(retired_[f], retired_created_[f]);
     auto slot_of = [&](const family_snapshot& shape) {
+      // The exporter's own names are the exporter's: a writer's family of that name would
+      // print a second # TYPE line.
+      if (shape.name.starts_with("shmetrics_exporter_")) return merged_set::no_slot;
+      auto w = winner.find(shape.name);
+      if (w != winner.end() && w->second.contested && !same_definition(*w->second.shape, shape))
+        return merged_set::no_slot;
       std::size_t slot = m.family_slot(shape);
       while (labels->families.size() < m.families().size()) {
         const family_snapshot& added = m.families()[labels->families.size()];
@@ -325,8 +420,9 @@ void collector::update_plan() {
         if (slot == merged_set::no_slot) {
           count_error("family_conflict", path + "\n" + shape.name,
                       "family " + shape.name + " in " + path +
-                          " has a different type, labels or buckets than another writer's; not "
-                          "served from this segment");
+                          " has a different type, labels or buckets than a newer writer's, "
+                          "prints a sample name of another family or is the exporter's own; "
+                          "not served from this segment");
           continue;
         }
         if (!skipped_when_dead(shape, t.alive)) family_target[f] = static_cast<std::uint32_t>(slot);
@@ -344,6 +440,10 @@ void collector::update_plan() {
     for (const family_snapshot& f : retired_) {
       auto& targets = p.retired_targets.emplace_back(f.series.size());
       std::size_t fam = slot_of(f);
+      if (fam == merged_set::no_slot)
+        count_error("family_conflict", "retired\n" + f.name,
+                    "retired totals of family " + f.name +
+                        " have another definition than the one served; kept, not served");
       for (std::size_t i = 0; i < f.series.size(); ++i) {
         if (fam == merged_set::no_slot)
           targets[i].family = not_served;
@@ -362,8 +462,8 @@ void collector::update_plan() {
       p.series_counts.push_back(m.series_count(f));
     p.families = std::move(m.families());
     for (const family_snapshot& f : p.families)
-      if (f.name.starts_with("process_") || f.name.starts_with("shmetrics_exporter_"))
-        p.served_names.push_back(f.name);
+      if (f.name.starts_with("process_")) p.served_names.push_back(f.name);
+    carry_over(p);
     plan_ = std::move(p);
   }  // the merge index (a node per series) is freed here
 #ifdef __GLIBC__
@@ -448,6 +548,132 @@ void collector::fill_values(collection& c) {
     }
 }
 
+namespace {
+
+std::string_view label_block_of(const prepared_labels::family_blocks& b, std::size_t i) {
+  const std::size_t begin = i ? b.end[i - 1] : 0;
+  return std::string_view(b.text).substr(begin, b.end[i] - begin);
+}
+
+}  // namespace
+
+void collector::carry_over(const merge_plan& next) {
+  // Each counter and histogram series of the next plan takes what the same series (same
+  // family name and type, same label block; for buckets, the same bound) last read and
+  // its offset: a plan rebuilt when writers come and go must not let a series go back.
+  std::vector<carried_family> out(next.families.size());
+  std::unordered_map<std::string_view, std::size_t> old_family;
+  for (std::size_t f = 0; f < carried_.size(); ++f)
+    old_family.emplace(plan_.families[f].name, f);
+  for (std::size_t f = 0; f < next.families.size(); ++f) {
+    const family_snapshot& shape = next.families[f];
+    const bool hist = shape.type == layout::metric_type::histogram;
+    if (shape.type != layout::metric_type::counter && !hist) continue;
+    const std::size_t rows = next.series_counts[f], nb = hist ? shape.bounds.size() + 1 : 0;
+    carried_family& to = out[f];
+    to.last.assign(rows, 0);
+    to.offset.assign(rows, 0);
+    to.last_b.assign(rows * nb, 0);
+    to.offset_b.assign(rows * nb, 0);
+    auto it = old_family.find(shape.name);
+    if (it == old_family.end()) continue;
+    const family_snapshot& old = plan_.families[it->second];
+    if (old.type != shape.type || old.label_names != shape.label_names) continue;
+    const carried_family& from = carried_[it->second];
+    const std::size_t onb = hist ? old.bounds.size() + 1 : 0;
+    std::vector<std::size_t> bucket_from(nb, onb);  // onb: no such bound before
+    for (std::size_t b = 0, o = 0; b + 1 < nb; ++b) {
+      while (o < old.bounds.size() && old.bounds[o] < shape.bounds[b])
+        ++o;
+      if (o < old.bounds.size() && old.bounds[o] == shape.bounds[b]) bucket_from[b] = o;
+    }
+    if (nb) bucket_from[nb - 1] = onb - 1;  // +Inf: _count
+    auto copy_row = [&](std::size_t r, std::size_t o) {
+      to.last[r] = from.last[o];
+      to.offset[r] = from.offset[o];
+      for (std::size_t b = 0; b < nb; ++b)
+        if (bucket_from[b] < onb) {
+          to.last_b[r * nb + b] = from.last_b[o * onb + bucket_from[b]];
+          to.offset_b[r * nb + b] = from.offset_b[o * onb + bucket_from[b]];
+        }
+    };
+    const prepared_labels::family_blocks& nblocks = next.labels->families[f];
+    const prepared_labels::family_blocks& oblocks = plan_.labels->families[it->second];
+    const std::size_t old_rows = from.last.size();
+    // Rows in the same order first (the common case: a plan rebuilt for a new series keeps
+    // the others where they were), then the rest by label block.
+    std::size_t r = 0;
+    while (r < rows && r < old_rows && label_block_of(nblocks, r) == label_block_of(oblocks, r)) {
+      copy_row(r, r);
+      ++r;
+    }
+    if (r < rows && r < old_rows) {
+      std::unordered_map<std::string_view, std::size_t> index;
+      for (std::size_t o = r; o < old_rows; ++o)
+        index.emplace(label_block_of(oblocks, o), o);
+      for (; r < rows; ++r)
+        if (auto x = index.find(label_block_of(nblocks, r)); x != index.end())
+          copy_row(r, x->second);
+    }
+  }
+  carried_ = std::move(out);
+}
+
+void collector::keep_monotonic(collection& c) {
+  // Merged counters, histogram buckets and _sum never read less than they last did while
+  // this exporter lives. Sums of doubles depend on their order (live writers in path
+  // order, retired totals last), so a writer leaving can take a few ulps off a total;
+  // a family whose definition changes drops the other definition's totals. Either would
+  // read as a counter reset in Prometheus (rate() jumps by the whole total). Where a
+  // value reads less than last time, the difference is added to it from then on (an
+  // offset): the series stays where it was and keeps counting the increments it sees.
+  for (std::size_t f = 0; f < carried_.size(); ++f) {
+    const family_snapshot& shape = c.families[f];
+    auto& col = c.columns.families[f];
+    carried_family& k = carried_[f];
+    if (shape.type == layout::metric_type::counter) {
+      for (std::size_t r = 0; r < col.rows; ++r) {
+        double v = col.value[r] + k.offset[r];
+        if (v < k.last[r]) {
+          k.offset[r] += k.last[r] - v;
+          v = k.last[r];
+        }
+        col.value[r] = v;
+        k.last[r] = v;
+      }
+    } else if (shape.type == layout::metric_type::histogram) {
+      const std::size_t nb = shape.bounds.size() + 1;
+      for (std::size_t r = 0; r < col.rows; ++r) {
+        std::uint64_t* b = col.buckets.data() + r * nb;
+        std::uint64_t* last = k.last_b.data() + r * nb;
+        std::uint64_t* off = k.offset_b.data() + r * nb;
+        const std::uint64_t count_before = last[nb - 1], count_offset_before = off[nb - 1];
+        std::uint64_t cumulative = 0;  // buckets stay cumulative (le order) after offsets
+        for (std::size_t j = 0; j < nb; ++j) {
+          std::uint64_t v = b[j] + off[j];
+          if (v < last[j]) {
+            off[j] += last[j] - v;
+            v = last[j];
+          }
+          cumulative = std::max(cumulative, v);
+          b[j] = cumulative;
+          last[j] = cumulative;
+        }
+        // _sum legitimately goes down when negative values are observed (then _count
+        // grew); it is held only when no new observation explains the drop.
+        const bool observed = last[nb - 1] > count_before && off[nb - 1] == count_offset_before;
+        double sum = col.value[r] + k.offset[r];
+        if (sum < k.last[r] && !observed) {
+          k.offset[r] += k.last[r] - sum;
+          sum = k.last[r];
+        }
+        col.value[r] = sum;
+        k.last[r] = sum;
+      }
+    }
+  }
+}
+
 std::shared_ptr<collection> collector::run_once() {
   auto t0 = clock::now();
   std::vector<segment_status> status;
@@ -455,12 +681,30 @@ std::shared_ptr<collection> collector::run_once() {
   const auto now = clock::now();
   const double now_mono = monotonic_now_s();
 
+  if (segments_.empty() && status.empty()) {
+    // Said once, until segments appear again: a typo in --shm.prefix or --shm.dir
+    // otherwise looks like an engine with no metrics.
+    if (!none_found_logged_)
+      log_.log(log_level::warn, "no segment matches",
+               "dir=" + logger::quote(opt_.dir) +
+                   " pattern=" + logger::quote(opt_.prefix + ".<pid>.<instance>"));
+    none_found_logged_ = true;
+  } else {
+    none_found_logged_ = false;
+  }
+
   std::set<std::uint32_t> live_pids;
   for (auto& [path, t] : segments_) {
-    read_values(t);
+    read_values_guarded(t);
     bool alive = t.reader.writer_alive();
     if (alive && !t.alive) t.last_hb_change = now;
-    if (!alive && t.alive) t.dead_since = now;
+    if (!alive && t.alive) {
+      t.dead_since = now;
+      // Once per segment: its lock is free from now on.
+      const bool closed = t.reader.info().state == layout::segment_state::closed;
+      log_.log(closed ? log_level::info : log_level::warn, closed ? "writer exited" : "writer died",
+               "path=" + logger::quote(path) + " pid=" + std::to_string(t.name.pid));
+    }
     t.alive = alive;
     if (alive) live_pids.insert(t.name.pid);
   }
@@ -521,6 +765,7 @@ std::shared_ptr<collection> collector::run_once() {
   update_plan();
   std::shared_ptr<collection> c = take_buffer();
   fill_values(*c);
+  keep_monotonic(*c);
   c->segments = std::move(status);
   collections_ += 1;
   c->duration_s = std::chrono::duration<double>(clock::now() - t0).count();

@@ -25,8 +25,10 @@ struct collector_options {
   std::string dir = "/dev/shm";
   std::string prefix = "shmetrics";
   /// Remove a dead writer's segment after this long (0: never), folding its last
-  /// counter and histogram values into the exporter's retired totals first.
-  std::chrono::milliseconds gc_dead_after{0};
+  /// counter and histogram values into the exporter's retired totals first. Also
+  /// removes files a writer died creating (never readable), after this long and at
+  /// least `unfinished_grace`.
+  std::chrono::milliseconds gc_dead_after{60'000};
   /// Serve segments owned by other users too. Off: a file in a shared directory that
   /// another user planted is refused (`foreign_owner`), not served as ours.
   bool allow_other_users = false;
@@ -86,7 +88,8 @@ class collector {
     bool alive = true;
     std::uint64_t last_hb_count = 0;
     std::chrono::steady_clock::time_point last_hb_change, dead_since;
-    std::string error;  // why the last read failed, if it did
+    std::string error;             // why the last read failed, if it did
+    std::uint64_t created_ns = 0;  // the writer's creation time (newest definition wins)
   };
 
   // Where each source series goes in the merged families; computed again only when the
@@ -117,13 +120,17 @@ class collector {
 
   std::shared_ptr<collection> run_once();
   void discover(std::vector<segment_status>& bad);
+  void reap_unfinished(const std::string& path);
   bool read_values(tracked& t);
+  void read_values_guarded(tracked& t);
   std::vector<family_snapshot> families_of(const tracked& t) const;
   void retire(tracked& t);
   void count_error(const std::string& reason, const std::string& key, const std::string& message);
   void update_plan();
   std::shared_ptr<collection> take_buffer();
   void fill_values(collection& c);
+  void keep_monotonic(collection& c);
+  void carry_over(const merge_plan& next);
   void append_self_metrics(collection& c, const std::vector<segment_status>& status);
 
   collector_options opt_;
@@ -137,19 +144,32 @@ class collector {
   std::shared_ptr<const collection> latest_;
 
   // state owned by the single in-flight collection
-  std::map<std::string, tracked> segments_;  // by path
-  std::vector<family_snapshot> retired_;     // folded totals of removed dead writers
+  std::map<std::string, tracked> segments_;                                  // by path
+  std::map<std::string, std::chrono::steady_clock::time_point> unfinished_;  // first seen
+  // Folded totals of removed dead writers: one entry per family definition (an upgrade
+  // that changes a family keeps the old definition's totals apart), with the creation
+  // time of the newest writer folded into each.
+  std::vector<family_snapshot> retired_;
+  std::vector<std::uint64_t> retired_created_;
   std::uint64_t retired_version_ = 0;
   merge_plan plan_;
   struct buffer_pool {
     std::mutex mu;
     std::vector<std::unique_ptr<collection>> free;  // results no scrape holds any more
   };
-  std::shared_ptr<buffer_pool> pool_;     // shared with the results' deleters
+  std::shared_ptr<buffer_pool> pool_;  // shared with the results' deleters
+  // What each served counter and histogram of plan_ read last, and what is added to its
+  // merged value so that it never reads less (keep_monotonic): per family of plan_.
+  struct carried_family {
+    std::vector<double> last, offset;             // counters: the value; histograms: _sum
+    std::vector<std::uint64_t> last_b, offset_b;  // histograms: rows x (bounds + 1)
+  };
+  std::vector<carried_family> carried_;
   std::map<std::string, double> errors_;  // reason -> count
   std::map<std::string, bool> reported_;  // error keys already counted
   double collections_ = 0, retired_segments_ = 0;
   double boot_time_s_ = -1;  // /proc/stat btime, read once
+  bool none_found_logged_ = false;
 };
 
 /// The label-friendly name of an error code (`truncated`, `bad_magic`, ...).

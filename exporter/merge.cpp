@@ -114,9 +114,42 @@ bool skipped_when_dead(const family_snapshot& shape, bool writer_alive) {
          shape.mode == gauge_mode::live_min || shape.mode == gauge_mode::live_latest;
 }
 
+bool same_definition(const family_snapshot& a, const family_snapshot& b) {
+  return a.type == b.type && a.label_names == b.label_names && a.bounds == b.bounds;
+}
+
+std::vector<std::string> exposed_names(const family_snapshot& f) {
+  std::vector<std::string> out{f.name};
+  switch (f.type) {
+    case metric_type::counter:
+      for (const char* s : {"_total", "_created"})
+        out.push_back(f.name + s);
+      break;
+    case metric_type::histogram:
+      for (const char* s : {"_bucket", "_count", "_sum", "_created"})
+        out.push_back(f.name + s);
+      break;
+    case metric_type::info:
+      if (f.name.size() > 5 && f.name.ends_with("_info"))
+        out.push_back(f.name.substr(0, f.name.size() - 5));
+      break;
+    case metric_type::gauge:
+      break;
+  }
+  return out;
+}
+
 std::size_t merged_set::family_slot(const family_snapshot& f) {
-  auto [it, fresh] = family_index_.try_emplace(f.name, families_.size());
-  if (fresh) {
+  auto found = family_index_.find(f.name);
+  if (found == family_index_.end()) {
+    // A new family: refused if any sample name it prints is another family's.
+    const std::vector<std::string> names = exposed_names(f);
+    for (const std::string& n : names)
+      if (claimed_.count(n)) return no_slot;
+    const std::size_t slot = families_.size();
+    for (const std::string& n : names)
+      claimed_.emplace(n, slot);
+    family_index_.emplace(f.name, slot);
     family_snapshot& shape = families_.emplace_back();  // the definition, not the series
     shape.name = f.name;
     shape.help = f.help;
@@ -127,11 +160,10 @@ std::size_t merged_set::family_slot(const family_snapshot& f) {
     shape.bounds = f.bounds;
     series_index_.emplace_back();
     counts_.push_back(0);
-    return it->second;
+    return slot;
   }
-  const family_snapshot& m = families_[it->second];
-  if (m.type != f.type || m.label_names != f.label_names || m.bounds != f.bounds) return no_slot;
-  return it->second;
+  if (!same_definition(families_[found->second], f)) return no_slot;
+  return found->second;
 }
 
 std::pair<std::size_t, bool> merged_set::series_slot(std::size_t family,

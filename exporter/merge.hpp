@@ -31,11 +31,22 @@ void combine(layout::metric_type type, layout::gauge_mode mode,
 /// Whether a writer's family contributes nothing: a live_* gauge of a writer that is gone.
 bool skipped_when_dead(const family_snapshot& shape, bool writer_alive);
 
+/// Whether two writers define a family alike (type, label names, buckets).
+bool same_definition(const family_snapshot& a, const family_snapshot& b);
+
+/// The sample names a family puts on a page in either text format: a counter `x` prints
+/// `x_total` (and OpenMetrics types it `x`), a histogram `h` prints `h_bucket`,
+/// `h_count`, `h_sum`, an info `i_info` is typed `i` in OpenMetrics. `_created` is
+/// claimed for counters and histograms too (prometheus_client prints it). Two families
+/// that share any of these names cannot both be served: a strict parser rejects the page.
+std::vector<std::string> exposed_names(const family_snapshot& f);
+
 /// Families merged across writers, with indexes to find a family by name and a series
 /// by its label values.
 ///
 /// A family whose type, label names or buckets differ from the first definition seen is
-/// a conflict: it is refused and the caller reports it.
+/// a conflict, and so is one whose sample names collide with another family's (counter
+/// `x` beside gauge `x_total`): it is refused and the caller reports it.
 class merged_set {
  public:
   static constexpr std::size_t no_slot = std::numeric_limits<std::size_t>::max();
@@ -82,6 +93,7 @@ class merged_set {
  private:
   std::vector<family_snapshot> families_;
   std::unordered_map<std::string, std::size_t> family_index_;
+  std::unordered_map<std::string, std::size_t> claimed_;  // exposed sample name -> family
   std::vector<std::unordered_map<std::string, std::size_t>> series_index_;
   std::vector<std::size_t> counts_;  // series per family
   std::string key_;                  // reused to build series keys

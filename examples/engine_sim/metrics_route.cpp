@@ -17,6 +17,7 @@ bool add_metrics_route(httplib::Server& svr, const std::string& dir, const std::
   ex::collector_options o;
   o.dir = dir;
   o.prefix = prefix;
+  o.gc_dead_after = std::chrono::milliseconds(0);  // removing dead segments is the sidecar's job
   auto* coll = new ex::collector(o, *log);
   svr.Get("/metrics", [coll, log](const httplib::Request& req, httplib::Response& res) {
     ex::serve_metrics(req, res, *coll, *log);

@@ -93,7 +93,11 @@ TEST_CASE("the shipped catalog loads and holds vLLM's and the seed's families", 
                                                           4194304, 16777216, 67108864, 268435456});
   auto* g = cat.find("vllm/num_requests_running");
   REQUIRE(g);
-  REQUIRE(g->mode == layout::gauge_mode::latest);  // multiprocess_mode=mostrecent
+  // multiprocess_mode=mostrecent, of live writers only: a dead engine's load is not served
+  REQUIRE(g->mode == layout::gauge_mode::live_latest);
+  for (const auto* name : {"vllm/num_requests_waiting", "vllm/kv_cache_usage_perc",
+                           "vllm/cache_config_info"})
+    REQUIRE(cat.find(name)->mode == layout::gauge_mode::live_latest);
   REQUIRE(cat.find("vllm/request_prompt_tokens")->buckets_1_2_5);
   REQUIRE(cat.find_name("vllm:omni_audio_rtf")->bucket_set == "RTF");
 }

@@ -4,6 +4,7 @@
 //   counter NAME LABEL N     add N to NAME{k=LABEL}
 //   gauge NAME MODE LABEL V  set NAME{k=LABEL} (mode: sum max min latest live_sum ...)
 //   hist NAME V              observe V in NAME (buckets 1, 2, 5)
+//   histb NAME B1,B2,.. V    observe V in NAME with these buckets
 //   process                  record this process (process_metrics, sampled every 50 ms)
 //   sync                     print "ok"
 //   exit                     leave (removes the segment unless "keep")
@@ -12,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <shmetrics/shmetrics.hpp>
 
@@ -63,6 +65,15 @@ int main(int argc, char** argv) {
       in >> v;
       auto f =
           reg->add_histogram({.name = name, .help = "A test histogram.", .buckets = {1, 2, 5}});
+      if (f) f->with_labels({})->observe(v);
+    } else if (cmd == "histb") {
+      double v;
+      in >> a >> v;
+      std::vector<double> bounds;
+      std::istringstream bs(a);
+      for (std::string x; std::getline(bs, x, ',');)
+        bounds.push_back(std::stod(x));
+      auto f = reg->add_histogram({.name = name, .help = "A test histogram.", .buckets = bounds});
       if (f) f->with_labels({})->observe(v);
     } else if (cmd == "process") {
       auto m = process_metrics::create(*reg);
