@@ -1,16 +1,20 @@
 // /dev/shm full: creating a segment on a full tmpfs fails at registry::create with
 // no_space naming the file, leaves nothing behind, and a registry created before the
-// filesystem filled keeps counting and registering (its pages were reserved up front).
+// filesystem filled keeps counting and registering within the pages it reserved; past
+// them registration fails with no_space (pages are reserved as registrations reach
+// them, so a segment larger than the filesystem is created and holds what it uses).
 //
-// Needs a private mount namespace for a 64 KiB tmpfs (root or CAP_SYS_ADMIN); exits 77
+// Needs a private mount namespace for a 256 KiB tmpfs (root or CAP_SYS_ADMIN); exits 77
 // (skip) where mounting is not allowed.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +47,27 @@ int checks(const std::string& dir) {
   EXPECT(before);
   if (!before) return 1;
   auto c = before->add_counter({.name = "ops_total", .help = "Ops."})->with_labels({}).value();
+  // A roomy registry: its pages are reserved as registrations reach them, so it holds
+  // little of the filesystem until it grows.
+  shmetrics::registry_options big = o;
+  big.prefix = "big";
+  big.max_series = 100000;
+  big.max_cells = 1 << 20;
+  big.string_bytes = 1 << 22;
+  auto roomy = shmetrics::registry::create(big);
+  EXPECT(roomy);
+  if (!roomy) return 1;
+  struct stat st;
+  EXPECT(::stat(roomy->path().c_str(), &st) == 0);
+  std::printf("roomy segment: %llu bytes, %lld reserved\n",
+              static_cast<unsigned long long>(roomy->segment_bytes()),
+              static_cast<long long>(st.st_blocks) * 512);
+  EXPECT(static_cast<std::uint64_t>(st.st_blocks) * 512 < 16384);
+  EXPECT(roomy->segment_bytes() > 8u << 20);  // larger than the whole filesystem
+  auto wide = roomy->add_counter({.name = "wide", .help = "Grows.", .labels = {"k"}});
+  EXPECT(wide);
+  if (!wide) return 1;
+  std::vector<shmetrics::counter> wide_handles{wide->with_labels({"first"}).value()};
 
   // Fill the filesystem.
   int fd = ::open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -62,6 +87,35 @@ int checks(const std::string& dir) {
   EXPECT(msg.find("no space") != std::string::npos);
   auto segs = shmetrics::list_segments(dir, "full");
   EXPECT(segs && segs->size() == 1);  // the failed one was removed
+
+  // The roomy registry runs out of filesystem while registering: a clear no_space error
+  // at registration, never SIGBUS on the hot path; what it registered keeps counting.
+  shmetrics::errc stop = shmetrics::errc::ok;
+  for (int i = 0; i < 100000 && stop == shmetrics::errc::ok; ++i) {
+    auto h = wide->with_labels({std::to_string(i)});
+    if (h)
+      wide_handles.push_back(*h);
+    else
+      stop = h.code();
+  }
+  std::printf("roomy registry: %zu series, then %s\n", wide_handles.size(),
+              std::string(shmetrics::to_string(stop)).c_str());
+  EXPECT(stop == shmetrics::errc::no_space);
+  EXPECT(wide_handles.size() > 100);
+  for (auto& h : wide_handles)
+    h.inc();
+  auto wide_reader = shmetrics::segment_reader::open(roomy->path());
+  EXPECT(wide_reader);
+  if (wide_reader) {
+    auto ws = wide_reader->snapshot();
+    EXPECT(ws);
+    double total = 0;
+    if (ws)
+      for (auto& f : ws->families)
+        for (auto& sr : f.series)
+          total += sr.value;
+    EXPECT(total == static_cast<double>(wide_handles.size()));
+  }
 
   // The earlier registry: hot path and registration unaffected.
   for (int i = 0; i < 1000000; ++i)
@@ -95,7 +149,7 @@ int main() {
   if (pid == 0) {
     if (::unshare(CLONE_NEWNS) != 0 ||
         ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700") != 0) {
+        ::mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700") != 0) {
       std::printf("cannot mount a private tmpfs (%s): skipped\n", std::strerror(errno));
       std::fflush(stdout);
       ::_exit(77);

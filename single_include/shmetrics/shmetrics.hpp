@@ -960,6 +960,7 @@ SHMETRICS_END_NAMESPACE
 // mutex, and returns errors. The hot path lives in counter.hpp, gauge.hpp, histogram.hpp.
 
 #include <algorithm>           // std::min
+#include <cerrno>              // ENOSPC from posix_fallocate
 #include <chrono>              // heartbeat interval
 #include <cmath>               // std::isfinite
 #include <condition_variable>  // heartbeat thread wake-up
@@ -970,6 +971,7 @@ SHMETRICS_END_NAMESPACE
 #include <new>                 // placement new: fresh locks in a forked child
 #include <thread>              // heartbeat thread
 #include <unordered_map>       // dedupe of families and label sets (process memory only)
+#include <fcntl.h>             // posix_fallocate: tmpfs pages reserved as registrations reach them
 #include <pthread.h>           // pthread_atfork
 #include <sys/mman.h>          // the forked child's private copy of the segment
 #include <sys/random.h>        // getrandom for the instance id
@@ -1102,8 +1104,6 @@ SHMETRICS_END_NAMESPACE
 // its lifetime lock (flock), which readers probe to tell a dead writer from a live one
 // across PID namespaces. So this is open/ftruncate/fallocate/mmap, and nothing more.
 
-#include <cerrno>      // errno
-#include <fcntl.h>     // open, posix_fallocate
 #include <sys/file.h>  // flock
 #include <sys/stat.h>  // fchmod
 
@@ -1119,11 +1119,13 @@ struct mapped_segment {
 };
 
 /// Creates `path` exclusively (never follows a symlink, never opens an existing file),
-/// with `mode` exactly, sized and reserved up front so that a full /dev/shm fails here
-/// with no_space rather than as SIGBUS on the hot path later. Holds flock(LOCK_EX) for
-/// the writer's life.
+/// with `mode` exactly, sized, and with its first `reserve_bytes` reserved (all of it by
+/// default; the registry reserves the rest as registrations reach it) so that a full
+/// /dev/shm fails with no_space rather than as SIGBUS on the hot path later. Holds
+/// flock(LOCK_EX) for the writer's life.
 inline result<mapped_segment> create_segment_file(const std::string& path, std::size_t size,
-                                                  unsigned mode, bool reserve) {
+                                                  unsigned mode, bool reserve,
+                                                  std::size_t reserve_bytes = SIZE_MAX) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0)
     return error{errno == EEXIST ? errc::segment_exists : errc::create_failed, errno, path};
@@ -1138,7 +1140,8 @@ inline result<mapped_segment> create_segment_file(const std::string& path, std::
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
     return fail(errno == ENOSPC ? errc::no_space : errc::create_failed, errno);
   if (reserve) {
-    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    int rc =
+        ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes < size ? reserve_bytes : size));
     if (rc == ENOSPC) return fail(errc::no_space, rc);
     // EOPNOTSUPP/EINVAL: the filesystem cannot reserve; carry on unreserved.
   }
@@ -1246,8 +1249,13 @@ struct registry_options {
   std::uint32_t shards = 16;              ///< value shards incl. the shared shard 0; 1..64
   std::chrono::milliseconds heartbeat_interval{1000};  ///< 0: no thread; call heartbeat() yourself
   bool unlink_on_close = true;  ///< remove the file when the registry is destroyed
-  bool reserve = true;          ///< posix_fallocate the whole segment at creation
-  unsigned mode = 0600;         ///< file mode, applied exactly (umask ignored)
+  /// Reserve the segment's tmpfs pages (posix_fallocate) before they are written: the
+  /// header at creation, then records, strings and every shard's cells as registrations
+  /// reach them, 16 KiB a region at a time. A segment takes about what it holds (not
+  /// segment_bytes()), and a full /dev/shm is a no_space error at creation or
+  /// registration, never SIGBUS on the hot path. false: pages are taken when touched.
+  bool reserve = true;
+  unsigned mode = 0600;  ///< file mode, applied exactly (umask ignored)
 
   /// Bytes of the segment these options create.
   std::uint64_t segment_bytes() const noexcept {
@@ -1348,7 +1356,7 @@ struct live_registries {
 class registry_state {
  public:
   registry_state(mapped_segment seg, const registry_options& opt)
-      : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close) {
+      : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close), reserve_(opt.reserve) {
     base_ = static_cast<char*>(seg_.base);
     hdr_ = reinterpret_cast<layout::segment_header*>(base_);
     install_fork_handlers();
@@ -1476,6 +1484,18 @@ class registry_state {
     }
     layout::segment_header& h = *hdr_;
     if (families_.size() >= h.family_capacity) return dropped(errc::families_full, exposed);
+    {
+      std::uint64_t bytes = exposed.size() + help.size() + unit.size() +
+                            bounds.size() * sizeof(double) + 16;  // + alignment
+      for (auto l : labels)
+        bytes += l.size() + sizeof(layout::string_ref) + 4;
+      if (!reserve_region(
+              h.families_offset, std::uint64_t{h.family_capacity} * layout::family_record_size,
+              families_reserved_, (families_.size() + 1) * layout::family_record_size) ||
+          !reserve_region(h.strings_offset, h.strings_capacity, strings_reserved_,
+                          strings_used_ + bytes))
+        return dropped(errc::no_space, exposed);
+    }
 
     std::uint64_t mark = strings_used_;
     auto undo = [&](errc c) {
@@ -1541,6 +1561,19 @@ class registry_state {
     if (series_count_ >= h.series_capacity) return dropped(errc::series_full, f.name);
     std::uint32_t ncells = layout::cells_for(f.type, static_cast<std::uint32_t>(f.bounds.size()));
     if (h.cells_per_shard - cells_used_ < ncells) return dropped(errc::cells_full, f.name);
+    {
+      std::uint64_t bytes = 8;  // + alignment
+      for (auto v : values)
+        bytes += v.size() + sizeof(layout::string_ref) + 4;
+      if (!reserve_region(h.series_offset,
+                          std::uint64_t{h.series_capacity} * layout::series_record_size,
+                          series_reserved_, (series_count_ + 1ull) * layout::series_record_size) ||
+          !reserve_region(h.strings_offset, h.strings_capacity, strings_reserved_,
+                          strings_used_ + bytes) ||
+          !reserve_region(h.cells_offset, std::uint64_t{h.cells_per_shard} * 8, cells_reserved_,
+                          (std::uint64_t{cells_used_} + ncells) * 8, h.shard_count, h.shard_stride))
+        return dropped(errc::no_space, f.name);
+    }
     std::uint64_t mark = strings_used_;
     layout::series_record rec{};
     if (!put_refs(values, rec.labels_off)) {
@@ -1594,6 +1627,28 @@ class registry_state {
   error dropped(errc c, const std::string& who) {
     add_shared(&hdr_->registrations_dropped, std::uint64_t{1});
     return error{c, 0, who};
+  }
+
+  // Reserves bytes [0, need) of a region (of `copies` regions `stride` apart: the shards'
+  // cells) that starts at `offset` and holds `capacity` bytes, in 16 KiB steps;
+  // `reserved` is how much is reserved already. False: no space left on the filesystem.
+  // A filesystem that cannot reserve (EOPNOTSUPP) is written unreserved, as before.
+  bool reserve_region(std::uint64_t offset, std::uint64_t capacity, std::uint64_t& reserved,
+                      std::uint64_t need, std::uint32_t copies = 1, std::uint64_t stride = 0) {
+    constexpr std::uint64_t step = 16384;
+    if (!reserve_ || need <= reserved) return true;
+    const std::uint64_t upto = std::min(capacity, (need + step - 1) / step * step);
+    for (std::uint32_t c = 0; c < copies; ++c) {
+      const int rc = ::posix_fallocate(seg_.fd, static_cast<off_t>(offset + c * stride + reserved),
+                                       static_cast<off_t>(upto - reserved));
+      if (rc == ENOSPC) return false;  // shards reserved so far stay reserved: retried next time
+      if (rc != 0) {
+        reserve_ = false;
+        return true;
+      }
+    }
+    reserved = upto;
+    return true;
   }
 
   bool alloc(std::uint64_t bytes, std::uint64_t align, std::uint32_t& off) noexcept {
@@ -1688,6 +1743,10 @@ class registry_state {
 
   mapped_segment seg_;
   bool unlink_on_close_;
+  bool reserve_;  // registry_options::reserve, off once the filesystem cannot reserve
+  // Bytes reserved of each region (cells: of each shard), see reserve_region().
+  std::uint64_t families_reserved_ = 0, series_reserved_ = 0, strings_reserved_ = 0,
+                cells_reserved_ = 0;
   char* base_ = nullptr;
   layout::segment_header* hdr_ = nullptr;
   std::uint64_t instance_id_ = 0;
@@ -1775,7 +1834,7 @@ class registry {
   registry() = default;
 
   /// Creates the segment `<dir>/<prefix>.<pid>.<instance>` (mode `opt.mode`, created
-  /// exclusively, symlinks never followed), reserved up front.
+  /// exclusively, symlinks never followed); see registry_options::reserve.
   /// Fails: invalid_options, segment_exists, create_failed, no_space, map_failed.
   static result<registry> create(const registry_options& opt = {}) {
     auto bad = [](const char* what) { return error{errc::invalid_options, 0, what}; };
@@ -1798,7 +1857,8 @@ class registry {
     std::snprintf(name, sizeof name, ".%d.%016llx", static_cast<int>(getpid()),
                   static_cast<unsigned long long>(instance));
     std::string path = opt.dir + (opt.dir.back() == '/' ? "" : "/") + opt.prefix + name;
-    auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve);
+    auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve,
+                                           layout::header_size);
     if (!seg) return seg.error();
     r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
     r.state_->init(opt, instance);

@@ -29,11 +29,13 @@ struct mapped_segment {
 };
 
 /// Creates `path` exclusively (never follows a symlink, never opens an existing file),
-/// with `mode` exactly, sized and reserved up front so that a full /dev/shm fails here
-/// with no_space rather than as SIGBUS on the hot path later. Holds flock(LOCK_EX) for
-/// the writer's life.
+/// with `mode` exactly, sized, and with its first `reserve_bytes` reserved (all of it by
+/// default; the registry reserves the rest as registrations reach it) so that a full
+/// /dev/shm fails with no_space rather than as SIGBUS on the hot path later. Holds
+/// flock(LOCK_EX) for the writer's life.
 inline result<mapped_segment> create_segment_file(const std::string& path, std::size_t size,
-                                                  unsigned mode, bool reserve) {
+                                                  unsigned mode, bool reserve,
+                                                  std::size_t reserve_bytes = SIZE_MAX) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0)
     return error{errno == EEXIST ? errc::segment_exists : errc::create_failed, errno, path};
@@ -48,7 +50,8 @@ inline result<mapped_segment> create_segment_file(const std::string& path, std::
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
     return fail(errno == ENOSPC ? errc::no_space : errc::create_failed, errno);
   if (reserve) {
-    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    int rc =
+        ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes < size ? reserve_bytes : size));
     if (rc == ENOSPC) return fail(errc::no_space, rc);
     // EOPNOTSUPP/EINVAL: the filesystem cannot reserve; carry on unreserved.
   }
