@@ -136,6 +136,14 @@ std::shared_ptr<const collection> collector::latest() const {
   return latest_;
 }
 
+std::shared_ptr<const collection> collector::latest_within(std::chrono::milliseconds max_age) {
+  {
+    std::lock_guard lock(mu_);
+    if (latest_ && clock::now() - latest_started_ < max_age) return latest_;
+  }
+  return collect();
+}
+
 std::shared_ptr<const collection> collector::collect() {
   std::unique_lock lock(mu_);
   if (in_flight_) {
@@ -145,6 +153,7 @@ std::shared_ptr<const collection> collector::collect() {
     return latest_;
   }
   in_flight_ = true;
+  const auto started = clock::now();
   lock.unlock();
   std::shared_ptr<collection> c;
   try {
@@ -153,7 +162,10 @@ std::shared_ptr<const collection> collector::collect() {
     log_.log(log_level::error, "collection failed", "err=" + logger::quote(e.what()));
   }
   lock.lock();
-  if (c) latest_ = std::move(c);
+  if (c) {
+    latest_ = std::move(c);
+    latest_started_ = started;
+  }
   if (!latest_) latest_ = std::make_shared<collection>();
   in_flight_ = false;
   ++generation_;

@@ -71,8 +71,13 @@ class collector {
   /// every concurrent caller (one flight at a time). Thread-safe.
   std::shared_ptr<const collection> collect();
 
-  /// The latest collection without starting one (for /segments); null before the first.
+  /// The latest collection without starting one; null before the first.
   std::shared_ptr<const collection> latest() const;
+
+  /// The latest collection if it started less than `max_age` ago, else a new one
+  /// (collect()): what endpoints that report state as of now use (/segments), so that
+  /// with no scraper yet a writer killed minutes ago does not read `alive`.
+  std::shared_ptr<const collection> latest_within(std::chrono::milliseconds max_age);
 
  private:
   struct tracked {
@@ -142,6 +147,7 @@ class collector {
   bool in_flight_ = false;
   std::uint64_t generation_ = 0;
   std::shared_ptr<const collection> latest_;
+  std::chrono::steady_clock::time_point latest_started_;  // when latest_'s collection began
 
   // state owned by the single in-flight collection
   std::map<std::string, tracked> segments_;                                  // by path

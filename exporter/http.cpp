@@ -198,8 +198,8 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
   });
 
   server.Get("/segments", [&coll](const httplib::Request&, httplib::Response& res) {
-    auto c = coll.latest();
-    if (!c) c = coll.collect();
+    // As of now: the last collection if it is under a second old, else a new one.
+    auto c = coll.latest_within(std::chrono::seconds(1));
     std::string j = "{\"segments\": [";
     bool first = true;
     for (const segment_status& s : c->segments) {

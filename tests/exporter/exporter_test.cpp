@@ -207,6 +207,23 @@ TEST_CASE("the exporter serves what writers wrote, merged across processes", "[e
   }
 }
 
+TEST_CASE("/segments reports writers as of now, with no scraper", "[exporter][segments]") {
+  test::unique_prefix up;
+  writer w(up);
+  w.run({"counter req_total a 1"});
+  exporter e(up);
+  auto before = e.get("/segments");
+  REQUIRE(before);
+  CHECK(before->body.find("\"state\": \"alive\"") != std::string::npos);
+  w.kill9();
+  std::this_thread::sleep_for(1100ms);
+  auto after = e.get("/segments");  // no /metrics scrape in between
+  REQUIRE(after);
+  INFO(after->body);
+  CHECK(after->body.find("\"state\": \"dead\"") != std::string::npos);
+  CHECK(after->body.find("\"state\": \"alive\"") == std::string::npos);
+}
+
 TEST_CASE("dead segments are removed after --shm.gc-dead-after, totals kept", "[exporter][gc]") {
   test::unique_prefix up;
   exporter e(up, {"--shm.gc-dead-after", "200ms"});
