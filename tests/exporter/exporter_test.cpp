@@ -91,8 +91,8 @@ struct process {
 
 struct writer : process {
   std::string path;
-  writer(const test::unique_prefix& up, bool keep = true)
-      : process({SCRIPTED_WRITER, up.dir, up.prefix, keep ? "keep" : "unlink"}) {
+  writer(const test::unique_prefix& up, bool keep = true, std::string arena_bytes = "65536")
+      : process({SCRIPTED_WRITER, up.dir, up.prefix, keep ? "keep" : "unlink", arena_bytes}) {
     path = line();
     REQUIRE(!path.empty());
   }
@@ -435,6 +435,27 @@ TEST_CASE("bad files are counted and skipped; good segments keep being served",
   CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"bad_magic\"}"] == 1);
   CHECK(s["shmetrics_exporter_segments{state=\"invalid\"}"] == 1);  // the empty one is "not ready"
   CHECK(e.samples()["shmetrics_exporter_segment_errors_total{reason=\"bad_magic\"}"] == 1);
+}
+
+TEST_CASE("a segment the exporter has no memory to read is skipped and counted; the others served",
+          "[exporter][corrupt][rlimit]") {
+  // 256 series with 1 MiB label values: a valid segment, but reading it takes ~256 MiB
+  // of copies, more than the exporter's data limit (prlimit --data) allows. Its read
+  // fails with bad_alloc; that one segment is counted, the other is served fresh.
+  test::unique_prefix up;
+  writer small(up);
+  small.run({"counter req_total a 2"});
+  writer huge(up, true, std::to_string(300u << 20));
+  huge.run({"wide big 256 1048576"});
+  exporter e(up, {}, {"/usr/bin/prlimit", "--data=160000000", "--"});
+  auto s = e.samples();
+  CHECK(s["req_total{k=\"a\"}"] == 2);
+  CHECK(s["shmetrics_exporter_segment_errors_total{reason=\"out_of_memory\"}"] == 1);
+  small.run({"counter req_total a 3"});
+  auto s2 = e.samples();
+  CHECK(s2["req_total{k=\"a\"}"] == 5);  // fresh, not the previous collection
+  CHECK(s2["shmetrics_exporter_segment_errors_total{reason=\"out_of_memory\"}"] == 1);
+  CHECK(e.get("/healthz")->status == 200);
 }
 
 TEST_CASE("a segment that shrinks while served is reported; the others keep being served",

@@ -1,10 +1,11 @@
 // A writer process driven line by line on stdin, for the exporter tests.
-//   scripted_writer DIR PREFIX [keep]
+//   scripted_writer DIR PREFIX [keep|unlink] [ARENA_BYTES]
 // Prints its segment path, then obeys:
 //   counter NAME LABEL N     add N to NAME{k=LABEL}
 //   gauge NAME MODE LABEL V  set NAME{k=LABEL} (mode: sum max min latest live_sum ...)
 //   hist NAME V              observe V in NAME (buckets 1, 2, 5)
 //   histb NAME B1,B2,.. V    observe V in NAME with these buckets
+//   wide NAME COUNT BYTES    COUNT series of counter NAME, label values BYTES long, each 1
 //   process                  record this process (process_metrics, sampled every 50 ms)
 //   sync                     print "ok"
 //   exit                     leave (removes the segment unless "keep")
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   o.max_families = 64;
   o.max_series = 256;
   o.max_cells = 4096;
-  o.string_bytes = 1 << 16;
+  o.string_bytes = argc > 4 ? std::stoull(argv[4]) : 1 << 16;
   o.shards = 4;
   o.heartbeat_interval = std::chrono::milliseconds(50);
   o.unlink_on_close = !(argc > 3 && std::string(argv[3]) == "keep");
@@ -75,6 +76,15 @@ int main(int argc, char** argv) {
         bounds.push_back(std::stod(x));
       auto f = reg->add_histogram({.name = name, .help = "A test histogram.", .buckets = bounds});
       if (f) f->with_labels({})->observe(v);
+    } else if (cmd == "wide") {
+      std::size_t count = 0, bytes = 0;
+      in >> count >> bytes;
+      auto f = reg->add_counter({.name = name, .help = "A wide counter.", .labels = {"k"}});
+      for (std::size_t i = 0; f && i < count; ++i) {
+        std::string v = std::to_string(i);
+        v.resize(bytes, 'x');
+        if (auto h = f->with_labels({v})) h->inc();
+      }
     } else if (cmd == "process") {
       auto m = process_metrics::create(*reg);
       if (!m) {
