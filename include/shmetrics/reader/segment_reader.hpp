@@ -35,8 +35,10 @@ class segment_reader {
 
   /// Parses records published since the last call. Returns true if any were new.
   /// Fails: shrunk (file smaller than the header says), corrupt_header (counts beyond
-  /// capacity), corrupt_record (an offset, length, name or value out of bounds; the
-  /// detail names the record).
+  /// capacity), corrupt_record (an offset, length, name or value out of bounds, a string
+  /// inside its own ref list, or records that reference more arena bytes or claim more
+  /// cells in all than the segment holds: docs/segment-format.md, "Bounds"; the detail
+  /// names the record and the limit).
   result<bool> refresh();
 
   /// refresh(), then the values of every series, summed over shards. Copies every
