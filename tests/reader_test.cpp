@@ -286,7 +286,7 @@ TEST_CASE("a segment whose writer filled its arena is read whole", "[reader][amp
     }
     if (n % 7 == 0) REQUIRE(h.with_labels({std::string(n % 50, 'y')}));
   }
-  // Then the smallest registrations, until not even a 1-byte value and its ref fit.
+  // Then the smallest series (a short key, an empty value) until not even one fits.
   while (c.with_labels({std::to_string(n++), ""})) {
   }
   auto rd = segment_reader::open(reg.path());
