@@ -214,6 +214,10 @@ TEST_CASE("a segment cannot make the reader allocate more than it holds",
   test::unique_prefix up;
   const std::string good = test::real_segment_bytes(up.dir, up.prefix);
   const std::string path = up.dir + "/" + up.prefix + "-hostile";
+  struct unlink_at_end {
+    const std::string& p;
+    ~unlink_at_end() { ::unlink(p.c_str()); }
+  } cleanup{path};
   for (test::hostile h : test::all_hostile) {
     INFO("shape: " << test::hostile_name(h));
     test::write_file(path, test::hostile_bytes(good, h));
@@ -262,7 +266,6 @@ TEST_CASE("a segment cannot make the reader allocate more than it holds",
     else
       CHECK(out.find("more than the arena's 1048576") != std::string::npos);
   }
-  ::unlink(path.c_str());
 }
 
 TEST_CASE("a segment whose writer filled its arena is read whole", "[reader][amplification]") {
