@@ -36,6 +36,39 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
+}  // namespace
+
+// What the records parsed so far may still reference of the arena. The writer gives
+// every string, string-ref list and bucket-bound array bytes of its own, so all records
+// together reference at most the arena's size. A segment whose records reference more
+// (the same bytes many times over: 65,535 refs to one 1 MiB string would be 64 GiB of
+// copies) is refused before the bytes are copied, whatever its counts and lengths
+// multiply to: what one segment makes the reader hold stays proportional to its size.
+struct segment_reader::arena_budget {
+  std::uint64_t used, cap;
+  bool take(std::uint64_t n) {
+    if (n > cap - used) return false;
+    used += n;
+    return true;
+  }
+  std::string over(std::uint64_t n) const {
+    return "the records would reference " + std::to_string(used + n) +
+           " arena bytes, more than the arena's " + std::to_string(cap) +
+           " (each arena byte belongs to one string, list or bucket bound)";
+  }
+};
+
+namespace {
+
+// Whether the string ref `r` points into its own list [list, list + list_len).
+bool overlaps(const layout::string_ref& r, std::uint64_t list, std::uint64_t list_len) {
+  return r.len && r.off < list + list_len && list < std::uint64_t{r.off} + r.len;
+}
+
+std::string span(std::uint64_t off, std::uint64_t len) {
+  return std::to_string(off) + "+" + std::to_string(len);
+}
+
 // Validates the write-once header against the file size. Returns ok or the reason.
 error check_header(const layout::segment_header& h, std::uint64_t file_size,
                    const std::string& path) {
@@ -174,6 +207,8 @@ segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
     series_ = std::move(o.series_);
     label_pool_ = std::move(o.label_pool_);
     value_end_ = std::move(o.value_end_);
+    arena_referenced_ = std::exchange(o.arena_referenced_, 0);
+    cells_claimed_ = std::exchange(o.cells_claimed_, 0);
   }
   return *this;
 }
@@ -189,60 +224,51 @@ error segment_reader::corrupt(errc c, std::string what) const {
 }
 
 result<std::string> segment_reader::read_string(std::uint32_t off, std::uint32_t len,
-                                                const char* what) const {
+                                                const std::string& what,
+                                                arena_budget& budget) const {
   if (!fits(off, len, hdr_.strings_capacity))
-    return corrupt(errc::corrupt_record, std::string(what) + " at arena " + std::to_string(off) +
-                                             "+" + std::to_string(len) + " outside the arena (" +
+    return corrupt(errc::corrupt_record, what + " at arena " + span(off, len) +
+                                             " outside the arena (" +
                                              std::to_string(hdr_.strings_capacity) + " bytes)");
+  if (!budget.take(len))
+    return corrupt(errc::corrupt_record,
+                   what + " at arena " + span(off, len) + ": " + budget.over(len));
   std::string s(base_ + hdr_.strings_offset + off, len);
-  if (!detail::valid_utf8(s))
-    return corrupt(errc::corrupt_record, std::string(what) + " is not UTF-8");
+  if (!detail::valid_utf8(s)) return corrupt(errc::corrupt_record, what + " is not UTF-8");
   return s;
 }
 
-namespace {
-// Reads `count` string refs at arena offset `off` into strings.
-template <class Reader>
-result<std::vector<std::string>> read_refs(const Reader& r, const char* arena, std::uint64_t cap,
-                                           std::uint32_t off, std::uint32_t count,
-                                           const std::string& what) {
-  std::uint64_t bytes = std::uint64_t{count} * sizeof(layout::string_ref);
-  if (off % 4 || !fits(off, bytes, cap))
-    return error{errc::corrupt_record, 0,
-                 what + " list at arena " + std::to_string(off) + " outside the arena"};
-  std::vector<std::string> out;
-  out.reserve(count);
-  for (std::uint32_t i = 0; i < count; ++i) {
-    layout::string_ref ref;
-    std::memcpy(&ref, arena + off + i * sizeof ref, sizeof ref);
-    auto s = r(ref.off, ref.len, what.c_str());
-    if (!s) return s.error();
-    out.push_back(std::move(*s));
-  }
-  return out;
+// Checks a list of `count` string refs at arena offset `off` and charges its bytes.
+error segment_reader::check_ref_list(std::uint32_t off, std::uint32_t count,
+                                     const std::string& what, arena_budget& budget) const {
+  const std::uint64_t bytes = std::uint64_t{count} * sizeof(layout::string_ref);
+  if (off % 4 || !fits(off, bytes, hdr_.strings_capacity))
+    return corrupt(errc::corrupt_record,
+                   what + " list at arena " + span(off, bytes) + " outside the arena");
+  if (!budget.take(bytes))
+    return corrupt(errc::corrupt_record,
+                   what + " list at arena " + span(off, bytes) + ": " + budget.over(bytes));
+  return {};
 }
-}  // namespace
 
 result<bool> segment_reader::parse_family(std::uint32_t index) {
   layout::family_record rec;
   std::memcpy(&rec, base_ + hdr_.families_offset + std::uint64_t{index} * hdr_.family_record_size,
               sizeof rec);
   std::string who = "family " + std::to_string(index);
-  auto rd = [this](std::uint32_t o, std::uint32_t l, const char* w) {
-    return read_string(o, l, w);
-  };
+  arena_budget budget{arena_referenced_, hdr_.strings_capacity};
   family_meta m;
   family_snapshot& f = m.shape;
-  auto name = read_string(rec.name_off, rec.name_len, (who + " name").c_str());
+  auto name = read_string(rec.name_off, rec.name_len, who + " name", budget);
   if (!name) return name.error();
   f.name = std::move(*name);
   who += " (" + f.name + ")";
   if (!detail::valid_metric_name(f.name))
     return corrupt(errc::corrupt_record, who + ": invalid name");
-  auto help = read_string(rec.help_off, rec.help_len, (who + " help").c_str());
+  auto help = read_string(rec.help_off, rec.help_len, who + " help", budget);
   if (!help) return help.error();
   f.help = std::move(*help);
-  auto unit = read_string(rec.unit_off, rec.unit_len, (who + " unit").c_str());
+  auto unit = read_string(rec.unit_off, rec.unit_len, who + " unit", budget);
   if (!unit) return unit.error();
   f.unit = std::move(*unit);
   if (rec.type < 1 || rec.type > 4)
@@ -251,10 +277,21 @@ result<bool> segment_reader::parse_family(std::uint32_t index) {
     return corrupt(errc::corrupt_record, who + ": gauge mode " + std::to_string(rec.gauge_mode));
   f.type = static_cast<layout::metric_type>(rec.type);
   f.mode = static_cast<layout::gauge_mode>(rec.gauge_mode);
-  auto labels = read_refs(rd, base_ + hdr_.strings_offset, hdr_.strings_capacity, rec.labels_off,
-                          rec.label_count, who + " label name");
-  if (!labels) return corrupt(errc::corrupt_record, labels.error().detail);
-  f.label_names = std::move(*labels);
+  if (error e = check_ref_list(rec.labels_off, rec.label_count, who + " label name", budget);
+      e.code != errc::ok)
+    return e;
+  f.label_names.reserve(rec.label_count);
+  for (std::uint32_t i = 0; i < rec.label_count; ++i) {
+    layout::string_ref ref;
+    std::memcpy(&ref, base_ + hdr_.strings_offset + rec.labels_off + i * sizeof ref, sizeof ref);
+    const std::string what = who + " label name " + std::to_string(i);
+    if (overlaps(ref, rec.labels_off, std::uint64_t{rec.label_count} * sizeof ref))
+      return corrupt(errc::corrupt_record,
+                     what + " at arena " + span(ref.off, ref.len) + " overlaps its own list");
+    auto l = read_string(ref.off, ref.len, what, budget);
+    if (!l) return l.error();
+    f.label_names.push_back(std::move(*l));
+  }
   for (std::size_t i = 0; i < f.label_names.size(); ++i) {
     const std::string& l = f.label_names[i];
     if (!detail::valid_label_name(l) || l.starts_with("__") ||
@@ -268,6 +305,11 @@ result<bool> segment_reader::parse_family(std::uint32_t index) {
     if (rec.bucket_count > max_buckets || rec.buckets_off % 8 ||
         !fits(rec.buckets_off, std::uint64_t{rec.bucket_count} * 8, hdr_.strings_capacity))
       return corrupt(errc::corrupt_record, who + ": bucket bounds outside the arena");
+    if (!budget.take(std::uint64_t{rec.bucket_count} * 8))
+      return corrupt(errc::corrupt_record,
+                     who + ": " + std::to_string(rec.bucket_count) + " bucket bounds at arena " +
+                         span(rec.buckets_off, std::uint64_t{rec.bucket_count} * 8) + ": " +
+                         budget.over(std::uint64_t{rec.bucket_count} * 8));
     f.bounds.resize(rec.bucket_count);
     if (rec.bucket_count)
       std::memcpy(f.bounds.data(), base_ + hdr_.strings_offset + rec.buckets_off,
@@ -278,6 +320,7 @@ result<bool> segment_reader::parse_family(std::uint32_t index) {
   }
   m.cells_per_series = layout::cells_for(f.type, static_cast<std::uint32_t>(f.bounds.size()));
   families_.push_back(std::move(m));
+  arena_referenced_ = budget.used;
   return true;
 }
 
@@ -295,26 +338,38 @@ result<bool> segment_reader::parse_series(std::uint32_t index) {
       !fits(rec.cell_index, rec.cell_count, hdr_.cells_per_shard))
     return corrupt(errc::corrupt_record, who + ": cells " + std::to_string(rec.cell_index) + "+" +
                                              std::to_string(rec.cell_count) + " outside the shard");
+  // The writer gives each series cells of its own, so all series together claim at most a
+  // shard's cells. Series stacked on the same cells would multiply what a snapshot holds
+  // (a histogram's buckets per series) without bound.
+  if (rec.cell_count > hdr_.cells_per_shard - cells_claimed_)
+    return corrupt(errc::corrupt_record, who + ": cells " + span(rec.cell_index, rec.cell_count) +
+                                             " would bring the cells claimed by series to " +
+                                             std::to_string(cells_claimed_ + rec.cell_count) +
+                                             ", more than the shard's " +
+                                             std::to_string(hdr_.cells_per_shard) +
+                                             " cells (series do not share cells)");
   // The label values go into the reader's pool (no string per value: an exporter parses
   // millions), checked as read_string() checks them; a bad record leaves no trace.
   const std::uint32_t count = static_cast<std::uint32_t>(fm.shape.label_names.size());
   const std::string what = who + " label value";
-  if (rec.labels_off % 4 || !fits(rec.labels_off, std::uint64_t{count} * sizeof(layout::string_ref),
-                                  hdr_.strings_capacity))
-    return corrupt(errc::corrupt_record, what + " list at arena " + std::to_string(rec.labels_off) +
-                                             " outside the arena");
+  arena_budget budget{arena_referenced_, hdr_.strings_capacity};
+  if (error e = check_ref_list(rec.labels_off, count, what, budget); e.code != errc::ok) return e;
   const char* arena = base_ + hdr_.strings_offset;
   const std::size_t pool_before = label_pool_.size(), values_before = value_end_.size();
   for (std::uint32_t i = 0; i < count; ++i) {
     layout::string_ref ref;
     std::memcpy(&ref, arena + rec.labels_off + i * sizeof ref, sizeof ref);
-    if (!fits(ref.off, ref.len, hdr_.strings_capacity)) {
+    auto fail = [&](const std::string& why) {
       label_pool_.resize(pool_before);
       value_end_.resize(values_before);
-      return corrupt(errc::corrupt_record, what + " at arena " + std::to_string(ref.off) + "+" +
-                                               std::to_string(ref.len) + " outside the arena (" +
-                                               std::to_string(hdr_.strings_capacity) + " bytes)");
-    }
+      return corrupt(errc::corrupt_record,
+                     what + " " + std::to_string(i) + " at arena " + span(ref.off, ref.len) + why);
+    };
+    if (!fits(ref.off, ref.len, hdr_.strings_capacity))
+      return fail(" outside the arena (" + std::to_string(hdr_.strings_capacity) + " bytes)");
+    if (overlaps(ref, rec.labels_off, std::uint64_t{count} * sizeof ref))
+      return fail(" overlaps its own list");
+    if (!budget.take(ref.len)) return fail(": " + budget.over(ref.len));
     // Copy, then check the copy: the writer's bytes may change after we look.
     const std::size_t at = label_pool_.size();
     label_pool_.append(arena + ref.off, ref.len);
@@ -326,6 +381,8 @@ result<bool> segment_reader::parse_series(std::uint32_t index) {
     value_end_.push_back(label_pool_.size());
   }
   series_.push_back({rec.family_index, rec.cell_index, values_before});
+  arena_referenced_ = budget.used;
+  cells_claimed_ += rec.cell_count;
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <shmetrics/reader/segment_reader.hpp>
+#include "hostile_segment.hpp"
 #include "support.hpp"
 
 using namespace shmetrics;
@@ -203,6 +204,102 @@ TEST_CASE("damaged segments are refused with the right code", "[reader][corrupt]
     d.base[d.header().strings_offset + ref.off] = '\xff';
     REQUIRE(d.snapshot_code() == errc::corrupt_record);
   }
+}
+
+TEST_CASE("a segment cannot make the reader allocate more than it holds",
+          "[reader][corrupt][amplification]") {
+  // Each shape makes an unbounded reader copy gigabytes (the issue's own shape, 64 GiB).
+  // The reader runs in a child under a watchdog (killed past +512 MiB RSS or 60 s), so
+  // an unbounded reader fails this test instead of exhausting the machine.
+  test::unique_prefix up;
+  const std::string good = test::real_segment_bytes(up.dir, up.prefix);
+  const std::string path = up.dir + "/" + up.prefix + "-hostile";
+  struct unlink_at_end {
+    const std::string& p;
+    ~unlink_at_end() { ::unlink(p.c_str()); }
+  } cleanup{path};
+  for (test::hostile h : test::all_hostile) {
+    INFO("shape: " << test::hostile_name(h));
+    test::write_file(path, test::hostile_bytes(good, h));
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const long parent_rss = test::proc_status_kb(::getpid(), "VmRSS");
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      const long before = test::proc_status_kb(::getpid(), "VmHWM");
+      auto r = segment_reader::open(path);
+      auto s = r ? r->snapshot() : result<segment_snapshot>(r.error());
+      const long grew = test::proc_status_kb(::getpid(), "VmHWM") - before;
+      std::string line = std::to_string(static_cast<int>(s.code())) + " " + std::to_string(grew) +
+                         " " + (s ? std::string("no error") : s.error().message()) + "\n";
+      (void)!::write(fds[1], line.data(), line.size());
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    auto w = test::watch(pid, parent_rss + (512 << 10), std::chrono::seconds(60));
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+      out.append(buf, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    INFO("child: " << out << (w.killed ? "killed: " + w.why : std::string()) << " after "
+                   << w.seconds << " s");
+    CHECK(!w.killed);
+    CHECK(w.status == 0);
+    if (w.killed || w.status != 0) continue;  // the next shape still runs
+    int code = -1;
+    long grew_kb = -1;
+    REQUIRE(std::sscanf(out.c_str(), "%d %ld", &code, &grew_kb) == 2);
+    CHECK(code == static_cast<int>(errc::corrupt_record));
+    CHECK(grew_kb < (64 << 10));  // peak RSS stays within 64 MiB of where it started
+    CHECK(w.seconds < 20);
+    // The message names the record and the limit it broke.
+    const bool names_record =
+        out.find(": family ") != std::string::npos || out.find(": series ") != std::string::npos;
+    CHECK(names_record);
+    if (h == test::hostile::label_refs_whole_arena)
+      CHECK(out.find("overlaps its own list") != std::string::npos);
+    else if (h == test::hostile::cells_shared)
+      CHECK(out.find("more than the shard's 16384 cells") != std::string::npos);
+    else
+      CHECK(out.find("more than the arena's 1048576") != std::string::npos);
+  }
+}
+
+TEST_CASE("a segment whose writer filled its arena is read whole", "[reader][amplification]") {
+  // The arena budget (records may reference at most the arena's bytes in all) holds for
+  // a real writer at its fullest: every string, list and bound array has its own bytes.
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  auto h = reg.add_histogram({.name = "lat",
+                              .help = std::string(1000, 'h'),
+                              .labels = {"v"},
+                              .buckets = {1, 2, 3},
+                              .unit = "seconds"})
+               .value();
+  auto c = reg.add_counter({.name = "c", .help = "", .labels = {"k", "v"}}).value();
+  std::size_t n = 0;
+  for (;; ++n) {
+    auto s = c.with_labels({std::to_string(n), std::string(n % 300, 'x')});
+    if (!s) {
+      REQUIRE(s.code() == errc::strings_full);
+      break;
+    }
+    if (n % 7 == 0) REQUIRE(h.with_labels({std::string(n % 50, 'y')}));
+  }
+  // Then the smallest series (a short key, an empty value) until not even one fits.
+  while (c.with_labels({std::to_string(n++), ""})) {
+  }
+  auto rd = segment_reader::open(reg.path());
+  REQUIRE(rd);
+  auto snap = rd->snapshot();
+  INFO((snap ? std::string() : snap.error().message()));
+  REQUIRE(snap);
+  REQUIRE(snap->info.string_bytes + 64 > snap->info.string_capacity);  // the arena is full
+  REQUIRE(snap->families.size() == 2);
+  REQUIRE(snap->info.series == rd->series_count());
 }
 
 TEST_CASE("the reader refuses what is not a segment file", "[reader]") {

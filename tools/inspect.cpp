@@ -605,18 +605,22 @@ int cmd_show(const options& o) {
 // ---------------------------------------------------------------------------------------
 // check
 
-// Collects problems; prints at most `max_lines` of them per file.
+constexpr std::size_t max_problem_lines = 200;
+
+// Collects problems: keeps the first `max_problem_lines` (all that are printed) and counts
+// the rest, so a file with millions of faults costs no memory for them.
 struct check_sink : walk_sink {
   std::vector<problem> problems;
+  std::size_t problem_count = 0;
   std::uint64_t families = 0, series = 0;
   bool header_seen = false;
   void on_header(const layout::segment_header&, std::uint64_t) override { header_seen = true; }
   void on_family(const raw_family&) override { ++families; }
   void on_series(const raw_series&) override { ++series; }
-  void on_problem(const problem& p) override { problems.push_back(p); }
+  void on_problem(const problem& p) override {
+    if (problem_count++ < max_problem_lines) problems.push_back(p);
+  }
 };
-
-constexpr std::size_t max_problem_lines = 200;
 
 check_sink check_one(const std::string& path) {
   check_sink sink;
@@ -627,10 +631,10 @@ check_sink check_one(const std::string& path) {
     if (sink.problems.empty()) {
       auto r = shmetrics::segment_reader::open(path);
       auto s = r ? r->refresh() : shmetrics::result<bool>(r.error());
-      if (!s) sink.problems.push_back({"reader", false, 0, open_error(path, s.error())});
+      if (!s) sink.on_problem({"reader", false, 0, open_error(path, s.error())});
     }
   } catch (const std::exception& e) {  // bad_alloc on an absurd size: report, never crash
-    sink.problems.push_back({"file", false, 0, std::string("cannot check: ") + e.what()});
+    sink.on_problem({"file", false, 0, std::string("cannot check: ") + e.what()});
   }
   return sink;
 }
@@ -679,10 +683,7 @@ int cmd_check(const options& o) {
         json_string(j, p.what);
         j += '}';
       }
-      j += "],\"problems_omitted\":" +
-           std::to_string(
-               s.problems.size() > max_problem_lines ? s.problems.size() - max_problem_lines : 0) +
-           '}';
+      j += "],\"problems_omitted\":" + std::to_string(s.problem_count - s.problems.size()) + '}';
       continue;
     }
     if (sound) {
@@ -694,9 +695,9 @@ int cmd_check(const options& o) {
     for (std::size_t n = 0; n < s.problems.size() && n < max_problem_lines; ++n)
       std::printf("%s: %s: %s\n", f.c_str(), where_text(s.problems[n]).c_str(),
                   s.problems[n].what.c_str());
-    if (s.problems.size() > max_problem_lines)
+    if (s.problem_count > s.problems.size())
       std::printf("%s: ... and %zu more problems\n", f.c_str(),
-                  s.problems.size() - max_problem_lines);
+                  s.problem_count - s.problems.size());
   }
   if (o.json) {
     j += std::string("],\"sound\":") + (all_sound ? "true" : "false") + "}\n";

@@ -207,6 +207,26 @@ class walker {
     return h_.series_offset + std::uint64_t{i} * h_.series_record_size;
   }
 
+  // Charges `bytes` of the arena to the walk. A writer gives every string, ref list and
+  // bound array bytes of its own, so the records reference at most the arena's size in
+  // all; past that (records pointing at the same bytes over and over: 65,535 refs to a
+  // 1 MiB string are 64 GiB) the walk reports it once and decodes no more strings, so
+  // what a file makes it read and hold stays proportional to the file.
+  bool charge(std::uint64_t bytes, const std::string& where, std::uint64_t field_off) {
+    if (over_budget_) return false;
+    if (bytes <= h_.strings_capacity - charged_) {
+      charged_ += bytes;
+      return true;
+    }
+    over_budget_ = true;
+    report(where, field_off,
+           "the records would reference " + std::to_string(charged_ + bytes) +
+               " arena bytes, more than the arena's " + std::to_string(h_.strings_capacity) +
+               " (each arena byte belongs to one string, list or bucket bound); strings from "
+               "here on are not decoded");
+    return false;
+  }
+
   // A string from the arena: inside it, readable and UTF-8. On failure reports at
   // `field_off` (the record field that points there) and returns false.
   bool string(std::uint32_t off, std::uint32_t len, const std::string& where,
@@ -217,6 +237,7 @@ class walker {
                  " outside the arena (" + std::to_string(h_.strings_capacity) + " bytes)");
       return false;
     }
+    if (!charge(len, where, field_off)) return false;
     out.resize(len);
     if (!f_.read(h_.strings_offset + off, out.data(), len)) {
       report(where, h_.strings_offset + off, "short read: string beyond the end of the file");
@@ -239,6 +260,7 @@ class walker {
                  " misaligned or outside the arena");
       return false;
     }
+    if (!charge(bytes, where, field_off)) return false;
     std::vector<layout::string_ref> r(count);
     if (count && !f_.read(h_.strings_offset + off, r.data(), bytes)) {
       report(where, h_.strings_offset + off, "short read: list beyond the end of the file");
@@ -246,9 +268,20 @@ class walker {
     }
     bool ok = true;
     out.assign(count, {});
-    for (std::uint32_t k = 0; k < count; ++k)
-      ok &= string(r[k].off, r[k].len, where + " " + std::to_string(k),
-                   h_.strings_offset + off + k * sizeof(layout::string_ref), out[k]);
+    for (std::uint32_t k = 0; k < count; ++k) {
+      const std::uint64_t ref_at = h_.strings_offset + off + k * sizeof(layout::string_ref);
+      const std::string item = where + " " + std::to_string(k);
+      // A string inside its own list: the writer puts the strings before the list.
+      if (r[k].len && r[k].off < off + bytes && off < std::uint64_t{r[k].off} + r[k].len) {
+        report(item, ref_at,
+               "string at arena " + std::to_string(r[k].off) + "+" + std::to_string(r[k].len) +
+                   " overlaps its own list (arena " + std::to_string(off) + "+" +
+                   std::to_string(bytes) + ")");
+        ok = false;
+        continue;
+      }
+      ok &= string(r[k].off, r[k].len, item, ref_at, out[k]);
+    }
     return ok;
   }
 
@@ -301,6 +334,9 @@ class walker {
              std::to_string(r.bucket_count) + " bucket bounds at arena " +
                  std::to_string(r.buckets_off) + " misaligned, too many or outside the arena");
         bounds_ok = false;
+      } else if (!charge(std::uint64_t{r.bucket_count} * 8, who + " buckets", f.offset + 32)) {
+        f.ok = false;
+        bounds_ok = false;
       } else {
         f.bounds.resize(r.bucket_count);
         if (r.bucket_count &&
@@ -347,12 +383,26 @@ class walker {
         fail("cell_count", 12,
              "cell_count " + std::to_string(r.cell_count) + ", family " +
                  std::to_string(r.family_index) + " needs " + std::to_string(fs.cells));
-      if (!fits(r.cell_index, r.cell_count, h_.cells_per_shard))
+      if (!fits(r.cell_index, r.cell_count, h_.cells_per_shard)) {
         fail("cell_index", 4,
              "cells " + std::to_string(r.cell_index) + "+" + std::to_string(r.cell_count) +
                  " outside the shard (" + std::to_string(h_.cells_per_shard) + " cells)");
-      else if (r.cell_count)
+      } else if (r.cell_count > h_.cells_per_shard - cells_claimed_) {
+        // Each series has cells of its own, so all of them claim at most a shard's cells.
+        // Past that, series stacked on the same cells would multiply what a dump prints
+        // and the overlap list holds: reported once, and no more series are listed.
+        if (!cells_over_)
+          fail("cell_count", 12,
+               "cells " + std::to_string(r.cell_index) + "+" + std::to_string(r.cell_count) +
+                   " would bring the cells claimed by series to " +
+                   std::to_string(cells_claimed_ + r.cell_count) + ", more than the shard's " +
+                   std::to_string(h_.cells_per_shard) + " (series do not share cells)");
+        cells_over_ = true;
+        s.ok = false;
+      } else if (r.cell_count) {
+        cells_claimed_ += r.cell_count;
         cells_.push_back({r.cell_index, std::uint64_t{r.cell_index} + r.cell_count, i});
+      }
       if (fs.cells)  // label values only make sense against a sound family
         s.ok &= refs(r.labels_off, fs.label_count, who + " label value", s.offset + 8, s.values);
     }
@@ -371,6 +421,10 @@ class walker {
   walk_sink& sink_;
   const layout::segment_header& h_;
   std::uint64_t nf_ = 0, ns_ = 0;
+  std::uint64_t charged_ = 0;  // arena bytes the walked records reference (charge())
+  bool over_budget_ = false;
+  std::uint64_t cells_claimed_ = 0;  // cells the walked series claim in all
+  bool cells_over_ = false;
   std::vector<family_shape> shapes_;
   std::vector<cell_span> cells_;
 };

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <shmetrics/reader/segment_reader.hpp>
+#include "../hostile_segment.hpp"
 #include "../support.hpp"
 
 #ifndef INSPECT
@@ -417,6 +418,58 @@ assert ok['sound'] is True and ok['problems'] == [] and ok['families'] == 2 and 
       REQUIRE((rc == 0 || rc == 1));
       auto [drc, dout] = inspect("dump " + p + " >/dev/null");
       REQUIRE((drc == 0 || drc == 1));
+    }
+  }
+}
+
+TEST_CASE("check and dump: segments built to amplify are refused in bounded memory",
+          "[inspect][check][dump][amplification]") {
+  // The file (65,535 label refs, each the whole 1 MiB arena) had `check` killed by
+  // the OOM killer. Each run here is watched: killed past +512 MiB RSS or 60 s, so an
+  // unbounded walk fails the test instead of exhausting the machine.
+  test::unique_prefix up;
+  scratch tmp;
+  const std::string good = test::real_segment_bytes(up.dir, up.prefix);
+  const std::string path = tmp.dir + "/hostile", out_path = tmp.dir + "/out";
+  // Output is capped too (ulimit -f: 64 MiB, else SIGXFSZ), and only its start is read
+  // back. The peak RSS (wait4) is an upper bound: it includes this process's at the exec.
+  auto run = [&](const std::string& cmd, long kill_rss_kb) {
+    test::child c({"/bin/sh", "-c",
+                   "ulimit -f 65536; exec " + std::string(INSPECT) + " " + cmd + " " + path + " >" +
+                       out_path + " 2>&1"});
+    REQUIRE(c.pid > 0);
+    auto w = test::watch(c.pid, kill_rss_kb, std::chrono::seconds(60));
+    c.pid = -1;  // reaped
+    std::string head(1 << 20, '\0');
+    std::ifstream in(out_path, std::ios::binary);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    return std::make_pair(w, head);
+  };
+  // The tool's own footprint (sanitizers included) on the sound file.
+  test::write_file(path, good);
+  auto [base, base_out] = run("check", 1L << 30);
+  INFO(base_out);
+  REQUIRE(base.status == 0);
+  const long base_kb = base.max_rss_kb;
+  for (test::hostile h : test::all_hostile) {
+    INFO("shape: " << test::hostile_name(h));
+    test::write_file(path, test::hostile_bytes(good, h));
+    for (const char* cmd : {"check", "dump"}) {
+      auto [w, out] = run(cmd, base_kb + (512 << 10));
+      INFO(cmd << " (" << w.seconds << " s, peak " << w.max_rss_kb << " kB, sound file " << base_kb
+               << " kB): " << (w.killed ? "killed: " + w.why : "") << out.substr(0, 2000));
+      CHECK(!w.killed);
+      if (w.killed) continue;
+      CHECK(w.status == 1);
+      CHECK(w.max_rss_kb < base_kb + (64 << 10));
+      CHECK(w.seconds < 30);
+      if (h == test::hostile::label_refs_whole_arena)
+        CHECK(out.find("overlaps its own list") != std::string::npos);
+      else if (h == test::hostile::cells_shared)
+        CHECK(out.find("more than the shard's 16384") != std::string::npos);
+      else
+        CHECK(out.find("more than the arena's 1048576") != std::string::npos);
     }
   }
 }

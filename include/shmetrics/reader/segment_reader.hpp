@@ -35,8 +35,10 @@ class segment_reader {
 
   /// Parses records published since the last call. Returns true if any were new.
   /// Fails: shrunk (file smaller than the header says), corrupt_header (counts beyond
-  /// capacity), corrupt_record (an offset, length, name or value out of bounds; the
-  /// detail names the record).
+  /// capacity), corrupt_record (an offset, length, name or value out of bounds, a string
+  /// inside its own ref list, or records that reference more arena bytes or claim more
+  /// cells in all than the segment holds: docs/segment-format.md, "Bounds"; the detail
+  /// names the record and the limit).
   result<bool> refresh();
 
   /// refresh(), then the values of every series, summed over shards. Copies every
@@ -149,9 +151,13 @@ class segment_reader {
     std::size_t first_value;
   };
 
+  struct arena_budget;  // what the records may still reference of the arena
   error corrupt(errc c, std::string what) const;
   error shrunk_error() const;
-  result<std::string> read_string(std::uint32_t off, std::uint32_t len, const char* what) const;
+  result<std::string> read_string(std::uint32_t off, std::uint32_t len, const std::string& what,
+                                  arena_budget& budget) const;
+  error check_ref_list(std::uint32_t off, std::uint32_t count, const std::string& what,
+                       arena_budget& budget) const;
   result<bool> parse_family(std::uint32_t index);
   result<bool> parse_series(std::uint32_t index);
 
@@ -168,6 +174,11 @@ class segment_reader {
   std::string label_pool_;              // every series' label values, back to back
   std::vector<std::size_t> value_end_;  // value j is label_pool_[value_end_[j-1], value_end_[j])
   std::vector<std::uint32_t> cursor_;   // snapshot_into: next series per family
+  // Bounds on what a segment can make the reader hold (checked as records are parsed,
+  // never on a value read): arena bytes the parsed records reference in all, at most the
+  // arena's size; cells the parsed series claim in all, at most a shard's.
+  std::uint64_t arena_referenced_ = 0;
+  std::uint64_t cells_claimed_ = 0;
 };
 
 SHMETRICS_END_NAMESPACE
