@@ -638,7 +638,9 @@ using info_family = family<gauge>;  ///< with_labels() sets the series to 1
 /// private memory nobody reads (so the parent's shards are never written twice, nor its
 /// counts doubled), registration fails with errc::forked, the heartbeat thread is not
 /// there, the child holds no lifetime lock (the parent's death stays visible) and
-/// destroying the registry leaves the parent's segment alone. A child that records
+/// destroying the registry leaves the parent's segment alone. This holds for a fork() while
+/// another thread is inside create() too: create() holds the fork handlers' lock from
+/// before it opens the file until the registry is on their list. A child that records
 /// metrics creates its own registry (its own segment, under its own pid). exec() drops
 /// everything: the segment fd is close-on-exec. posix_spawn(), vfork() and system() run
 /// no fork handlers and need none.
