@@ -1758,18 +1758,22 @@ class registry_state {
   // never sees a lock fd that no registry_state in the list owns.
  public:
   static void install_fork_handlers() {
-    static const int once = ::pthread_atfork(
-        [] { live_registries::get().mu.lock(); }, [] { live_registries::get().mu.unlock(); },
-        [] {
-          live_registries& l = live_registries::get();
-          new (&l.mu) std::mutex;  // held by the parent's forking thread: start fresh
-          for (registry_state* r = l.head; r; r = r->next_)
-            r->detach_after_fork();
-        });
+    static const int once = ::pthread_atfork(fork_prepare, fork_parent, fork_child);
     (void)once;
   }
 
  private:
+  static void fork_prepare() { live_registries::get().mu.lock(); }
+  static void fork_parent() { live_registries::get().mu.unlock(); }
+  static void fork_child() {
+    live_registries& l = live_registries::get();
+    for (registry_state* r = l.head; r; r = r->next_)
+      r->detach_after_fork();
+    // Locked by fork_prepare in the thread that forked, which is this one: unlocked rather
+    // than made anew, so that ThreadSanitizer sees it free again.
+    l.mu.unlock();
+  }
+
   // In the child: the segment stays the parent's alone. Its mapping is replaced, at the
   // same address, by private memory holding a copy of the header and the string arena
   // (histogram handles read their bounds there), so inherited handles keep working but
