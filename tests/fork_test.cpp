@@ -179,3 +179,85 @@ TEST_CASE("the segment fd is close-on-exec", "[fork]") {
   REQUIRE(out.find(" -> ") != std::string::npos);  // ls listed the links
   REQUIRE(out.find(reg.path()) == std::string::npos);
 }
+
+TEST_CASE("a fork() during another thread's registry::create leaves the child no lock", "[fork]") {
+  // W creates registries on one thread while its main thread forks children (G) that
+  // only wait. A G forked while a create was between opening the segment file and
+  // finishing must not hold that segment's lifetime lock: once W is killed, every
+  // segment it made reads as dead although the Gs live on.
+  test::unique_prefix up;
+  auto o = up.options();
+  o.heartbeat_interval = std::chrono::milliseconds(0);
+  o.unlink_on_close = false;
+  o.max_cells = 1 << 16;  // a few MB to reserve: the create takes a while
+  o.shards = 4;
+  int to_test[2], ready[2], release[2];
+  REQUIRE(::pipe(to_test) == 0);
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(release) == 0);
+  constexpr int creates = 40;
+  pid_t w = ::fork();
+  if (w == 0) {
+    ::close(to_test[0]);
+    ::close(ready[0]);
+    ::close(release[1]);
+    std::atomic<bool> done{false};
+    std::vector<registry> keep;  // alive until W dies: their segments stay "ready"
+    std::thread creator([&] {
+      for (int i = 0; i < creates; ++i) {
+        auto r = registry::create(o);
+        if (!r) ::_exit(1);
+        keep.push_back(std::move(*r));
+      }
+      done = true;
+    });
+    int children = 0;
+    while (!done.load() && children < 400) {
+      pid_t g = ::fork();
+      if (g == 0) {
+        // Past the fork handlers: say so (the test waits for every G before it looks).
+        (void)!::write(ready[1], "r", 1);
+        char b;
+        (void)!::read(release[0], &b, 1);  // until the test lets go (EOF)
+        ::_exit(0);
+      }
+      if (g > 0) ++children;
+    }
+    creator.join();
+    std::string msg = std::to_string(children) + "\n";
+    (void)!::write(to_test[1], msg.data(), msg.size());
+    for (;;)
+      ::pause();
+  }
+  ::close(to_test[1]);
+  ::close(ready[1]);
+  ::close(release[0]);
+  std::string got;
+  char buf[512];
+  while (got.find('\n') == std::string::npos) {
+    ssize_t n = ::read(to_test[0], buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(to_test[0]);
+  ::kill(w, SIGKILL);
+  ::waitpid(w, nullptr, 0);
+  REQUIRE(!got.empty());
+  const long children = std::stol(got);
+  INFO("children forked during the creates: " << children);
+  for (long seen = 0; seen < children;) {
+    ssize_t n = ::read(ready[0], buf, sizeof buf);
+    if (n <= 0) break;
+    seen += n;
+  }
+  ::close(ready[0]);
+  auto segs = list_segments(up.dir, up.prefix).value();
+  REQUIRE(segs.size() == creates);
+  int alive = 0;
+  for (auto& s : segs) {
+    auto rd = segment_reader::open(s.path).value();
+    alive += rd.writer_alive() ? 1 : 0;
+  }
+  ::close(release[1]);  // the Gs exit (init's children now, not ours)
+  REQUIRE(alive == 0);
+}

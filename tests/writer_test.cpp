@@ -18,6 +18,35 @@
 
 using namespace shmetrics;
 
+// Running out of memory on demand, for this thread only: the replaceable allocation
+// functions fail while `fail_allocations` is set (the throwing one with std::bad_alloc, the
+// nothrow one with nullptr). Everything else allocates as usual, through malloc.
+namespace {
+thread_local bool fail_allocations = false;
+}  // namespace
+[[gnu::noinline]] void* operator new(std::size_t n) {
+  void* p = fail_allocations ? nullptr : std::malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+[[gnu::noinline]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return fail_allocations ? nullptr : std::malloc(n ? n : 1);
+}
+// GCC sees the free() of a pointer from operator new once these are inlined; they are a
+// matched pair here (both malloc).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+#pragma GCC diagnostic pop
+
 TEST_CASE("every error code has a distinct message", "[errc]") {
   std::set<std::string_view> seen;
   for (int i = 0; i < static_cast<int>(errc::count_); ++i) {
@@ -206,15 +235,234 @@ TEST_CASE("a full segment is an error at registration, never on the hot path", "
   }
 }
 
-TEST_CASE("counters ignore negative and NaN increments", "[counter]") {
+TEST_CASE("counters ignore negative, NaN and infinite increments", "[counter]") {
   test::unique_prefix up;
   auto reg = registry::create(up.options());
   auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
   c.add(2.5);
   c.add(-1);
   c.add(NAN);
+  c.add(INFINITY);  // would stay +Inf for good
+  c.add(-INFINITY);
+  c.add(std::numeric_limits<double>::max() * 0);  // 0: counted, changes nothing
+  c.add(0.25);
   auto snap = segment_reader::open(reg->path())->snapshot().value();
-  REQUIRE(snap.families[0].series[0].value == 2.5);
+  REQUIRE(snap.families[0].series[0].value == 2.75);
+}
+
+TEST_CASE("gauge add/sub ignore NaN and infinite amounts; set stores any value", "[gauge]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto g = reg->add_gauge({.name = "g", .help = ""})->with_labels({}).value();
+  g.set(5);
+  g.add(NAN);
+  g.add(INFINITY);
+  g.sub(INFINITY);
+  g.add(-INFINITY);
+  g.inc();
+  REQUIRE(g.value() == 6);
+  g.set(INFINITY);  // a set is replaced by the next one: stored as given
+  REQUIRE(g.value() == INFINITY);
+  g.set(NAN);
+  REQUIRE(std::isnan(g.value()));
+  g.set(2);
+  g.dec();
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(test::find_family(snap, "g")->series[0].value == 1);
+}
+
+TEST_CASE("histograms drop NaN; +-Inf count as prometheus_client counts them", "[histogram]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto h =
+      reg->add_histogram({.name = "h", .help = "", .buckets = {1, 2}})->with_labels({}).value();
+  h.observe(0.5);
+  h.observe(NAN);  // dropped: _sum stays a number
+  auto rd = segment_reader::open(reg->path()).value();
+  auto hs = test::find_family(rd.snapshot().value(), "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{1, 1, 1});
+  REQUIRE(hs.sum == 0.5);
+  h.observe(INFINITY);  // the +Inf bucket; _sum +Inf (documented in histogram.hpp)
+  hs = test::find_family(rd.snapshot().value(), "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{1, 1, 2});
+  REQUIRE(hs.sum == INFINITY);
+  h.observe(-INFINITY);  // the first bucket; _sum NaN
+  hs = test::find_family(rd.snapshot().value(), "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{2, 2, 3});
+  REQUIRE(std::isnan(hs.sum));
+}
+
+TEST_CASE("families whose exposed sample names collide are refused, naming both", "[registry]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  REQUIRE(reg);
+  auto refused = [&](auto r, const std::string& detail) {
+    INFO(detail);
+    REQUIRE(r.code() == errc::sample_name_collision);
+    CHECK(r.error().detail == detail);
+    CHECK(r.error().message().find(detail + ": ") == 0);
+  };
+  // counter x (x_total) and gauge x_total, both orders
+  REQUIRE(reg->add_counter({.name = "x", .help = ""}));
+  refused(reg->add_gauge({.name = "x_total", .help = ""}),
+          "gauge x_total and counter x both expose x_total");
+  REQUIRE(reg->add_gauge({.name = "y_total", .help = ""}));
+  refused(reg->add_counter({.name = "y", .help = ""}),
+          "counter y and gauge y_total both expose y_total");
+  refused(reg->add_counter({.name = "y_total", .help = ""}),  // stored as y
+          "counter y_total and gauge y_total both expose y_total");
+  // a counter named x_total is the family x, and exposes x_total (no collision with itself)
+  REQUIRE(reg->add_counter({.name = "x_total", .help = ""}));
+  // counter z_total (stored z_total via z_total_total) against counter z
+  REQUIRE(reg->add_counter({.name = "z", .help = ""}));
+  refused(reg->add_counter({.name = "z_total_total", .help = ""}),
+          "counter z_total_total and counter z both expose z_total");
+  // histogram h (h_bucket, h_count, h_sum) and gauges of those names, both orders
+  REQUIRE(reg->add_histogram({.name = "h", .help = "", .buckets = {1}}));
+  for (std::string suffix : {"_bucket", "_count", "_sum"})
+    refused(reg->add_gauge({.name = "h" + suffix, .help = ""}),
+            "gauge h" + suffix + " and histogram h both expose h" + suffix);
+  REQUIRE(reg->add_gauge({.name = "k_count", .help = ""}));
+  refused(reg->add_histogram({.name = "k", .help = "", .buckets = {1}}),
+          "histogram k and gauge k_count both expose k_count");
+  refused(reg->add_counter({.name = "h_sum", .help = ""}),
+          "counter h_sum and histogram h both expose h_sum");
+  // info build_info is the OpenMetrics family build
+  REQUIRE(reg->add_info({.name = "build_info", .help = "", .labels = {"v"}}));
+  refused(reg->add_gauge({.name = "build", .help = ""}),
+          "gauge build and info build_info both expose build");
+  REQUIRE(reg->add_gauge({.name = "cfg", .help = ""}));
+  refused(reg->add_info({.name = "cfg_info", .help = "", .labels = {"v"}}),
+          "info cfg_info and gauge cfg both expose cfg");
+  // Unrelated names still register, and nothing refused was published.
+  REQUIRE(reg->add_gauge({.name = "x_total2", .help = ""}));
+  REQUIRE(reg->add_gauge({.name = "h_buckets", .help = ""}));
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  std::vector<std::string> names;
+  for (auto& f : snap.families)
+    names.push_back(f.name);
+  REQUIRE(names == std::vector<std::string>{"x", "y_total", "z", "h", "k_count", "build_info",
+                                            "cfg", "x_total2", "h_buckets"});
+}
+
+TEST_CASE("value() of a failed result says what failed before the process ends",
+          "[errc][registry]") {
+  // README's pattern, `reg->add_counter(...)->with_labels(...)`, with a typo in the name:
+  // the child's stderr names it and the reason; it exits non-zero. Built with and without
+  // exceptions (an uncaught bad_result_access, or print and abort).
+  test::unique_prefix up;
+  for (std::string child : {WRITER_CHILD, WRITER_CHILD_NO_EXCEPTIONS}) {
+    INFO(child);
+    auto [rc, out] = test::run(child + " " + up.dir + " " + up.prefix + " bad_name 2>&1");
+    CHECK(rc != 0);
+    CHECK(out.find("ops-total") != std::string::npos);
+    CHECK(out.find("invalid metric name") != std::string::npos);
+  }
+#if SHMETRICS_EXCEPTIONS
+  auto reg = registry::create(up.options());
+  try {
+    (void)reg->add_gauge({.name = "9lives", .help = ""})->with_labels({});
+    FAIL("no exception");
+  } catch (const bad_result_access& e) {
+    CHECK(e.error().code == errc::invalid_metric_name);
+    CHECK(std::string(e.what()) ==
+          "shmetrics: 9lives: " + std::string(to_string(errc::invalid_metric_name)));
+  }
+#endif
+}
+
+TEST_CASE("a thread_local's destructor still counts after the thread's shard lease is gone",
+          "[counter][histogram][shards]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options());
+  auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
+  auto h = reg->add_histogram({.name = "h", .help = "", .buckets = {1}})->with_labels({}).value();
+  struct last_words {
+    counter c;
+    histogram h;
+    ~last_words() {
+      c.inc();
+      h.observe(0.5);
+    }
+  };
+  std::thread t([&] {
+    // Constructed before the thread's first write, so destroyed after its lease list.
+    thread_local last_words w{c, h};
+    c.add(2);
+    h.observe(2);
+  });
+  t.join();
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(test::find_family(snap, "c")->series[0].value == 3);
+  auto& hs = test::find_family(snap, "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{1, 2});
+  REQUIRE(hs.sum == 2.5);
+}
+
+TEST_CASE("a static destructor on the main thread still counts after exit()",
+          "[counter][histogram][shards]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  o.unlink_on_close = false;                            // read after the child is gone
+  o.heartbeat_interval = std::chrono::milliseconds(0);  // no thread: TSan forbids one here
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Outlives the handler below (made before it is registered); the main thread's
+    // thread_locals, its shard lease list included, are destroyed before either.
+    static registry reg = registry::create(o).value();
+    static counter c = reg.add_counter({.name = "c", .help = ""})->with_labels({}).value();
+    static histogram h =
+        reg.add_histogram({.name = "h", .help = "", .buckets = {1}})->with_labels({}).value();
+    c.inc();
+    h.observe(2);
+    std::atexit([] {
+      c.add(2);
+      h.observe(0.5);
+    });
+    std::exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto segs = list_segments(up.dir, up.prefix).value();
+  REQUIRE(segs.size() == 1);
+  auto snap = segment_reader::open(segs[0].path)->snapshot().value();
+  REQUIRE(test::find_family(snap, "c")->series[0].value == 3);
+  auto& hs = test::find_family(snap, "h")->series[0];
+  REQUIRE(hs.buckets == std::vector<std::uint64_t>{1, 2});
+  REQUIRE(hs.sum == 2.5);
+}
+
+TEST_CASE("with no memory for its shard lease, a thread counts in the shared shard",
+          "[counter][shards]") {
+  test::unique_prefix up;
+  auto o = up.options();
+  o.shards = 2;  // one private shard: whoever leases it is visible
+  auto reg = registry::create(o);
+  auto c = reg->add_counter({.name = "c", .help = ""})->with_labels({}).value();
+  auto h = reg->add_histogram({.name = "h", .help = "", .buckets = {1}})->with_labels({}).value();
+  unsigned long long first = 99, second = 99;
+  std::thread a([&] {
+    fail_allocations = true;  // the first write's lease cannot be recorded
+    c.inc();
+    h.observe(0.5);
+    c.add(0.25);
+    fail_allocations = false;
+    first = detail::tls_shard_cache.offset;
+  });
+  a.join();
+  std::thread b([&] {
+    c.inc();
+    second = detail::tls_shard_cache.offset;
+  });
+  b.join();
+  CHECK(first == 0);   // the shared shard
+  CHECK(second != 0);  // a gave the private shard back
+  auto snap = segment_reader::open(reg->path())->snapshot().value();
+  REQUIRE(test::find_family(snap, "c")->series[0].value == 2.25);
+  REQUIRE(test::find_family(snap, "h")->series[0].count() == 1);
 }
 
 TEST_CASE("gauges set, add and stamp; info families read 1", "[gauge]") {

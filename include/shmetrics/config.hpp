@@ -24,7 +24,8 @@
   }
 
 // SHMETRICS_EXCEPTIONS: 1 when the translation unit is compiled with exceptions.
-// The writer never throws; this only gates optional convenience (value_or_throw).
+// The hot path never throws; this only decides what result::value() does on an error
+// (throw bad_result_access, or print the error and abort).
 #ifdef SHMETRICS_EXCEPTIONS
 // Use the provided definition.
 #elif defined(__cpp_exceptions)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>      // cell pointers
+#include <limits>       // the largest finite double
 #include <type_traits>  // integral overloads
 
 #include "config.hpp"
@@ -22,8 +23,9 @@ struct handle_access;
 ///   c.inc();
 ///
 /// Thread-safe: yes, any number of threads; each writes its own shard. Allocates: only on
-/// a thread's first write to this registry (its shard lease). Fails: never; negative and
-/// NaN increments are ignored (a counter never goes down).
+/// a thread's first write to this registry (its shard lease). Fails: never; negative,
+/// NaN and infinite increments are ignored (a counter never goes down, and one +Inf
+/// would leave it +Inf for good).
 class counter {
  public:
   counter() = default;  // an inert handle: writes go nowhere
@@ -42,8 +44,8 @@ class counter {
     add_integer(static_cast<std::uint64_t>(n));
   }
 
-  /// Adds v (>= 0; negative and NaN are ignored). Whole numbers below 2^53 take the
-  /// integer cell (exact, and the cheapest chain); fractions the f64 cell.
+  /// Adds v (>= 0 and finite; negative, NaN and +Inf are ignored). Whole numbers below
+  /// 2^53 take the integer cell (exact, and the cheapest chain); fractions the f64 cell.
   SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
     if (!(v >= 0.0)) [[unlikely]]
       return;
@@ -74,7 +76,9 @@ class counter {
       detail::add_shared(p, n);
   }
   void add_fraction(double v) noexcept {
-    if (cell_ == nullptr) [[unlikely]]
+    // +Inf gets here (it is not a whole number below 2^53); checked here rather than in
+    // add() so the integer path pays no extra compare.
+    if (!(v <= std::numeric_limits<double>::max()) || cell_ == nullptr) [[unlikely]]
       return;
     std::uint64_t off;
     std::uint64_t* p = shard_cell(off) + 1;

@@ -4,6 +4,7 @@
 // result<T>: a value or an error. Hot-path calls (inc/add/set/observe) never fail.
 #pragma once
 
+#include <cstdio>       // the message of value() on an error, without exceptions
 #include <cstdlib>      // std::abort when value() is called on an error
 #include <cstring>      // strerror
 #include <string>       // error::message
@@ -12,6 +13,10 @@
 #include <utility>      // std::move
 
 #include "config.hpp"
+
+#if SHMETRICS_EXCEPTIONS
+#include <stdexcept>  // bad_result_access
+#endif
 
 SHMETRICS_BEGIN_NAMESPACE
 
@@ -29,6 +34,7 @@ enum class errc : int {
   invalid_buckets,
   family_conflict,
   wrong_family_type,
+  sample_name_collision,
   families_full,
   series_full,
   strings_full,
@@ -67,6 +73,7 @@ inline constexpr std::string_view errc_messages[] = {
     "invalid bucket bounds (want finite, strictly increasing)",
     "family already registered with a different definition",
     "family has a different type",
+    "two families of one registry would expose the same sample name",
     "segment full: no free family record",
     "segment full: no free series record",
     "segment full: string arena exhausted",
@@ -120,8 +127,40 @@ struct error {
   }
 };
 
-/// A value or an error (a small std::expected for C++20). No exceptions: calling
-/// value() on an error aborts, so check first: `if (!r) log(r.error().message());`.
+#if SHMETRICS_EXCEPTIONS
+/// Thrown by result::value() (and `*`, `->`) on an error, as std::expected::value() throws
+/// bad_expected_access. what() is "shmetrics: " and the error's message, so an uncaught
+/// one says what went wrong and where (the terminate handler prints it).
+class bad_result_access : public std::runtime_error {
+ public:
+  explicit bad_result_access(shmetrics::v1::error e)
+      : std::runtime_error("shmetrics: " + e.message()), error_(std::move(e)) {}
+  const shmetrics::v1::error& error() const noexcept { return error_; }
+
+ private:
+  shmetrics::v1::error error_;
+};
+#endif
+
+namespace detail {
+/// value() on an error: never silent. With exceptions, throws bad_result_access; without,
+/// prints the message to stderr and aborts. Out of line and cold: the callers stay small.
+/// A program that mixes both kinds of translation unit gets either body; each ends an
+/// unhandled failure with the message.
+[[noreturn, gnu::noinline, gnu::cold]] inline void bad_result_access_(const error& e) {
+#if SHMETRICS_EXCEPTIONS
+  throw bad_result_access(e);
+#else
+  std::fprintf(stderr, "shmetrics: value() of a failed result: %s\n", e.message().c_str());
+  std::abort();
+#endif
+}
+}  // namespace detail
+
+/// A value or an error (a small std::expected for C++20). Check first:
+/// `if (!r) log(r.error().message());`. value(), `*` and `->` on an error throw
+/// bad_result_access (without exceptions: print the error's message to stderr and
+/// abort), so `reg->add_counter(...)` with a bad name says which name and why.
 template <class T>
 class [[nodiscard]] result {
  public:
@@ -133,13 +172,25 @@ class [[nodiscard]] result {
   explicit operator bool() const noexcept { return ok_; }
   bool has_value() const noexcept { return ok_; }
 
-  T& value() & noexcept { return ok_ ? value_ : (std::abort(), value_); }
-  const T& value() const& noexcept { return ok_ ? value_ : (std::abort(), value_); }
-  T&& value() && noexcept { return ok_ ? std::move(value_) : (std::abort(), std::move(value_)); }
-  T& operator*() & noexcept { return value(); }
-  const T& operator*() const& noexcept { return value(); }
-  T* operator->() noexcept { return &value(); }
-  const T* operator->() const noexcept { return &value(); }
+  T& value() & {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return value_;
+  }
+  const T& value() const& {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return value_;
+  }
+  T&& value() && {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return std::move(value_);
+  }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
 
   /// The value, or `fallback` on error (e.g. an inert handle: `.value_or({})`).
   T value_or(T fallback) const& { return ok_ ? value_ : fallback; }

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <bit>      // std::bit_cast
+#include <cmath>    // std::fabs: add() ignores non-finite amounts
 #include <cstdint>  // cell pointers
+#include <limits>   // the largest finite double
 #include <time.h>   // clock_gettime (vDSO) for latest-mode timestamps
 
 #include "config.hpp"
@@ -20,6 +22,10 @@ struct handle_access;  // the device-side recorder's view of a handle (cuda/)
 /// CLOCK_MONOTONIC (a vDSO read, no syscall) so the exporter can pick the newest value
 /// across processes.
 ///
+/// set() stores any value, NaN and +-Inf included (the next set() replaces it). add(),
+/// sub(), inc() and dec() ignore a NaN or infinite amount: added in, it would stay in
+/// the gauge until the next set().
+///
 /// Thread-safe: yes. Allocates: never. Fails: never.
 class gauge {
  public:
@@ -33,7 +39,8 @@ class gauge {
     if (stamped_) stamp();
   }
   SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
-    if (cell_ == nullptr) [[unlikely]]
+    // One compare rejects NaN and +-Inf (a CAS loop follows anyway).
+    if (!(std::fabs(v) <= std::numeric_limits<double>::max()) || cell_ == nullptr) [[unlikely]]
       return;
     detail::add_shared(cell_, v);
     if (stamped_) stamp();

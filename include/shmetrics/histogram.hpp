@@ -91,7 +91,10 @@ SHMETRICS_ALWAYS_INLINE std::uint32_t bucket_index(const double* bounds, std::ui
 /// the cumulative counts and `_count` from one pass, so `+Inf == _count` always holds.
 ///
 /// Thread-safe: yes. Allocates: only on a thread's first write to this registry.
-/// Fails: never; NaN observations are dropped (they would poison `_sum` forever).
+/// Fails: never; NaN observations are dropped (they would poison `_sum` forever). +-Inf
+/// are counted as prometheus_client counts them (and as the device path does): +Inf in
+/// the +Inf bucket, -Inf in the first, and `_sum` becomes infinite from then on (NaN
+/// after both). Pass finite values if `_sum` matters.
 class histogram {
  public:
   histogram() = default;

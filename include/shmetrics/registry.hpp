@@ -161,6 +161,39 @@ struct family_state {
   std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
 };
 
+/// The names a family takes in the exposition: its family names (OpenMetrics and text
+/// format) and its sample names. Counters are stored without `_total` and exposed with
+/// it; histograms add `_bucket`, `_count` and `_sum`; an info family `x_info` is the
+/// OpenMetrics family `x`. Two families of one registry may share none of these, or a
+/// scrape would hold one sample name twice (e.g. counter `x` and gauge `x_total`).
+inline std::vector<std::string> exposed_names(metric_type type, const std::string& name) {
+  switch (type) {
+    case metric_type::counter:
+      return {name, name + "_total"};
+    case metric_type::histogram:
+      return {name, name + "_bucket", name + "_count", name + "_sum"};
+    case metric_type::info:
+      if (name.size() > 5 && name.ends_with("_info"))
+        return {name, name.substr(0, name.size() - 5)};
+      return {name};
+    default:
+      return {name};
+  }
+}
+
+inline const char* type_word(metric_type type) noexcept {
+  switch (type) {
+    case metric_type::counter:
+      return "counter";
+    case metric_type::histogram:
+      return "histogram";
+    case metric_type::info:
+      return "info";
+    default:
+      return "gauge";
+  }
+}
+
 class registry_state;
 
 /// Every live registry_state of this process, for the fork handlers (see registry's
@@ -178,13 +211,13 @@ struct live_registries {
 /// that handles may point into it while the registry object moves.
 class registry_state {
  public:
+  /// The caller holds live_registries::mu (see registry::create: held from before the
+  /// segment file is opened until the state is in the list).
   registry_state(mapped_segment seg, const registry_options& opt)
       : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close), reserve_(opt.reserve) {
     base_ = static_cast<char*>(seg_.base);
     hdr_ = reinterpret_cast<layout::segment_header*>(base_);
-    install_fork_handlers();
     live_registries& l = live_registries::get();
-    std::lock_guard lock(l.mu);
     next_ = l.head;
     if (next_) next_->prev_ = this;
     l.head = this;
@@ -305,6 +338,14 @@ class registry_state {
         return error{f.type != type ? errc::wrong_family_type : errc::family_conflict, 0, exposed};
       return f.index;
     }
+    std::vector<std::string> names = exposed_names(type, exposed);
+    for (const std::string& n : names)
+      if (auto it = exposed_.find(n); it != exposed_.end()) {
+        const family_state& other = families_[it->second];
+        return error{errc::sample_name_collision, 0,
+                     std::string(type_word(type)) + " " + std::string(name) + " and " +
+                         type_word(other.type) + " " + other.name + " both expose " + n};
+      }
     layout::segment_header& h = *hdr_;
     if (families_.size() >= h.family_capacity) return dropped(errc::families_full, exposed);
     {
@@ -358,6 +399,8 @@ class registry_state {
     f.index = index;
     f.arena_bounds = reinterpret_cast<const double*>(arena() + boff);
     by_name_.emplace(exposed, index);
+    for (std::string& n : names)
+      exposed_.emplace(std::move(n), index);
     return index;
   }
 
@@ -500,16 +543,24 @@ class registry_state {
   // The fork handlers. prepare/parent hold the list lock across fork() so that the child
   // sees a consistent list; child() makes every inherited registry inert. Only
   // async-signal-safe calls in child(): another thread may have held any lock at fork.
+  // registry::create() holds the same lock while it opens the segment file, so a fork
+  // never sees a lock fd that no registry_state in the list owns.
+ public:
   static void install_fork_handlers() {
-    static const int once = ::pthread_atfork(
-        [] { live_registries::get().mu.lock(); }, [] { live_registries::get().mu.unlock(); },
-        [] {
-          live_registries& l = live_registries::get();
-          new (&l.mu) std::mutex;  // held by the parent's forking thread: start fresh
-          for (registry_state* r = l.head; r; r = r->next_)
-            r->detach_after_fork();
-        });
+    static const int once = ::pthread_atfork(fork_prepare, fork_parent, fork_child);
     (void)once;
+  }
+
+ private:
+  static void fork_prepare() { live_registries::get().mu.lock(); }
+  static void fork_parent() { live_registries::get().mu.unlock(); }
+  static void fork_child() {
+    live_registries& l = live_registries::get();
+    for (registry_state* r = l.head; r; r = r->next_)
+      r->detach_after_fork();
+    // Locked by fork_prepare in the thread that forked, which is this one: unlocked rather
+    // than made anew, so that ThreadSanitizer sees it free again.
+    l.mu.unlock();
   }
 
   // In the child: the segment stays the parent's alone. Its mapping is replaced, at the
@@ -578,6 +629,7 @@ class registry_state {
   std::mutex mu_;  // guards everything below
   std::deque<family_state> families_;
   std::unordered_map<std::string, std::uint32_t> by_name_;
+  std::unordered_map<std::string, std::uint32_t> exposed_;  // exposed_names() -> family index
   std::uint32_t series_count_ = 0;
   std::uint64_t strings_used_ = 0;
   std::uint32_t cells_used_ = 0;
@@ -648,7 +700,9 @@ using info_family = family<gauge>;  ///< with_labels() sets the series to 1
 /// private memory nobody reads (so the parent's shards are never written twice, nor its
 /// counts doubled), registration fails with errc::forked, the heartbeat thread is not
 /// there, the child holds no lifetime lock (the parent's death stays visible) and
-/// destroying the registry leaves the parent's segment alone. A child that records
+/// destroying the registry leaves the parent's segment alone. This holds for a fork() while
+/// another thread is inside create() too: create() holds the fork handlers' lock from
+/// before it opens the file until the registry is on their list. A child that records
 /// metrics creates its own registry (its own segment, under its own pid). exec() drops
 /// everything: the segment fd is close-on-exec. posix_spawn(), vfork() and system() run
 /// no fork handlers and need none.
@@ -680,10 +734,18 @@ class registry {
     std::snprintf(name, sizeof name, ".%d.%016llx", static_cast<int>(getpid()),
                   static_cast<unsigned long long>(instance));
     std::string path = opt.dir + (opt.dir.back() == '/' ? "" : "/") + opt.prefix + name;
-    auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve,
-                                           layout::header_size);
-    if (!seg) return seg.error();
-    r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
+    {
+      // Held from before the file is opened until its state is in the list that the
+      // fork handlers walk: a fork() meanwhile (another thread) waits, rather than
+      // leaving the child an fd of the lifetime lock that nothing there closes (a dead
+      // writer would look alive while the child lives).
+      detail::registry_state::install_fork_handlers();
+      std::lock_guard lock(detail::live_registries::get().mu);
+      auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve,
+                                             layout::header_size);
+      if (!seg) return seg.error();
+      r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
+    }
     r.state_->init(opt, instance);
     // Moved explicitly: nvcc's front end does not apply C++20's implicit move to a
     // converting constructor, and the writer must compile from a .cu file.

@@ -35,7 +35,8 @@
   }
 
 // SHMETRICS_EXCEPTIONS: 1 when the translation unit is compiled with exceptions.
-// The writer never throws; this only gates optional convenience (value_or_throw).
+// The hot path never throws; this only decides what result::value() does on an error
+// (throw bad_result_access, or print the error and abort).
 #ifdef SHMETRICS_EXCEPTIONS
 // Use the provided definition.
 #elif defined(__cpp_exceptions)
@@ -94,12 +95,17 @@ SHMETRICS_END_NAMESPACE
 // Every cold-path call (registration, segment creation, opening a segment) returns a
 // result<T>: a value or an error. Hot-path calls (inc/add/set/observe) never fail.
 
+#include <cstdio>       // the message of value() on an error, without exceptions
 #include <cstdlib>      // std::abort when value() is called on an error
 #include <cstring>      // strerror
 #include <string>       // error::message
 #include <iterator>     // std::size
 #include <utility>      // std::move
 
+
+#if SHMETRICS_EXCEPTIONS
+#include <stdexcept>  // bad_result_access
+#endif
 
 SHMETRICS_BEGIN_NAMESPACE
 
@@ -117,6 +123,7 @@ enum class errc : int {
   invalid_buckets,
   family_conflict,
   wrong_family_type,
+  sample_name_collision,
   families_full,
   series_full,
   strings_full,
@@ -155,6 +162,7 @@ inline constexpr std::string_view errc_messages[] = {
     "invalid bucket bounds (want finite, strictly increasing)",
     "family already registered with a different definition",
     "family has a different type",
+    "two families of one registry would expose the same sample name",
     "segment full: no free family record",
     "segment full: no free series record",
     "segment full: string arena exhausted",
@@ -208,8 +216,40 @@ struct error {
   }
 };
 
-/// A value or an error (a small std::expected for C++20). No exceptions: calling
-/// value() on an error aborts, so check first: `if (!r) log(r.error().message());`.
+#if SHMETRICS_EXCEPTIONS
+/// Thrown by result::value() (and `*`, `->`) on an error, as std::expected::value() throws
+/// bad_expected_access. what() is "shmetrics: " and the error's message, so an uncaught
+/// one says what went wrong and where (the terminate handler prints it).
+class bad_result_access : public std::runtime_error {
+ public:
+  explicit bad_result_access(shmetrics::v1::error e)
+      : std::runtime_error("shmetrics: " + e.message()), error_(std::move(e)) {}
+  const shmetrics::v1::error& error() const noexcept { return error_; }
+
+ private:
+  shmetrics::v1::error error_;
+};
+#endif
+
+namespace detail {
+/// value() on an error: never silent. With exceptions, throws bad_result_access; without,
+/// prints the message to stderr and aborts. Out of line and cold: the callers stay small.
+/// A program that mixes both kinds of translation unit gets either body; each ends an
+/// unhandled failure with the message.
+[[noreturn, gnu::noinline, gnu::cold]] inline void bad_result_access_(const error& e) {
+#if SHMETRICS_EXCEPTIONS
+  throw bad_result_access(e);
+#else
+  std::fprintf(stderr, "shmetrics: value() of a failed result: %s\n", e.message().c_str());
+  std::abort();
+#endif
+}
+}  // namespace detail
+
+/// A value or an error (a small std::expected for C++20). Check first:
+/// `if (!r) log(r.error().message());`. value(), `*` and `->` on an error throw
+/// bad_result_access (without exceptions: print the error's message to stderr and
+/// abort), so `reg->add_counter(...)` with a bad name says which name and why.
 template <class T>
 class [[nodiscard]] result {
  public:
@@ -221,13 +261,25 @@ class [[nodiscard]] result {
   explicit operator bool() const noexcept { return ok_; }
   bool has_value() const noexcept { return ok_; }
 
-  T& value() & noexcept { return ok_ ? value_ : (std::abort(), value_); }
-  const T& value() const& noexcept { return ok_ ? value_ : (std::abort(), value_); }
-  T&& value() && noexcept { return ok_ ? std::move(value_) : (std::abort(), std::move(value_)); }
-  T& operator*() & noexcept { return value(); }
-  const T& operator*() const& noexcept { return value(); }
-  T* operator->() noexcept { return &value(); }
-  const T* operator->() const noexcept { return &value(); }
+  T& value() & {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return value_;
+  }
+  const T& value() const& {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return value_;
+  }
+  T&& value() && {
+    if (!ok_) [[unlikely]]
+      detail::bad_result_access_(error_);
+    return std::move(value_);
+  }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
 
   /// The value, or `fallback` on error (e.g. an inert handle: `.value_or({})`).
   T value_or(T fallback) const& { return ok_ ? value_ : fallback; }
@@ -496,6 +548,7 @@ SHMETRICS_END_NAMESPACE
 // ---- begin shmetrics/counter.hpp ----
 // shmetrics: counter, a monotonically increasing value (one series of a counter family).
 
+#include <limits>       // the largest finite double
 #include <type_traits>  // integral overloads
 
 // ---- begin shmetrics/detail/atomics.hpp ----
@@ -563,7 +616,7 @@ SHMETRICS_END_NAMESPACE
 // lease it keeps adding on top, so the sum a reader computes never goes backwards.
 
 #include <memory>   // std::shared_ptr, enable_shared_from_this
-#include <vector>   // per-thread lease list (allocated on a thread's first write only)
+#include <new>      // std::nothrow: the lease list survives running out of memory
 
 
 SHMETRICS_BEGIN_NAMESPACE
@@ -616,42 +669,69 @@ struct shard_cache {
 };
 inline constinit thread_local shard_cache tls_shard_cache{};
 
-/// The calling thread's leases; returned on thread exit.
+/// Set once the calling thread's lease list (below) has been destroyed. A write after
+/// that (a thread_local's destructor, or a static destructor on the main thread after
+/// exit() destroyed its thread_locals) must not touch the list again: it goes to the
+/// shared shard 0. Constant-initialized and trivially destructible, so it is readable
+/// until the thread's storage is gone.
+inline constinit thread_local bool tls_leases_gone = false;
+
+/// The calling thread's leases; returned on thread exit. A list of nodes allocated with
+/// nothrow new: the slow path below is noexcept and must survive running out of memory
+/// (with or without exceptions enabled), so it never calls anything that throws.
 struct shard_leases {
   struct lease {
     std::shared_ptr<shard_pool> pool;  // keeps the pool alive while we hold a shard
     std::uint64_t offset;
+    lease* next;
   };
-  std::vector<lease> leases;
+  lease* head = nullptr;
   ~shard_leases() {
-    for (auto& l : leases)
-      l.pool->release(l.offset);
+    while (lease* l = head) {
+      head = l->next;
+      l->pool->release(l->offset);
+      delete l;
+    }
     tls_shard_cache = {};
+    tls_leases_gone = true;
   }
 };
 
 [[gnu::noinline, gnu::cold]] inline std::uint64_t shard_offset_slow(shard_pool* pool) noexcept {
+  // The shared shard 0 is valid in every pool and is written with real RMWs, so it is
+  // the answer whenever this thread cannot hold a lease.
+  if (tls_leases_gone) return 0;
   thread_local shard_leases tls;
-  std::uint64_t offset = 0;
-  bool found = false;
-  for (std::size_t i = 0; i < tls.leases.size();) {
-    auto& l = tls.leases[i];
-    if (l.pool.get() == pool) {
-      offset = l.offset;
-      found = true;
-      ++i;
-    } else if (l.pool.use_count() == 1) {  // its registry is gone: give the shard back
-      l.pool->release(l.offset);
-      tls.leases[i] = std::move(tls.leases.back());
-      tls.leases.pop_back();
+  shard_leases::lease* found = nullptr;
+  for (shard_leases::lease** p = &tls.head; *p;) {
+    shard_leases::lease* l = *p;
+    if (l->pool.get() == pool) {
+      found = l;
+      p = &l->next;
+    } else if (l->pool.use_count() == 1) {  // its registry is gone: give the shard back
+      l->pool->release(l->offset);
+      *p = l->next;
+      delete l;
     } else {
-      ++i;
+      p = &l->next;
     }
   }
-  if (!found) {
+  std::uint64_t offset = 0;
+  if (found) {
+    offset = found->offset;
+  } else {
     offset = pool->acquire();
-    tls.leases.push_back({pool->shared_from_this(), offset});
+    // shared_from_this() does not allocate (the pool is owned by its registry).
+    if (auto* l =
+            new (std::nothrow) shard_leases::lease{pool->shared_from_this(), offset, tls.head})
+      tls.head = l;
+    else {
+      pool->release(offset);  // unrecorded, it would never be given back
+      offset = 0;
+    }
   }
+  // Cached without a lease only when 0 (no memory for the lease): offset 0 stays valid
+  // even if this pool dies and another is made at its address.
   tls_shard_cache = {pool, offset};
   return offset;
 }
@@ -683,8 +763,9 @@ struct handle_access;
 ///   c.inc();
 ///
 /// Thread-safe: yes, any number of threads; each writes its own shard. Allocates: only on
-/// a thread's first write to this registry (its shard lease). Fails: never; negative and
-/// NaN increments are ignored (a counter never goes down).
+/// a thread's first write to this registry (its shard lease). Fails: never; negative,
+/// NaN and infinite increments are ignored (a counter never goes down, and one +Inf
+/// would leave it +Inf for good).
 class counter {
  public:
   counter() = default;  // an inert handle: writes go nowhere
@@ -703,8 +784,8 @@ class counter {
     add_integer(static_cast<std::uint64_t>(n));
   }
 
-  /// Adds v (>= 0; negative and NaN are ignored). Whole numbers below 2^53 take the
-  /// integer cell (exact, and the cheapest chain); fractions the f64 cell.
+  /// Adds v (>= 0 and finite; negative, NaN and +Inf are ignored). Whole numbers below
+  /// 2^53 take the integer cell (exact, and the cheapest chain); fractions the f64 cell.
   SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
     if (!(v >= 0.0)) [[unlikely]]
       return;
@@ -735,7 +816,9 @@ class counter {
       detail::add_shared(p, n);
   }
   void add_fraction(double v) noexcept {
-    if (cell_ == nullptr) [[unlikely]]
+    // +Inf gets here (it is not a whole number below 2^53); checked here rather than in
+    // add() so the integer path pays no extra compare.
+    if (!(v <= std::numeric_limits<double>::max()) || cell_ == nullptr) [[unlikely]]
       return;
     std::uint64_t off;
     std::uint64_t* p = shard_cell(off) + 1;
@@ -754,6 +837,7 @@ SHMETRICS_END_NAMESPACE
 // ---- begin shmetrics/gauge.hpp ----
 // shmetrics: gauge, a value that goes up and down (one series of a gauge family).
 
+#include <cmath>    // std::fabs: add() ignores non-finite amounts
 #include <time.h>   // clock_gettime (vDSO) for latest-mode timestamps
 
 
@@ -769,6 +853,10 @@ struct handle_access;  // the device-side recorder's view of a handle (cuda/)
 /// CLOCK_MONOTONIC (a vDSO read, no syscall) so the exporter can pick the newest value
 /// across processes.
 ///
+/// set() stores any value, NaN and +-Inf included (the next set() replaces it). add(),
+/// sub(), inc() and dec() ignore a NaN or infinite amount: added in, it would stay in
+/// the gauge until the next set().
+///
 /// Thread-safe: yes. Allocates: never. Fails: never.
 class gauge {
  public:
@@ -782,7 +870,8 @@ class gauge {
     if (stamped_) stamp();
   }
   SHMETRICS_ALWAYS_INLINE void add(double v) noexcept {
-    if (cell_ == nullptr) [[unlikely]]
+    // One compare rejects NaN and +-Inf (a CAS loop follows anyway).
+    if (!(std::fabs(v) <= std::numeric_limits<double>::max()) || cell_ == nullptr) [[unlikely]]
       return;
     detail::add_shared(cell_, v);
     if (stamped_) stamp();
@@ -904,7 +993,10 @@ SHMETRICS_ALWAYS_INLINE std::uint32_t bucket_index(const double* bounds, std::ui
 /// the cumulative counts and `_count` from one pass, so `+Inf == _count` always holds.
 ///
 /// Thread-safe: yes. Allocates: only on a thread's first write to this registry.
-/// Fails: never; NaN observations are dropped (they would poison `_sum` forever).
+/// Fails: never; NaN observations are dropped (they would poison `_sum` forever). +-Inf
+/// are counted as prometheus_client counts them (and as the device path does): +Inf in
+/// the +Inf bucket, -Inf in the first, and `_sum` becomes infinite from then on (NaN
+/// after both). Pass finite values if `_sum` matters.
 class histogram {
  public:
   histogram() = default;
@@ -962,15 +1054,13 @@ SHMETRICS_END_NAMESPACE
 #include <algorithm>           // std::min
 #include <cerrno>              // ENOSPC from posix_fallocate
 #include <chrono>              // heartbeat interval
-#include <cmath>               // std::isfinite
 #include <condition_variable>  // heartbeat thread wake-up
 #include <deque>               // stable family storage
 #include <initializer_list>    // with_labels({...})
-#include <limits>              // infinity
 #include <mutex>               // registration lock (process-local, never in the segment)
-#include <new>                 // placement new: fresh locks in a forked child
 #include <thread>              // heartbeat thread
 #include <unordered_map>       // dedupe of families and label sets (process memory only)
+#include <vector>              // label lists
 #include <fcntl.h>             // posix_fallocate: tmpfs pages reserved as registrations reach them
 #include <pthread.h>           // pthread_atfork
 #include <sys/mman.h>          // the forked child's private copy of the segment
@@ -986,7 +1076,6 @@ SHMETRICS_END_NAMESPACE
 // Cold path: each call opens and reads files under /proc. Never fails: a field that
 // cannot be read is 0.
 
-#include <cstdio>          // fopen /proc files
 #include <dirent.h>        // counting /proc/self/fd
 #include <sys/resource.h>  // RLIMIT_NOFILE
 
@@ -1338,6 +1427,39 @@ struct family_state {
   std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
 };
 
+/// The names a family takes in the exposition: its family names (OpenMetrics and text
+/// format) and its sample names. Counters are stored without `_total` and exposed with
+/// it; histograms add `_bucket`, `_count` and `_sum`; an info family `x_info` is the
+/// OpenMetrics family `x`. Two families of one registry may share none of these, or a
+/// scrape would hold one sample name twice (e.g. counter `x` and gauge `x_total`).
+inline std::vector<std::string> exposed_names(metric_type type, const std::string& name) {
+  switch (type) {
+    case metric_type::counter:
+      return {name, name + "_total"};
+    case metric_type::histogram:
+      return {name, name + "_bucket", name + "_count", name + "_sum"};
+    case metric_type::info:
+      if (name.size() > 5 && name.ends_with("_info"))
+        return {name, name.substr(0, name.size() - 5)};
+      return {name};
+    default:
+      return {name};
+  }
+}
+
+inline const char* type_word(metric_type type) noexcept {
+  switch (type) {
+    case metric_type::counter:
+      return "counter";
+    case metric_type::histogram:
+      return "histogram";
+    case metric_type::info:
+      return "info";
+    default:
+      return "gauge";
+  }
+}
+
 class registry_state;
 
 /// Every live registry_state of this process, for the fork handlers (see registry's
@@ -1355,13 +1477,13 @@ struct live_registries {
 /// that handles may point into it while the registry object moves.
 class registry_state {
  public:
+  /// The caller holds live_registries::mu (see registry::create: held from before the
+  /// segment file is opened until the state is in the list).
   registry_state(mapped_segment seg, const registry_options& opt)
       : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close), reserve_(opt.reserve) {
     base_ = static_cast<char*>(seg_.base);
     hdr_ = reinterpret_cast<layout::segment_header*>(base_);
-    install_fork_handlers();
     live_registries& l = live_registries::get();
-    std::lock_guard lock(l.mu);
     next_ = l.head;
     if (next_) next_->prev_ = this;
     l.head = this;
@@ -1482,6 +1604,14 @@ class registry_state {
         return error{f.type != type ? errc::wrong_family_type : errc::family_conflict, 0, exposed};
       return f.index;
     }
+    std::vector<std::string> names = exposed_names(type, exposed);
+    for (const std::string& n : names)
+      if (auto it = exposed_.find(n); it != exposed_.end()) {
+        const family_state& other = families_[it->second];
+        return error{errc::sample_name_collision, 0,
+                     std::string(type_word(type)) + " " + std::string(name) + " and " +
+                         type_word(other.type) + " " + other.name + " both expose " + n};
+      }
     layout::segment_header& h = *hdr_;
     if (families_.size() >= h.family_capacity) return dropped(errc::families_full, exposed);
     {
@@ -1535,6 +1665,8 @@ class registry_state {
     f.index = index;
     f.arena_bounds = reinterpret_cast<const double*>(arena() + boff);
     by_name_.emplace(exposed, index);
+    for (std::string& n : names)
+      exposed_.emplace(std::move(n), index);
     return index;
   }
 
@@ -1677,16 +1809,24 @@ class registry_state {
   // The fork handlers. prepare/parent hold the list lock across fork() so that the child
   // sees a consistent list; child() makes every inherited registry inert. Only
   // async-signal-safe calls in child(): another thread may have held any lock at fork.
+  // registry::create() holds the same lock while it opens the segment file, so a fork
+  // never sees a lock fd that no registry_state in the list owns.
+ public:
   static void install_fork_handlers() {
-    static const int once = ::pthread_atfork(
-        [] { live_registries::get().mu.lock(); }, [] { live_registries::get().mu.unlock(); },
-        [] {
-          live_registries& l = live_registries::get();
-          new (&l.mu) std::mutex;  // held by the parent's forking thread: start fresh
-          for (registry_state* r = l.head; r; r = r->next_)
-            r->detach_after_fork();
-        });
+    static const int once = ::pthread_atfork(fork_prepare, fork_parent, fork_child);
     (void)once;
+  }
+
+ private:
+  static void fork_prepare() { live_registries::get().mu.lock(); }
+  static void fork_parent() { live_registries::get().mu.unlock(); }
+  static void fork_child() {
+    live_registries& l = live_registries::get();
+    for (registry_state* r = l.head; r; r = r->next_)
+      r->detach_after_fork();
+    // Locked by fork_prepare in the thread that forked, which is this one: unlocked rather
+    // than made anew, so that ThreadSanitizer sees it free again.
+    l.mu.unlock();
   }
 
   // In the child: the segment stays the parent's alone. Its mapping is replaced, at the
@@ -1755,6 +1895,7 @@ class registry_state {
   std::mutex mu_;  // guards everything below
   std::deque<family_state> families_;
   std::unordered_map<std::string, std::uint32_t> by_name_;
+  std::unordered_map<std::string, std::uint32_t> exposed_;  // exposed_names() -> family index
   std::uint32_t series_count_ = 0;
   std::uint64_t strings_used_ = 0;
   std::uint32_t cells_used_ = 0;
@@ -1825,7 +1966,9 @@ using info_family = family<gauge>;  ///< with_labels() sets the series to 1
 /// private memory nobody reads (so the parent's shards are never written twice, nor its
 /// counts doubled), registration fails with errc::forked, the heartbeat thread is not
 /// there, the child holds no lifetime lock (the parent's death stays visible) and
-/// destroying the registry leaves the parent's segment alone. A child that records
+/// destroying the registry leaves the parent's segment alone. This holds for a fork() while
+/// another thread is inside create() too: create() holds the fork handlers' lock from
+/// before it opens the file until the registry is on their list. A child that records
 /// metrics creates its own registry (its own segment, under its own pid). exec() drops
 /// everything: the segment fd is close-on-exec. posix_spawn(), vfork() and system() run
 /// no fork handlers and need none.
@@ -1857,10 +2000,18 @@ class registry {
     std::snprintf(name, sizeof name, ".%d.%016llx", static_cast<int>(getpid()),
                   static_cast<unsigned long long>(instance));
     std::string path = opt.dir + (opt.dir.back() == '/' ? "" : "/") + opt.prefix + name;
-    auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve,
-                                           layout::header_size);
-    if (!seg) return seg.error();
-    r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
+    {
+      // Held from before the file is opened until its state is in the list that the
+      // fork handlers walk: a fork() meanwhile (another thread) waits, rather than
+      // leaving the child an fd of the lifetime lock that nothing there closes (a dead
+      // writer would look alive while the child lives).
+      detail::registry_state::install_fork_handlers();
+      std::lock_guard lock(detail::live_registries::get().mu);
+      auto seg = detail::create_segment_file(path, opt.segment_bytes(), opt.mode, opt.reserve,
+                                             layout::header_size);
+      if (!seg) return seg.error();
+      r.state_ = std::make_unique<detail::registry_state>(std::move(*seg), opt);
+    }
     r.state_->init(opt, instance);
     // Moved explicitly: nvcc's front end does not apply C++20's implicit move to a
     // converting constructor, and the writer must compile from a .cu file.

@@ -2,6 +2,9 @@
 //   writer_child DIR PREFIX totals THREADS ITERS   -> counter + histogram, exact totals, exit 0
 //   (segment kept) writer_child DIR PREFIX live                   -> increments forever; prints the
 //   path first
+//   writer_child DIR PREFIX bad_name  -> README's `reg->add_counter(...)->with_labels(...)`
+//   with a typo in the name: must say so on stderr and exit non-zero (never returns 0)
+// Built twice: with exceptions (writer_child) and without (writer_child_no_exceptions).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -27,6 +30,11 @@ int main(int argc, char** argv) {
   if (!reg) {
     std::fprintf(stderr, "%s\n", reg.error().message().c_str());
     return 1;
+  }
+  if (mode == "bad_name") {
+    auto bad = reg->add_counter({.name = "ops-total", .help = "Operations."})->with_labels({});
+    (void)bad;
+    return 0;
   }
   auto c = reg->add_counter({.name = "ops_total", .help = "Operations.", .labels = {"kind"}})
                ->with_labels({"a"})

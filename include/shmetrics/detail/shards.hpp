@@ -13,7 +13,7 @@
 #include <bit>      // std::countr_zero
 #include <cstdint>  // std::uint64_t
 #include <memory>   // std::shared_ptr, enable_shared_from_this
-#include <vector>   // per-thread lease list (allocated on a thread's first write only)
+#include <new>      // std::nothrow: the lease list survives running out of memory
 
 #include "../config.hpp"
 
@@ -67,42 +67,69 @@ struct shard_cache {
 };
 inline constinit thread_local shard_cache tls_shard_cache{};
 
-/// The calling thread's leases; returned on thread exit.
+/// Set once the calling thread's lease list (below) has been destroyed. A write after
+/// that (a thread_local's destructor, or a static destructor on the main thread after
+/// exit() destroyed its thread_locals) must not touch the list again: it goes to the
+/// shared shard 0. Constant-initialized and trivially destructible, so it is readable
+/// until the thread's storage is gone.
+inline constinit thread_local bool tls_leases_gone = false;
+
+/// The calling thread's leases; returned on thread exit. A list of nodes allocated with
+/// nothrow new: the slow path below is noexcept and must survive running out of memory
+/// (with or without exceptions enabled), so it never calls anything that throws.
 struct shard_leases {
   struct lease {
     std::shared_ptr<shard_pool> pool;  // keeps the pool alive while we hold a shard
     std::uint64_t offset;
+    lease* next;
   };
-  std::vector<lease> leases;
+  lease* head = nullptr;
   ~shard_leases() {
-    for (auto& l : leases)
-      l.pool->release(l.offset);
+    while (lease* l = head) {
+      head = l->next;
+      l->pool->release(l->offset);
+      delete l;
+    }
     tls_shard_cache = {};
+    tls_leases_gone = true;
   }
 };
 
 [[gnu::noinline, gnu::cold]] inline std::uint64_t shard_offset_slow(shard_pool* pool) noexcept {
+  // The shared shard 0 is valid in every pool and is written with real RMWs, so it is
+  // the answer whenever this thread cannot hold a lease.
+  if (tls_leases_gone) return 0;
   thread_local shard_leases tls;
-  std::uint64_t offset = 0;
-  bool found = false;
-  for (std::size_t i = 0; i < tls.leases.size();) {
-    auto& l = tls.leases[i];
-    if (l.pool.get() == pool) {
-      offset = l.offset;
-      found = true;
-      ++i;
-    } else if (l.pool.use_count() == 1) {  // its registry is gone: give the shard back
-      l.pool->release(l.offset);
-      tls.leases[i] = std::move(tls.leases.back());
-      tls.leases.pop_back();
+  shard_leases::lease* found = nullptr;
+  for (shard_leases::lease** p = &tls.head; *p;) {
+    shard_leases::lease* l = *p;
+    if (l->pool.get() == pool) {
+      found = l;
+      p = &l->next;
+    } else if (l->pool.use_count() == 1) {  // its registry is gone: give the shard back
+      l->pool->release(l->offset);
+      *p = l->next;
+      delete l;
     } else {
-      ++i;
+      p = &l->next;
     }
   }
-  if (!found) {
+  std::uint64_t offset = 0;
+  if (found) {
+    offset = found->offset;
+  } else {
     offset = pool->acquire();
-    tls.leases.push_back({pool->shared_from_this(), offset});
+    // shared_from_this() does not allocate (the pool is owned by its registry).
+    if (auto* l =
+            new (std::nothrow) shard_leases::lease{pool->shared_from_this(), offset, tls.head})
+      tls.head = l;
+    else {
+      pool->release(offset);  // unrecorded, it would never be given back
+      offset = 0;
+    }
   }
+  // Cached without a lease only when 0 (no memory for the lease): offset 0 stays valid
+  // even if this pool dies and another is made at its address.
   tls_shard_cache = {pool, offset};
   return offset;
 }
