@@ -122,11 +122,10 @@ std::vector<std::string> exposed_names(const family_snapshot& f) {
   std::vector<std::string> out{f.name};
   switch (f.type) {
     case metric_type::counter:
-      for (const char* s : {"_total", "_created"})
-        out.push_back(f.name + s);
+      out.push_back(f.name + "_total");
       break;
     case metric_type::histogram:
-      for (const char* s : {"_bucket", "_count", "_sum", "_created"})
+      for (const char* s : {"_bucket", "_count", "_sum"})
         out.push_back(f.name + s);
       break;
     case metric_type::info:

@@ -36,9 +36,9 @@ bool same_definition(const family_snapshot& a, const family_snapshot& b);
 
 /// The sample names a family puts on a page in either text format: a counter `x` prints
 /// `x_total` (and OpenMetrics types it `x`), a histogram `h` prints `h_bucket`,
-/// `h_count`, `h_sum`, an info `i_info` is typed `i` in OpenMetrics. `_created` is
-/// claimed for counters and histograms too (prometheus_client prints it). Two families
-/// that share any of these names cannot both be served: a strict parser rejects the page.
+/// `h_count`, `h_sum`, an info `i_info` is typed `i` in OpenMetrics (no `_created` is
+/// printed). The writer refuses the same collisions within one segment. Two families that
+/// share any of these names cannot both be served: a strict parser rejects the page.
 std::vector<std::string> exposed_names(const family_snapshot& f);
 
 /// Families merged across writers, with indexes to find a family by name and a series

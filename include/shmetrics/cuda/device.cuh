@@ -99,14 +99,14 @@ __device__ __forceinline__ void thread_add(d_counter h, unsigned long long n) {
   if (h.d_cells != nullptr && n != 0) atomicAdd_system(detail::as_ull(h.d_cells), n);
 }
 
-/// Adds v >= 0 (negative and NaN are ignored, as on the CPU): whole numbers below 2^53
-/// to the integer cell, fractions to the f64 cell.
+/// Adds v >= 0 (negative, NaN and +Inf are ignored, as on the CPU): whole numbers below
+/// 2^53 to the integer cell, fractions to the f64 cell.
 __device__ __forceinline__ void thread_add(d_counter h, double v) {
   if (h.d_cells == nullptr || !(v >= 0.0)) return;
   auto n = static_cast<unsigned long long>(v < 9007199254740992.0 ? v : 0.0);
   if (static_cast<double>(n) == v)
     thread_add(h, n);
-  else
+  else if (v <= 1.7976931348623157e308)  // not +Inf: it would poison the counter forever
     detail::add_f64_system(h.d_cells + 1, v);
 }
 
