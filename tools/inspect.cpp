@@ -14,6 +14,7 @@
 #include <cstdio>      // printf
 #include <cstdlib>     // strtod
 #include <cstring>     // strerror
+#include <dirent.h>    // a pid's segments under any prefix
 #include <exception>   // std::exception
 #include <fcntl.h>     // open
 #include <regex>       // label matchers =~ !~
@@ -46,7 +47,8 @@ const char* usage =
     "  watch                      live view of the busiest series and their rates (q quits)\n"
     "flags:\n"
     "  --shm.dir DIR              where segments live (default /dev/shm)\n"
-    "  --shm.prefix NAME          segment name prefix (default shmetrics)\n"
+    "  --shm.prefix NAME          segment name prefix (default shmetrics; without it, a\n"
+    "                             PID or instance id is looked for under any prefix)\n"
     "  --json                     JSON output (list, show, check); see docs/inspect.md\n"
     "  --format text|table        show: Prometheus text (default) or a table\n"
     "  --name GLOB                show, watch: only families whose name matches (* and ?)\n"
@@ -360,9 +362,73 @@ bool is_number(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+bool is_instance(const std::string& s) {
+  return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// The prefix of a file named <prefix>.<pid>.<16 hex digits>, or "" when it is not one.
+std::string prefix_of(const std::string& file) {
+  auto dot2 = file.rfind('.');
+  if (dot2 == std::string::npos || dot2 == 0) return {};
+  auto dot1 = file.rfind('.', dot2 - 1);
+  if (dot1 == std::string::npos || dot1 == 0) return {};
+  std::string p = file.substr(0, dot1);
+  shmetrics::segment_name n;
+  return shmetrics::parse_segment_name(file, p, n) ? p : std::string{};
+}
+
+// A pid or an instance id without --shm.prefix: the writer may use any prefix (the default
+// one is only a guess), so every segment-named file of the directory is a candidate. Several
+// prefixes are shown each, with a note on stderr.
+bool select_any_prefix(const options& o, const std::string& sel,
+                       std::vector<shmetrics::segment_name>& out) {
+  DIR* d = ::opendir(o.dir.c_str());
+  if (!d) {
+    std::fprintf(stderr, "%s: cannot read directory %s: %s\n", prog, o.dir.c_str(),
+                 std::strerror(errno));
+    return false;
+  }
+  std::vector<std::string> prefixes;
+  while (dirent* e = ::readdir(d)) {
+    std::string file = e->d_name;
+    std::string p = prefix_of(file);
+    shmetrics::segment_name n;
+    if (p.empty() || !shmetrics::parse_segment_name(file, p, n)) continue;
+    if (std::to_string(n.pid) != sel && hex16(n.instance) != sel) continue;
+    n.path = o.dir + (o.dir.ends_with('/') ? "" : "/") + n.file;
+    out.push_back(std::move(n));
+    if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end()) prefixes.push_back(p);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.file < b.file; });
+  std::sort(prefixes.begin(), prefixes.end());
+  const char* what = is_number(sel) ? "pid" : "instance";
+  if (out.empty()) {
+    std::fprintf(stderr,
+                 "%s: no segment matches %s %s: looked for <prefix>.<pid>.<instance> under any "
+                 "prefix in %s\n",
+                 prog, what, sel.c_str(), o.dir.c_str());
+    return false;
+  }
+  if (prefixes.size() > 1) {
+    std::string list;
+    for (auto& p : prefixes)
+      list += (list.empty() ? "" : ", ") + p;
+    std::fprintf(stderr,
+                 "%s: %s %s has segments under %zu prefixes (%s): all shown; --shm.prefix picks "
+                 "one\n",
+                 prog, what, sel.c_str(), prefixes.size(), list.c_str());
+  }
+  return true;
+}
+
 // Fills `out`; false (with a message printed) when nothing matches.
 bool select_segments(const options& o, const std::string& sel,
                      std::vector<shmetrics::segment_name>& out) {
+  if (!o.prefix_given && (is_number(sel) || is_instance(sel)))
+    return select_any_prefix(o, sel, out);
   if (sel.find('/') != std::string::npos) {  // a path, maybe a copy outside the directory
     shmetrics::segment_name n;
     n.path = sel;
@@ -939,6 +1005,7 @@ int main(int argc, char** argv) {
       o.dir = v;
     } else if (name == "--shm.prefix") {
       o.prefix = v;
+      o.prefix_given = true;
     } else if (name == "--json") {
       o.json = true;
     } else if (name == "--format") {

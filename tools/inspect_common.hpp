@@ -25,6 +25,7 @@ struct label_matcher {
 struct options {
   std::string dir = "/dev/shm";
   std::string prefix = "shmetrics";
+  bool prefix_given = false;  // --shm.prefix: else a pid or instance id is sought under any prefix
   bool json = false;
   std::string format = "text";  // show: text | table
   std::string name_glob;        // show, watch: family name pattern

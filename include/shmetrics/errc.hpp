@@ -85,7 +85,7 @@ inline constexpr std::string_view errc_messages[] = {
     "no space to reserve the segment (is /dev/shm large enough?)",
     "cannot map segment",
     "registry inherited across fork(): inert in the child (create a new registry there)",
-    "cannot open segment",
+    "cannot open",  // a segment, its directory, a catalog file: the detail names it
     "not a regular file",
     "segment not ready (writer still initializing)",
     "segment truncated",

@@ -168,9 +168,28 @@ const std::vector<double>* catalog::bucket_set(std::string_view name) const noex
   return nullptr;
 }
 
+namespace {
+
+// "catalog JSON file PATH (where it came from, how to point at another)": a missing file is
+// most often the installed default in a build tree, so say what to set.
+std::string open_detail(const std::string& path) {
+  std::string d = "catalog JSON file " + path;
+  const char* env = std::getenv("SHMETRICS_CATALOG");
+  if (env && *env && path == env)
+    d += " (from $SHMETRICS_CATALOG)";
+  else if (path == catalog::default_path())
+    d += " (the installed default; set $SHMETRICS_CATALOG to the catalog's path, e.g. "
+         "data/vllm_catalog.json in the source tree)";
+  else
+    d += " (set $SHMETRICS_CATALOG to the catalog's path)";
+  return d;
+}
+
+}  // namespace
+
 result<catalog> catalog::load(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rbe");
-  if (!f) return error{errc::open_failed, errno, "catalog " + path};
+  if (!f) return error{errc::open_failed, errno, open_detail(path)};
   std::string text;
   char buf[65536];
   std::size_t n;
@@ -178,7 +197,7 @@ result<catalog> catalog::load(const std::string& path) {
     text.append(buf, n);
   bool bad = std::ferror(f);
   std::fclose(f);
-  if (bad) return error{errc::open_failed, EIO, "catalog " + path};
+  if (bad) return error{errc::open_failed, EIO, open_detail(path)};
   return parse(text, path);
 }
 

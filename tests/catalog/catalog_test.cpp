@@ -114,7 +114,44 @@ TEST_CASE("malformed catalog files are refused naming file, entry and problem", 
   SECTION("a missing file") {
     auto c = catalog::load("/tmp/shmetrics-no-such-catalog.json");
     REQUIRE(c.code() == errc::open_failed);
-    REQUIRE(test::contains(c.error().message(), "/tmp/shmetrics-no-such-catalog.json"));
+    auto m = c.error().message();
+    INFO(m);
+    REQUIRE(test::contains(m, "catalog JSON file /tmp/shmetrics-no-such-catalog.json"));
+    REQUIRE(test::contains(m, "set $SHMETRICS_CATALOG to the catalog's path"));
+    REQUIRE(test::contains(m, "No such file or directory"));
+    REQUIRE_FALSE(test::contains(m, "segment"));  // it is not one
+  }
+  SECTION("the installed default, missing, without $SHMETRICS_CATALOG") {
+    std::string saved = std::getenv("SHMETRICS_CATALOG") ? std::getenv("SHMETRICS_CATALOG") : "";
+    ::unsetenv("SHMETRICS_CATALOG");
+    std::string path = catalog::default_path();
+    auto c = catalog::load(path);
+    if (!saved.empty()) ::setenv("SHMETRICS_CATALOG", saved.c_str(), 1);
+    REQUIRE(path == std::string(SHMETRICS_CATALOG_DIR) + "/vllm_catalog.json");
+    if (std::filesystem::exists(path)) {  // installed here: it loads
+      REQUIRE(c);
+    } else {
+      REQUIRE(c.code() == errc::open_failed);
+      auto m = c.error().message();
+      INFO(m);
+      REQUIRE(test::contains(m, "catalog JSON file " + path +
+                                    " (the installed default; set "
+                                    "$SHMETRICS_CATALOG to the catalog's path"));
+      REQUIRE_FALSE(test::contains(m, "segment"));
+    }
+  }
+  SECTION("$SHMETRICS_CATALOG naming a missing file") {
+    std::string saved = std::getenv("SHMETRICS_CATALOG") ? std::getenv("SHMETRICS_CATALOG") : "";
+    ::setenv("SHMETRICS_CATALOG", "/tmp/shmetrics-no-such-env-catalog.json", 1);
+    auto c = catalog::load(catalog::default_path());
+    if (saved.empty())
+      ::unsetenv("SHMETRICS_CATALOG");
+    else
+      ::setenv("SHMETRICS_CATALOG", saved.c_str(), 1);
+    REQUIRE(c.code() == errc::open_failed);
+    REQUIRE(test::contains(c.error().message(),
+                           "catalog JSON file /tmp/shmetrics-no-such-env-catalog.json (from "
+                           "$SHMETRICS_CATALOG): cannot open: No such file or directory"));
   }
   SECTION("not JSON") {
     auto m = refusal("{\"format\": ");

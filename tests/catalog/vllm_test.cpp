@@ -108,12 +108,13 @@ TEST_CASE("every vllm:* family is registered as the catalog says, children pre-c
   }
 }
 
-TEST_CASE("the registered families equal the reference catalog", "[catalog][vllm][golden]") {
+// Hidden ([.reference]): its own meson test, which skips (77) where the reference is absent.
+TEST_CASE("the registered families equal the reference catalog",
+          "[catalog][vllm][golden][.reference]") {
   std::ifstream probe(SHMETRICS_REFERENCE_CATALOG);
-  if (!probe) {
-    WARN("reference catalog not found beside the checkout; skipped");
-    return;
-  }
+  if (!probe)
+    test::skip(std::string("reference catalog ") + SHMETRICS_REFERENCE_CATALOG +
+               " not found beside the checkout");
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   REQUIRE_FALSE(parser.load(SHMETRICS_REFERENCE_CATALOG).get(root));

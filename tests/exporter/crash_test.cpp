@@ -2,8 +2,9 @@
 // mid-registration, in the hot loop), many times over, while this process snapshots
 // every segment continuously and a real shmetrics-exporter is scraped in a loop.
 // Properties: no snapshot ever shows a half-written record (validation passes and every
-// name and label value is one the writer writes whole), and no merged counter or
-// histogram count served by the exporter ever goes backwards across kills and restarts.
+// name and label value is one the writer writes whole), and no merged counter (whole or
+// fractional), histogram count, bucket or _sum served by the exporter ever goes backwards
+// across kills and restarts.
 #include <catch2/catch.hpp>
 #include <httplib.h>
 
@@ -44,6 +45,13 @@ struct findings {
   }
 };
 
+// Every digit: a decrease of one ulp must show.
+std::string exact(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
 bool is_number_below(const std::string& s, int n) {
   if (s.empty() || s.size() > 9 || (s.size() > 1 && s[0] == '0')) return false;
   for (char c : s)
@@ -54,7 +62,7 @@ bool is_number_below(const std::string& s, int n) {
 // What crash_writer writes, checked whole: a torn record or string fails here.
 std::string check_snapshot(const segment_snapshot& s) {
   static const std::set<std::string> names = {"crash_beats", "crash_level", "crash_lat_seconds",
-                                              "crash_ops"};
+                                              "crash_frac", "crash_ops"};
   for (const auto& f : s.families) {
     if (!names.count(f.name)) return "unexpected family " + f.name;
     for (const auto& ser : f.series) {
@@ -141,17 +149,21 @@ TEST_CASE("SIGKILLed writers: no torn record is visible, merged counters never g
             (k.find("corrupt") != std::string::npos || k.find("shrunk") != std::string::npos) &&
             v > 0)
           bad.add("exporter saw " + k);
-        bool monotonic = k.starts_with("crash_ops_total") || k.starts_with("crash_beats_total") ||
-                         k.starts_with("crash_lat_seconds_count") ||
-                         k.starts_with("crash_lat_seconds_bucket");
+        // _sum and crash_frac_total are sums of fractional doubles: they must not go back
+        // either (Prometheus reads any decrease as a counter reset).
+        bool monotonic =
+            k.starts_with("crash_ops_total") || k.starts_with("crash_beats_total") ||
+            k.starts_with("crash_frac_total") || k.starts_with("crash_lat_seconds_count") ||
+            k.starts_with("crash_lat_seconds_bucket") || k.starts_with("crash_lat_seconds_sum");
         if (!monotonic) continue;
         auto it = prev.find(k);
         if (it != prev.end() && v < it->second)
-          bad.add(k + " went back from " + std::to_string(it->second) + " to " + std::to_string(v));
+          bad.add(k + " went back from " + exact(it->second) + " to " + exact(v));
         if (it == prev.end() && !seen.insert(k).second) bad.add(k + " disappeared and came back");
       }
       for (auto& [k, v] : prev)
-        if ((k.starts_with("crash_beats_total") || k.starts_with("crash_ops_total")) &&
+        if ((k.starts_with("crash_beats_total") || k.starts_with("crash_ops_total") ||
+             k.starts_with("crash_frac_total")) &&
             !now.count(k))
           bad.add(k + " disappeared");
       prev = std::move(now);

@@ -1,7 +1,10 @@
 // A writer made to be SIGKILLed, for the crash test.
 //   crash_writer DIR PREFIX SERIES
 // Registers SERIES labelled counter series one by one (each gets 1 at once), a gauge and
-// a histogram, then counts forever in a hot loop. Every name and label value it writes
+// a histogram, then counts forever in a hot loop: whole and fractional counter amounts and
+// fractional observations, so the histogram's _sum and crash_frac_total are sums of
+// doubles (floating-point addition is not associative: a merge that changes its order
+// can serve a smaller total). Every name and label value it writes
 // is checkable by a reader: label `i` is a number below SERIES, label `pad` is
 // "p<i>" followed by (i % 61) copies of 'x' and then "<i>" again, so a torn string shows.
 #include <cstdio>
@@ -39,6 +42,9 @@ int main(int argc, char** argv) {
       reg->add_histogram({.name = "crash_lat_seconds", .help = "Latency.", .buckets = {0.5, 1, 2}})
           ->with_labels({})
           .value();
+  auto frac = reg->add_counter({.name = "crash_frac_total", .help = "Fractional amounts."})
+                  ->with_labels({})
+                  .value();
   auto ops =
       reg->add_counter({.name = "crash_ops_total", .help = "Per series.", .labels = {"i", "pad"}})
           .value();
@@ -50,6 +56,7 @@ int main(int argc, char** argv) {
   }
   for (unsigned long k = 0;; ++k) {
     beats.inc();
-    lat.observe(static_cast<double>(k % 3));
+    frac.add(0.1);
+    lat.observe(0.1 + static_cast<double>(k % 3));  // buckets 0.5, 1, 2 as before
   }
 }

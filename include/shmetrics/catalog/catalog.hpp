@@ -26,24 +26,24 @@ enum class family_source : std::uint8_t { vllm, omni };
 
 /// One family as the catalog defines it.
 struct family_def {
-  std::string key;   ///< stable id for the typed API: "vllm/<name>" or "omni/<name>"
-  std::string name;  ///< exposed name; Omni names use the seed prefix "vllm:omni_"
+  std::string key{};   ///< stable id for the typed API: "vllm/<name>" or "omni/<name>"
+  std::string name{};  ///< exposed name; Omni names use the seed prefix "vllm:omni_"
   family_source source = family_source::vllm;
   layout::metric_type type = layout::metric_type::gauge;
-  std::vector<std::string> labels;  ///< as vLLM declares them (vLLM families: with "engine")
+  std::vector<std::string> labels{};  ///< as vLLM declares them (vLLM families: with "engine")
   /// Histogram bounds; empty with buckets_1_2_5 when they follow max_model_len.
-  std::vector<double> buckets;
-  std::string bucket_set;      ///< name of the catalog constant the bounds came from, if any
+  std::vector<double> buckets{};
+  std::string bucket_set{};    ///< name of the catalog constant the bounds came from, if any
   bool buckets_1_2_5 = false;  ///< vLLM's build_1_2_5_buckets(max_model_len)
-  std::string help;
-  std::string status;  ///< current, conditional, newer, deprecated, removed, ...
-  std::string when;    ///< registration condition (always, seed, extended, spec_decode, ...)
+  std::string help{};
+  std::string status{};  ///< current, conditional, newer, deprecated, removed, ...
+  std::string when{};    ///< registration condition (always, seed, extended, spec_decode, ...)
   layout::gauge_mode mode = layout::gauge_mode::latest;  ///< gauges and infos only
-  std::string deprecated_in;                             ///< "X.Y" or empty
-  std::string mirrors;         ///< key of the family whose values a deprecated alias repeats
-  std::string runtime_labels;  ///< "cache_config": label names supplied at start-up
+  std::string deprecated_in{};                           ///< "X.Y" or empty
+  std::string mirrors{};         ///< key of the family whose values a deprecated alias repeats
+  std::string runtime_labels{};  ///< "cache_config": label names supplied at start-up
   /// Pre-created children: values for the family's extra labels, in catalog order.
-  std::vector<std::pair<std::string, std::vector<std::string>>> label_values;
+  std::vector<std::pair<std::string, std::vector<std::string>>> label_values{};
 
   /// The values of `label` to pre-create, or nullptr.
   const std::vector<std::string>* values_of(std::string_view label) const noexcept {

@@ -63,16 +63,16 @@ struct omni_stage {
 };
 
 struct omni_options {
-  std::string model_name;
+  std::string model_name{};
   bool log_stats = false;  ///< --log-stats (off by default, as in the seed)
   omni_prefix prefix = omni_prefix::seed;
-  std::vector<omni_stage> stages;       ///< stage id = index; transfers go stage i -> i+1
+  std::vector<omni_stage> stages{};     ///< stage id = index; transfers go stage i -> i+1
   bool extended_families = false;       ///< also the catalog's other current Omni families
   double audio_sample_rate = 24000;     ///< audio_duration_s = frames / sample_rate
   double continuity_threshold_s = 0.1;  ///< AUDIO_CONTINUITY_DEFAULT_THRESHOLD_S
   /// For the vllm:* families of the LLM stages (model_name and stage_replicas are
   /// filled in from above; the rest applies as for plain vLLM).
-  vllm_options vllm;
+  vllm_options vllm{};
 };
 
 class omni_metrics {

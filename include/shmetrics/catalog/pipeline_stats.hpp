@@ -27,14 +27,14 @@ struct stage_event {
   double postprocess_time_ms = 0;  ///< reported separately
   std::uint64_t audio_generated_frames = 0;
   std::uint64_t image_num = 0;  ///< diffusion/image stages
-  std::string resolution;       ///< diffusion/image stages, e.g. "1024x1024"
+  std::string resolution{};     ///< diffusion/image stages, e.g. "1024x1024"
   /// Wall-clock window of this stage for this request (ms, the run's clock): the
   /// e2e_stage_{i}_wall_time_ms span is max(end) - min(start) over the scope.
   double start_ms = 0, end_ms = 0;
   // Streaming audio, for the Prometheus families only (negative: not measured).
-  double audio_ttfp_s = -1;          ///< arrival -> first audio packet
-  double audio_underrun_s = -1;      ///< worst player deficit of the request
-  std::string audio_skipped_reason;  ///< non-empty: code2wav returned empty audio
+  double audio_ttfp_s = -1;            ///< arrival -> first audio packet
+  double audio_underrun_s = -1;        ///< worst player deficit of the request
+  std::string audio_skipped_reason{};  ///< non-empty: code2wav returned empty audio
 };
 
 /// One hop of one request between two stages (TransferEdgeStats).
@@ -53,11 +53,11 @@ struct transfer_event {
 
 /// One completed request.
 struct request_record {
-  std::string request_id;
+  std::string request_id{};
   double arrival_ms = 0, finish_ms = 0;  ///< the run's clock
   finish_reason reason = finish_reason::stop;
-  std::vector<stage_event> stages;  ///< in stage order; stage 0 first
-  std::vector<transfer_event> transfers;
+  std::vector<stage_event> stages{};  ///< in stage order; stage 0 first
+  std::vector<transfer_event> transfers{};
 };
 
 struct request_e2e_stats {
@@ -72,9 +72,9 @@ struct overall_summary {
   std::uint64_t e2e_requests = 0;
   double e2e_wall_time_ms = 0;  ///< run start -> last completion
   std::uint64_t e2e_total_tokens = 0;
-  double e2e_avg_time_per_request_ms = 0;  ///< wall / requests
-  double e2e_avg_tokens_per_s = 0;         ///< tokens * 1000 / wall
-  std::vector<double> stage_wall_time_ms;  ///< index = stage id
+  double e2e_avg_time_per_request_ms = 0;    ///< wall / requests
+  double e2e_avg_tokens_per_s = 0;           ///< tokens * 1000 / wall
+  std::vector<double> stage_wall_time_ms{};  ///< index = stage id
 };
 
 /// Offline (batch): one summary over every request since the run started, e2e_requests

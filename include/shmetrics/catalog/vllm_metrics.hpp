@@ -90,21 +90,21 @@ enum class vllm_family : std::uint8_t {
 std::string_view catalog_key(vllm_family f) noexcept;
 
 struct vllm_options {
-  std::string model_name;     ///< served_model_name (label model_name)
+  std::string model_name{};   ///< served_model_name (label model_name)
   std::uint32_t engines = 1;  ///< data-parallel engine cores: engine="0".."engines-1"
   /// vLLM-Omni's reshape: when not empty, engine index i is labelled
   /// {stage=first, replica=second} and the `engine` label is replaced by stage, replica
   /// in place in every family (engines is then ignored).
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> stage_replicas;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> stage_replicas{};
   std::uint64_t max_model_len = 4096;  ///< for the 1-2-5 token histograms
   /// vllm:cache_config_info labels, in order (CacheConfig.metrics_info()); engine is appended.
-  std::vector<std::pair<std::string, std::string>> cache_config;
-  std::string vllm_version;                     ///< emulated version; "" = the catalog's
-  std::string show_hidden_metrics_for_version;  ///< --show-hidden-metrics-for-version
-  std::uint32_t num_speculative_tokens = 0;     ///< > 0: spec-decode families
-  bool kv_cache_metrics = false;                ///< --kv-cache-metrics
-  bool nixl = false;                            ///< NixlConnector families
-  bool kv_offload = false;                      ///< OffloadingConnector families
+  std::vector<std::pair<std::string, std::string>> cache_config{};
+  std::string vllm_version{};                     ///< emulated version; "" = the catalog's
+  std::string show_hidden_metrics_for_version{};  ///< --show-hidden-metrics-for-version
+  std::uint32_t num_speculative_tokens = 0;       ///< > 0: spec-decode families
+  bool kv_cache_metrics = false;                  ///< --kv-cache-metrics
+  bool nixl = false;                              ///< NixlConnector families
+  bool kv_offload = false;                        ///< OffloadingConnector families
   /// --enable-sleep-mode with the dev-mode endpoints: vllm:sleep_mode_* (API-server
   /// families without model_name/engine labels).
   bool sleep_mode = false;
@@ -134,16 +134,16 @@ struct step_stats {
   std::uint64_t prompt_tokens_external_kv_transfer = 0;  ///< of num_prompt_tokens
   std::uint64_t num_preempted_reqs = 0;
   std::uint64_t num_corrupted_reqs = 0;
-  std::span<const double> time_to_first_tokens;   ///< seconds: arrival -> first token
-  std::span<const double> inter_token_latencies;  ///< seconds: one per streamed output
+  std::span<const double> time_to_first_tokens{};   ///< seconds: arrival -> first token
+  std::span<const double> inter_token_latencies{};  ///< seconds: one per streamed output
   // SpecDecodingStats (only with num_speculative_tokens > 0)
   std::uint64_t spec_num_drafts = 0, spec_num_draft_tokens = 0, spec_num_accepted_tokens = 0;
-  std::span<const std::uint64_t> spec_accepted_per_pos;
+  std::span<const std::uint64_t> spec_accepted_per_pos{};
   // LoRA (only with max_loras > 0): the adapters of the running and of the waiting
   // requests, comma-joined in first-seen order, as vLLM joins its dicts' keys. Every
   // step sets vllm:lora_requests_info{max_lora, waiting_lora_adapters,
   // running_lora_adapters} to the wall-clock time, as vLLM's set_to_current_time().
-  std::string_view running_lora_adapters, waiting_lora_adapters;
+  std::string_view running_lora_adapters{}, waiting_lora_adapters{};
 };
 
 /// One finished request, with vLLM's RequestStateStats timestamps (seconds, one clock).
@@ -165,8 +165,8 @@ struct finished_request {
 
 /// Durations vLLM derives from a finished request (IterationStats.update_from_finished_request).
 struct finished_request_times {
-  double e2e_latency, queued_time, prefill_time, inference_time, decode_time;
-  double mean_time_per_output_token;  ///< decode_time / (generated - 1), 0 if <= 1 token
+  double e2e_latency{}, queued_time{}, prefill_time{}, inference_time{}, decode_time{};
+  double mean_time_per_output_token{};  ///< decode_time / (generated - 1), 0 if <= 1 token
 };
 finished_request_times derive_times(const finished_request& r) noexcept;
 
