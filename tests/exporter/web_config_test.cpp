@@ -336,3 +336,35 @@ TEST_CASE("bad web config files: exit 2 and one line naming the file and the key
   CHECK(rc == 2);
   CHECK(out.find(d / "missing.yml: cannot read: No such file or directory") != std::string::npos);
 }
+
+TEST_CASE("a logged request path has every control character escaped", "[web][auth][log]") {
+  // The path is logged with each unauthorized request: cpp-httplib percent-decodes it, so
+  // %0D, %1B and the like arrive as raw bytes. Written raw, CR rewrote the terminal's line
+  // and ESC started escape sequences.
+  tmpdir d;
+  test::unique_prefix up;
+  write(d / "web.yml", "basic_auth_users:\n  alice: " + bcrypt(alice_pw, "$2b$", 5) + "\n");
+  exporter e(up, d / "web.yml", d / "exporter.log");
+  REQUIRE(e.port > 0);
+  int fd = test::connect_to(e.port);
+  REQUIRE(fd >= 0);
+  const std::string req =
+      "GET /a%0D%0Aforged%09x%1B[31m%07%7F%C2%9B%C3%28%C3%A9 HTTP/1.1\r\nHost: x\r\n"
+      "Connection: close\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  CHECK(test::status_of(test::read_reply(fd, std::chrono::milliseconds(5000))) == 401);
+  ::close(fd);
+  e.proc->kill(SIGTERM);
+  e.proc->wait();
+  std::string log = slurp(d / "exporter.log");
+  INFO(log);
+  // CR, LF and TAB by name, ESC, BEL, DEL and C1's CSI as \u00XX, a byte that is not
+  // UTF-8 as \ufffd; valid UTF-8 (é) as it is.
+  CHECK(log.find("path=\"/a\\r\\nforged\\tx\\u001b[31m\\u0007\\u007f\\u009b\\ufffd(\xC3\xA9\"") !=
+        std::string::npos);
+  for (char c : log)
+    CHECK((c == '\n' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f)));
+  std::istringstream lines(log);
+  for (std::string l; std::getline(lines, l);)
+    CHECK(l.rfind("ts=", 0) == 0);
+}
