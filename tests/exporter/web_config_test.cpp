@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "../support.hpp"
 
@@ -367,4 +369,79 @@ TEST_CASE("a logged request path has every control character escaped", "[web][au
   std::istringstream lines(log);
   for (std::string l; std::getline(lines, l);)
     CHECK(l.rfind("ts=", 0) == 0);
+}
+
+TEST_CASE("a flood of wrong passwords: a few wait for bcrypt, the rest get 429 at once",
+          "[web][auth][flood]") {
+  // Every unverified check waited for the one before it (bcrypt, ~50 ms at cost 10) with
+  // no bound: 48 clients sending wrong passwords each waited seconds, holding a thread
+  // each. A verified password never waits for bcrypt.
+  tmpdir d;
+  test::unique_prefix up;
+  write(d / "web.yml", "basic_auth_users:\n  alice: " + bcrypt(alice_pw, "$2b$", 10) + "\n");
+  exporter e(up, d / "web.yml", d / "exporter.log");
+  REQUIRE(e.port > 0);
+  httplib::Client good("127.0.0.1", e.port);
+  good.set_basic_auth("alice", alice_pw.c_str());
+  good.set_keep_alive(true);
+  good.set_read_timeout(5, 0);
+  auto first = good.Get("/metrics");  // verified once: remembered
+  REQUIRE(first);
+  REQUIRE(first->status == 200);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> denied{0}, busy{0}, other{0};
+  std::atomic<long> worst_flood_us{0};
+  std::vector<std::thread> flood;
+  for (int t = 0; t < 48; ++t)
+    flood.emplace_back([&, t] {
+      while (!stop) {
+        httplib::Client c("127.0.0.1", e.port);
+        c.set_basic_auth("alice", ("wrong-" + std::to_string(t)).c_str());
+        c.set_read_timeout(20, 0);
+        auto t0 = clock_type::now();
+        auto r = c.Get("/metrics");
+        long us = static_cast<long>(
+            std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        int st = r ? r->status : -1;
+        (st == 401 ? denied : st == 429 ? busy : other)++;
+        if (st == 401) {  // it waited for bcrypt: how long?
+          long w = worst_flood_us.load();
+          while (us > w && !worst_flood_us.compare_exchange_weak(w, us)) {
+          }
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));  // spare the test's CPU
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  int scrapes = 0, ok = 0;
+  double worst_good = 0;
+  auto until = clock_type::now() + std::chrono::seconds(5);
+  while (clock_type::now() < until) {
+    auto t0 = clock_type::now();
+    auto r = good.Get("/metrics");
+    worst_good =
+        std::max(worst_good, std::chrono::duration<double>(clock_type::now() - t0).count());
+    ++scrapes;
+    ok += r && r->status == 200;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  for (auto& t : flood)
+    t.join();
+  std::printf(
+      "48 clients sending wrong passwords: %d answered 401, %d 429, %d other, slowest 401 "
+      "%.2f s; "
+      "%d/%d good scrapes, slowest %.3f s\n",
+      denied.load(), busy.load(), other.load(), worst_flood_us.load() / 1e6, ok, scrapes,
+      worst_good);
+  CHECK(scrapes >= 20);
+  CHECK(ok == scrapes);
+  CHECK(worst_good < 1.0);
+  CHECK(other == 0);
+  CHECK(denied > 0);
+  CHECK(busy > denied);
+  // At most 4 checks ahead of a 401: ~0.25 s of bcrypt, not 48 x 50 ms.
+  CHECK(worst_flood_us.load() < 2000000);
 }
