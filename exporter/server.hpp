@@ -5,11 +5,14 @@
 //  - one thread per connection, created on demand up to `max_connections` (cpp-httplib's
 //    default pool has 8 threads, so 8 slowloris connections used to stop every scrape);
 //  - a deadline for each whole request (line, headers and body), not only for each read:
-//    a client that sends a byte just before every read timeout is dropped all the same.
-//    optionally a deadline for writing each whole response too (response_timeout), so a
-//    client that reads a byte a second cannot hold a worker (and the body) for hours;
+//    a client that sends a byte just before every read timeout is dropped all the same;
+//  - optionally a deadline for writing each whole response too (response_timeout), so a
+//    client that reads a byte a second cannot hold a worker (and the body) for hours,
+//    and a capped kernel send buffer per connection (send_buffer_bytes);
 //  - optionally a bound on connections waiting for a thread: past it a fixed 503 is
-//    written from the accept loop without reading anything (max_queued);
+//    written from the accept loop, which reads only what has already arrived and never
+//    waits (max_queued);
+//  - no SO_REUSEPORT unless asked (port_sharing): a port in use is refused;
 //  - a byte budget per request, so endless headers cannot grow memory, and optionally a
 //    smaller one for the request line and headers and a body limit checked against the
 //    declared Content-Length before any of the body is read;
