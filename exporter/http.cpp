@@ -3,10 +3,12 @@
 #include <zlib.h>
 
 #include <atomic>   // the last body size
-#include <cerrno>   // EADDRINUSE
+#include <chrono>   // collection age
 #include <cstdio>   // snprintf
 #include <cstdlib>  // strtod
+#include <future>   // one encoder, many waiters
 #include <memory>   // shared bodies
+#include <mutex>    // body cache
 
 #include <shmetrics/config.hpp>
 #include <shmetrics/detail/json_string.hpp>
@@ -136,44 +138,140 @@ std::string gzip(const std::string& in) {
 
 namespace {
 
+using body_ptr = std::shared_ptr<const std::string>;
+
 // Sends `body` through a content provider with a known length: cpp-httplib then leaves
-// it alone (with set_content it would compress text/* a second time, and slowly).
-void send(httplib::Response& res, std::string body, const std::string& type, bool gzipped) {
-  auto shared = std::make_shared<std::string>(std::move(body));
+// it alone (with set_content it would compress text/* a second time, and slowly). Every
+// response of one encoded body shares it (a slow reader holds a reference, not a copy).
+void send(httplib::Response& res, body_ptr body, const std::string& type, bool gzipped,
+          std::shared_ptr<void> token) {
   if (gzipped) res.set_header("Content-Encoding", "gzip");
   res.set_header("Vary", "Accept, Accept-Encoding");
-  res.set_content_provider(
-      shared->size(), type,
-      [shared](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-        sink.write(shared->data() + offset, length);
-        return true;
-      });
+  const std::size_t size = body->size();
+  res.set_content_provider(size, type,
+                           [body = std::move(body), token = std::move(token)](
+                               std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                             sink.write(body->data() + offset, length);
+                             return true;
+                           });
 }
+
+body_ptr encode(const collection& c, bool om) {
+  // The size of the last body, to reserve the next one at once: growing a 64 MB body (1M
+  // series) by doubling copies it ~10 times and holds two copies at the last step. Only
+  // the pages written count toward RSS, so a little extra reservation costs nothing.
+  static std::atomic<std::size_t> last_body{std::size_t{1} << 16};
+  auto body = std::make_shared<std::string>();
+  const std::size_t hint = last_body.load(std::memory_order_relaxed);
+  body->reserve(hint + hint / 16);
+  if (om) {
+    encode_openmetrics(c.families, *body, c.labels.get(), &c.columns);
+    *body += "# EOF\n";
+  } else {
+    encode_text(c.families, *body, c.labels.get(), &c.columns);
+  }
+  last_body.store(body->size(), std::memory_order_relaxed);
+  return body;
+}
+
+// The encoded bodies of the latest collection, one per format and encoding: the scrapes
+// that share a collection share its bodies too, encoded once, instead of each building
+// (and, while a slow client reads it, holding) its own copy. An entry names its
+// collection by the shared_ptr's control block (a weak_ptr, which keeps that block, and
+// so its identity, alive): the collector reuses a collection object nobody holds under a
+// new shared_ptr, so the object's address alone could name a collection since rewritten.
+class body_cache {
+ public:
+  body_ptr get(const std::shared_ptr<const collection>& c, bool om, bool gz) {
+    slot& s = slots_[(om ? 2 : 0) + (gz ? 1 : 0)];
+    std::promise<body_ptr> mine;
+    std::shared_future<body_ptr> f;
+    bool encoder = false;
+    {
+      std::lock_guard lk(mu_);
+      if (!s.of.expired() && !s.of.owner_before(c) && !c.owner_before(s.of)) {
+        f = s.body;
+      } else {  // the first scrape of this collection in this form: it encodes
+        f = mine.get_future().share();
+        s.of = c;
+        s.body = f;
+        encoder = true;
+      }
+    }
+    if (encoder) {  // outside the lock: a newer collection need not wait for this one
+      try {
+        mine.set_value(gz ? std::make_shared<const std::string>(gzip(*get(c, om, false)))
+                          : encode(*c, om));
+      } catch (...) {
+        mine.set_exception(std::current_exception());
+      }
+    }
+    return f.get();  // waits for the encoder; rethrows what it threw
+  }
+
+ private:
+  struct slot {
+    std::weak_ptr<const collection> of;
+    std::shared_future<body_ptr> body;
+  };
+  std::mutex mu_;
+  slot slots_[4];  // text, text+gzip, OpenMetrics, OpenMetrics+gzip
+};
+
+// Under a flood of scrapes (many responses still being written: slow readers, or just
+// many clients), a scrape serves the latest collection if it is under a second old
+// instead of starting another. Each collection held by a response is a body in memory,
+// so this bounds them to about one a second for as long as a response may last (its
+// deadline), whatever the number of clients. Otherwise every scrape gets a collection
+// that started after it arrived, as before.
+class flood_guard {
+ public:
+  static constexpr int busy_responses = 16;
+  static constexpr auto max_age = std::chrono::seconds(1);
+
+  std::shared_ptr<const collection> collect(collector& coll) {
+    if (active_.load(std::memory_order_relaxed) >= busy_responses) {
+      std::lock_guard lk(mu_);
+      if (auto c = last_.lock(); c && std::chrono::steady_clock::now() - last_at_ < max_age)
+        return c;
+    }
+    auto c = coll.collect();
+    std::lock_guard lk(mu_);
+    if (last_.owner_before(c) || c.owner_before(last_)) {  // a new one: its age starts now
+      last_ = c;
+      last_at_ = std::chrono::steady_clock::now();
+    }
+    return c;
+  }
+
+  // Held by a response until it is written (or dropped).
+  std::shared_ptr<void> response_token() {
+    active_.fetch_add(1, std::memory_order_relaxed);
+    return std::shared_ptr<void>(
+        nullptr, [this](void*) { active_.fetch_sub(1, std::memory_order_relaxed); });
+  }
+
+ private:
+  std::atomic<int> active_{0};
+  std::mutex mu_;
+  std::weak_ptr<const collection> last_;
+  std::chrono::steady_clock::time_point last_at_;
+};
 
 }  // namespace
 
 void serve_metrics(const httplib::Request& req, httplib::Response& res, collector& coll,
                    logger& log) {
-  // The size of the last body, to reserve the next one at once: growing a 64 MB body (1M
-  // series) by doubling copies it ~10 times and holds two copies at the last step. Only
-  // the pages written count toward RSS, so a little extra reservation costs nothing.
-  static std::atomic<std::size_t> last_body{std::size_t{1} << 16};
+  // Never destroyed: worker threads may still serve while the process exits.
+  static body_cache* const cache = new body_cache;
+  static flood_guard* const flood = new flood_guard;
   try {
-    auto c = coll.collect();
+    auto token = flood->response_token();
+    auto c = flood->collect(coll);
     bool om = prefers_openmetrics(req.get_header_value("Accept"));
-    std::string body;
-    const std::size_t hint = last_body.load(std::memory_order_relaxed);
-    body.reserve(hint + hint / 16);
-    if (om) {
-      encode_openmetrics(c->families, body, c->labels.get(), &c->columns);
-      body += "# EOF\n";
-    } else {
-      encode_text(c->families, body, c->labels.get(), &c->columns);
-    }
-    last_body.store(body.size(), std::memory_order_relaxed);
     bool gz = accepts_gzip(req.get_header_value("Accept-Encoding"));
-    if (gz) body = gzip(body);
-    send(res, std::move(body), std::string(om ? openmetrics_content_type : text_content_type), gz);
+    send(res, cache->get(c, om, gz), std::string(om ? openmetrics_content_type : text_content_type),
+         gz, std::move(token));
   } catch (const std::exception& e) {
     log.log(log_level::error, "scrape failed", "err=" + logger::quote(e.what()));
     res.status = 500;
@@ -236,11 +334,6 @@ void install_routes(httplib::Server& server, collector& coll, const server_optio
   server.Get("/", [landing](const httplib::Request&, httplib::Response& res) {
     res.set_content(landing, "text/html; charset=utf-8");
   });
-}
-
-int bind_server(httplib::Server& server, const server_options& opt) {
-  if (opt.port == 0) return server.bind_to_any_port(opt.host.c_str());
-  return server.bind_to_port(opt.host.c_str(), opt.port) ? opt.port : -1;
 }
 
 }  // namespace shmetrics::exporter

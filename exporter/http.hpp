@@ -38,7 +38,4 @@ void serve_metrics(const httplib::Request& req, httplib::Response& res, collecto
 void install_routes(httplib::Server& server, collector& coll, const server_options& opt,
                     logger& log);
 
-/// Binds (port 0: any free port); returns the port, or -1 with errno set.
-int bind_server(httplib::Server& server, const server_options& opt);
-
 }  // namespace shmetrics::exporter

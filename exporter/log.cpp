@@ -22,14 +22,64 @@ const char* level_name(log_level l) {
 }  // namespace
 
 std::string logger::quote(const std::string& s) {
+  // As go-kit's logfmt: `"` and `\` escaped, \n \r \t by name, every other control
+  // character (C0, DEL, C1) as \u00XX, and each byte that is not part of valid UTF-8 as
+  // \ufffd. A value (a request path, a file name) can then neither start a new log line
+  // nor reach a terminal as an escape sequence.
+  static const char hex[] = "0123456789abcdef";
   std::string q = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') q += '\\';
-    if (c == '\n') {
-      q += "\\n";
+  q.reserve(s.size() + 2);
+  auto u = [&](unsigned v) {
+    q += "\\u00";
+    q += hex[v >> 4];
+    q += hex[v & 15];
+  };
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    if (c < 0x80) {
+      if (c == '"' || c == '\\') {
+        q += '\\';
+        q += static_cast<char>(c);
+      } else if (c == '\n') {
+        q += "\\n";
+      } else if (c == '\r') {
+        q += "\\r";
+      } else if (c == '\t') {
+        q += "\\t";
+      } else if (c < 0x20 || c == 0x7f) {
+        u(c);
+      } else {
+        q += static_cast<char>(c);
+      }
+      ++i;
       continue;
     }
-    q += c;
+    // A UTF-8 sequence: its length, and the smallest code point it may encode (overlong
+    // forms are invalid), as RFC 3629 says.
+    std::size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                      : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4
+                                               : 0;
+    unsigned cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    bool ok = len > 0 && i + len <= n;
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      ok = (p[i + k] & 0xc0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    ok = ok && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
+         !(cp >= 0xd800 && cp <= 0xdfff);
+    if (!ok) {
+      q += "\\ufffd";
+      ++i;
+    } else if (cp >= 0x80 && cp <= 0x9f) {  // C1 controls (0x9b is CSI on some terminals)
+      u(cp);
+      i += len;
+    } else {
+      q.append(s, i, len);
+      i += len;
+    }
   }
   return q + '"';
 }

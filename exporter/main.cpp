@@ -7,6 +7,7 @@
 #include <csignal>  // SIGTERM
 #include <cstdio>   // usage
 #include <cstdlib>  // strtod
+#include <cstring>  // strerror
 #include <string>   // flags
 #include <thread>   // signal watcher
 
@@ -162,10 +163,20 @@ int main(int argc, char** argv) {
   basic_auth auth(wcfg.users);
 
   collector coll(copt, log);
-  guarded_server server(connection_limits{}, std::move(tls));
+  connection_limits limits;
+  // A client that reads its response a byte at a time is cut off 20 s after the first
+  // byte (Prometheus's scrapes time out after 10 s by default).
+  limits.response_timeout = std::chrono::seconds(20);
+  // 256 KiB of kernel send buffer per connection (the kernel doubles it): 200 clients that
+  // stopped reading held 4 MiB each with autotuning, a copy of each one's body.
+  limits.send_buffer_bytes = 256 * 1024;
+  // 512 connections served at once, 512 more waiting for a thread; past that a 503.
+  limits.max_queued = 512;
+  guarded_server server(limits, std::move(tls));
   install_routes(server, coll, opt, log);
   install_web_config(server, wcfg, auth, log);
-  int port = bind_server(server, opt);
+  // A port another process listens on is refused (EADDRINUSE), never shared.
+  int port = server.bind_listener(opt.host, opt.port);
   if (port >= 0) server.widen_backlog();
   if (port < 0) {
     log.log(log_level::error, "cannot listen",
@@ -198,6 +209,9 @@ int main(int argc, char** argv) {
     server.stop();
   });
   waiter.detach();
-  bool ok = server.listen_after_bind();
-  return ok ? 0 : 0;
+  if (!server.listen_after_bind()) {  // accept() failed: not serving any more
+    log.log(log_level::error, "listener failed", "err=" + logger::quote(std::strerror(errno)));
+    return 1;
+  }
+  return 0;
 }

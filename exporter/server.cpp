@@ -58,6 +58,7 @@ class conn_stream final : public httplib::Stream {
 
   void begin_request() {
     deadline_ = clock::now() + lim_.request_timeout;
+    writing_ = false;
     budget_ = lim_.max_request_bytes;
     in_head_ = first_line_ = true;
     head_bytes_ = line_len_ = declared_ = 0;
@@ -75,7 +76,10 @@ class conn_stream final : public httplib::Stream {
   bool refused() const { return refused_; }
 
   bool is_readable() const override { return buffered() || wait_fd(fd_, POLLIN, read_wait()); }
-  bool is_writable() const override { return wait_fd(fd_, POLLOUT, lim_.io_timeout); }
+  bool is_writable() const override {
+    milliseconds w = write_wait();
+    return w.count() > 0 && wait_fd(fd_, POLLOUT, w);
+  }
 
   ssize_t read(char* ptr, size_t size) override {
     if (refused_) return -1;
@@ -94,7 +98,12 @@ class conn_stream final : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
+    if (!writing_) {  // the response's first write: its deadline starts now
+      writing_ = true;
+      write_deadline_ = clock::now() + lim_.response_timeout;
+    }
     for (;;) {
+      if (write_wait().count() <= 0) return -1;  // past the response's deadline
       short want;
       if (ssl_) {
         ERR_clear_error();
@@ -114,7 +123,7 @@ class conn_stream final : public httplib::Stream {
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
         want = POLLOUT;
       }
-      if (!wait_fd(fd_, want, lim_.io_timeout)) return -1;  // a client that stopped reading
+      if (!wait_fd(fd_, want, write_wait())) return -1;  // a client that stopped reading
     }
   }
 
@@ -130,6 +139,13 @@ class conn_stream final : public httplib::Stream {
   // How long the next read may wait: the per-read timeout, cut by the request's deadline.
   milliseconds read_wait() const {
     auto left = std::chrono::duration_cast<milliseconds>(deadline_ - clock::now());
+    return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
+  }
+
+  // How long the next write may wait: the per-write timeout, cut by the response's deadline.
+  milliseconds write_wait() const {
+    if (lim_.response_timeout.count() <= 0 || !writing_) return lim_.io_timeout;
+    auto left = std::chrono::duration_cast<milliseconds>(write_deadline_ - clock::now());
     return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
   }
 
@@ -229,6 +245,8 @@ class conn_stream final : public httplib::Stream {
   SSL* ssl_;
   const connection_limits& lim_;
   clock::time_point deadline_;
+  bool writing_ = false;  // the response has started: write_deadline_ is set
+  clock::time_point write_deadline_;
   std::size_t budget_ = 0;
   bool overrun_ = false;
   bool refused_ = false;
@@ -276,8 +294,19 @@ bool plain_http_on_tls(int fd, const connection_limits& lim) {
 
 }  // namespace
 
-elastic_pool::elastic_pool(std::size_t max_threads, std::chrono::milliseconds idle)
-    : max_threads_(std::max<std::size_t>(max_threads, 1)), idle_timeout_(idle) {}
+namespace {
+thread_local bool shedding_now = false;
+}  // namespace
+
+elastic_pool::elastic_pool(std::size_t max_threads, std::size_t max_queued,
+                           std::chrono::milliseconds idle)
+    : max_threads_(std::max<std::size_t>(max_threads, 1)),
+      max_queued_(max_queued),
+      idle_timeout_(idle) {}
+
+bool elastic_pool::shedding() {
+  return shedding_now;
+}
 
 elastic_pool::~elastic_pool() {
   shutdown();
@@ -296,6 +325,15 @@ void elastic_pool::reap_locked() {
 void elastic_pool::enqueue(std::function<void()> fn) {
   std::unique_lock<std::mutex> lk(mu_);
   reap_locked();
+  if (max_queued_ > 0 && threads_.size() >= max_threads_ && jobs_.size() >= max_queued_ + idle_) {
+    // Every thread busy and the queue full: a queued connection would only hold a file
+    // descriptor (and its client) until a thread frees up, maybe minutes later.
+    lk.unlock();
+    shedding_now = true;
+    fn();
+    shedding_now = false;
+    return;
+  }
   jobs_.push_back(std::move(fn));
   if (idle_ < jobs_.size() && threads_.size() < max_threads_) {
     std::thread t([this] { work(); });
@@ -344,14 +382,64 @@ void elastic_pool::shutdown() {
   }
 }
 
-guarded_server::guarded_server(connection_limits limits, ssl_ctx_ptr tls)
-    : limits_(limits), tls_(std::move(tls)) {
+guarded_server::guarded_server(connection_limits limits, ssl_ctx_ptr tls, port_sharing sharing)
+    : limits_(limits), tls_(std::move(tls)), sharing_(sharing) {
+  // cpp-httplib's default sets SO_REUSEPORT: two processes of one user could both listen.
+  set_socket_options([sharing](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // past TIME_WAIT only
+    if (sharing != port_sharing::exclusive)
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes);
+  });
   std::signal(SIGPIPE, SIG_IGN);  // SSL_write writes with write(2): a gone client must not kill us
-  std::size_t n = limits_.max_connections;
-  new_task_queue = [n] { return new elastic_pool(n); };
+  std::size_t n = limits_.max_connections, q = limits_.max_queued;
+  new_task_queue = [n, q] { return new elastic_pool(n, q); };
   set_keep_alive_max_count(limits_.keep_alive_max_requests);
   set_keep_alive_timeout(limits_.keep_alive_timeout.count());
   if (limits_.max_body_bytes > 0) set_payload_max_length(limits_.max_body_bytes);
+}
+
+namespace {
+
+// Whether `host`:`port` can be bound without SO_REUSEPORT, i.e. nobody listens there: a
+// `first` socket has SO_REUSEPORT set (for its `join` siblings), so another process of
+// the same user could join it unless we look first. False with errno set.
+bool port_is_free(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  std::string serv = std::to_string(port);
+  if (::getaddrinfo(host.c_str(), serv.c_str(), &hints, &res) != 0 || !res) {
+    errno = EADDRNOTAVAIL;
+    return false;
+  }
+  // The first address, as cpp-httplib binds the first one that works.
+  int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0) err = errno;
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  errno = err;
+  return err == 0;
+}
+
+}  // namespace
+
+int guarded_server::bind_listener(const std::string& host, int port) {
+  if (port == 0) {
+    int p = bind_to_any_port(host);
+    return p > 0 ? p : -1;
+  }
+  // Also for `exclusive`, where bind_to_port alone would refuse: it leaves errno as the
+  // last of its calls left it, and the error message must say why.
+  if (sharing_ != port_sharing::join && !port_is_free(host, port)) return -1;
+  return bind_to_port(host, port) ? port : -1;
 }
 
 bool guarded_server::widen_backlog(int backlog) {
@@ -366,8 +454,38 @@ bool guarded_server::wait_for_request(int fd) const {
   return false;
 }
 
+namespace {
+
+// Over the connection limit, on the accept loop's thread: a fixed 503 if the socket takes
+// it at once, then closed. What the client has sent already is read first (closing with
+// unread bytes sends a reset, which can destroy the reply before the client reads it);
+// nothing here waits. A TLS client gets no readable reply, only the closed connection.
+void shed(int fd, bool tls) {
+  char sink[4096];
+  while (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
+  static const char reply[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Length: 32\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+      "too many connections, try again\n";
+  if (!tls) {
+    [[maybe_unused]] ssize_t n = ::send(fd, reply, sizeof reply - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  ::shutdown(fd, SHUT_WR);
+  ::close(fd);
+}
+
+}  // namespace
+
 bool guarded_server::process_and_close_socket(socket_t sock) {
+  if (elastic_pool::shedding()) {
+    shed(sock, tls_ != nullptr);
+    return false;
+  }
   ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+  if (limits_.send_buffer_bytes > 0)
+    ::setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &limits_.send_buffer_bytes,
+                 sizeof limits_.send_buffer_bytes);
   SSL* ssl = nullptr;
   bool ok = true;
   if (tls_ && plain_http_on_tls(sock, limits_)) {

@@ -345,27 +345,28 @@ std::string basic_auth::cache_key(const std::string& user, const std::string& ha
   return std::string(reinterpret_cast<const char*>(md), len);
 }
 
-bool basic_auth::check(const std::string& authorization) {
-  if (users_.empty()) return true;
-  if (authorization.size() < 6 || lower(authorization.substr(0, 6)) != "basic ") return false;
+basic_auth::result basic_auth::check(const std::string& authorization) {
+  if (users_.empty()) return result::ok;
+  if (authorization.size() < 6 || lower(authorization.substr(0, 6)) != "basic ")
+    return result::denied;
   std::string b64 = authorization.substr(6);
   while (!b64.empty() && (b64.back() == ' ' || b64.back() == '\t'))
     b64.pop_back();
   while (!b64.empty() && (b64.front() == ' ' || b64.front() == '\t'))
     b64.erase(0, 1);
-  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return false;
+  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return result::denied;
   std::string plain(b64.size() / 4 * 3, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(plain.data()),
                           reinterpret_cast<const unsigned char*>(b64.data()),
                           static_cast<int>(b64.size()));
-  if (n < 0) return false;
+  if (n < 0) return result::denied;
   std::size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
   plain.resize(static_cast<std::size_t>(n) - pad);
   auto colon = plain.find(':');
   // A NUL would cut the password short in crypt_rn: refuse it.
   if (colon == std::string::npos || plain.find('\0') != std::string::npos) {
     OPENSSL_cleanse(plain.data(), plain.size());
-    return false;
+    return result::denied;
   }
   std::string user = plain.substr(0, colon), password = plain.substr(colon + 1);
   OPENSSL_cleanse(plain.data(), plain.size());
@@ -379,7 +380,18 @@ bool basic_auth::check(const std::string& authorization) {
     return verified_.count(key) != 0;
   };
   bool ok = it != users_.end() && remembered();
+  if (!ok && waiting_.fetch_add(1) >= max_waiting) {
+    // A flood of unverified credentials: each would wait behind every check before it,
+    // holding its connection's thread, ~50 ms of bcrypt per check ahead.
+    waiting_.fetch_sub(1);
+    OPENSSL_cleanse(password.data(), password.size());
+    return result::busy;
+  }
   if (!ok) {
+    struct leave {
+      std::atomic<int>& n;
+      ~leave() { n.fetch_sub(1); }
+    } counted{waiting_};
     std::lock_guard<std::mutex> one_at_a_time(bcrypt_mu_);
     ok = it != users_.end() && remembered();  // another request may have verified it meanwhile
     if (!ok) {
@@ -396,7 +408,7 @@ bool basic_auth::check(const std::string& authorization) {
     }
   }
   OPENSSL_cleanse(password.data(), password.size());
-  return ok;
+  return ok ? result::ok : result::denied;
 }
 
 void install_web_config(httplib::Server& server, const web_config& cfg, basic_auth& auth,
@@ -406,19 +418,29 @@ void install_web_config(httplib::Server& server, const web_config& cfg, basic_au
     headers.emplace(k, v);
   server.set_default_headers(std::move(headers));
   if (!auth.enabled()) return;
-  server.set_pre_routing_handler(
-      [&auth, &log](const httplib::Request& req, httplib::Response& res) {
-        if (auth.check(req.get_header_value("Authorization")))
-          return httplib::Server::HandlerResponse::Unhandled;
-        // Who asked, never what they sent: the header holds the password.
-        log.log_limited(
-            log_level::info, "unauthorized", "unauthorized request",
-            "remote=" + logger::quote(req.remote_addr) + " path=" + logger::quote(req.path));
-        res.status = 401;
-        res.set_header("WWW-Authenticate", "Basic");
-        res.set_content("Unauthorized\n", "text/plain; charset=utf-8");
-        return httplib::Server::HandlerResponse::Handled;
-      });
+  server.set_pre_routing_handler([&auth, &log](const httplib::Request& req,
+                                               httplib::Response& res) {
+    auto r = auth.check(req.get_header_value("Authorization"));
+    if (r == basic_auth::result::ok) return httplib::Server::HandlerResponse::Unhandled;
+    if (r == basic_auth::result::busy) {
+      log.log_limited(log_level::warn, "auth busy", "too many password checks waiting",
+                      "remote=" + logger::quote(req.remote_addr) +
+                          " path=" + logger::quote(req.path) +
+                          " waiting=" + std::to_string(basic_auth::max_waiting));
+      res.status = 429;
+      res.set_header("Retry-After", "1");
+      res.set_content("Too many password checks waiting, try again\n", "text/plain; charset=utf-8");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // Who asked, never what they sent: the header holds the password.
+    log.log_limited(
+        log_level::info, "unauthorized", "unauthorized request",
+        "remote=" + logger::quote(req.remote_addr) + " path=" + logger::quote(req.path));
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Basic");
+    res.set_content("Unauthorized\n", "text/plain; charset=utf-8");
+    return httplib::Server::HandlerResponse::Handled;
+  });
 }
 
 }  // namespace shmetrics::exporter

@@ -8,6 +8,7 @@
 #include <cstddef>   // cache bound
 #include <map>       // users
 #include <memory>    // SSL_CTX owner
+#include <atomic>    // bcrypt waiters
 #include <mutex>     // cache, one bcrypt at a time
 #include <optional>  // load result
 #include <set>       // cache
@@ -49,14 +50,18 @@ ssl_ctx_ptr make_ssl_ctx(const tls_settings& tls, const std::string& path, std::
 /// purpose (~50 ms at cost 10), so a verified (user, password) is remembered, as the
 /// exporter-toolkit does: by an HMAC-SHA-256 under a per-process random key, never the
 /// password itself. Unremembered checks run one at a time so that a flood of wrong
-/// passwords costs one core at most.
+/// passwords costs one core at most, and at most `max_waiting` wait: the rest are turned
+/// away at once instead of each holding a connection's thread in the queue.
 class basic_auth {
  public:
   explicit basic_auth(std::map<std::string, std::string> users);
   bool enabled() const { return !users_.empty(); }
-  /// True when `authorization` ("Basic base64(user:password)") names a configured user
-  /// with the right password.
-  bool check(const std::string& authorization);
+  enum class result { ok, denied, busy };
+  /// `ok` when `authorization` ("Basic base64(user:password)") names a configured user
+  /// with the right password; `busy` when it would have to wait behind `max_waiting`
+  /// bcrypt checks already waiting or running (a verified password never waits).
+  result check(const std::string& authorization);
+  static constexpr int max_waiting = 4;
 
  private:
   std::string cache_key(const std::string& user, const std::string& hash,
@@ -66,6 +71,7 @@ class basic_auth {
   std::mutex cache_mu_;
   std::set<std::string> verified_;
   std::mutex bcrypt_mu_;
+  std::atomic<int> waiting_{0};  // checks waiting for or holding bcrypt_mu_
   static constexpr std::size_t max_cached = 256;
 };
 

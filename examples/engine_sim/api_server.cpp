@@ -3,7 +3,9 @@
 #include <atomic>              // cancel flag
 #include <chrono>              // durations
 #include <condition_variable>  // upstream -> downstream
+#include <cerrno>              // errno
 #include <cstdio>              // printf
+#include <cstring>             // strerror
 #include <memory>              // shared calls
 #include <mutex>               // calls
 #include <string>              // bodies
@@ -89,7 +91,10 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
     return 1;
   }
 
-  guarded_server svr(http_limits(opt));  // as the engine process's (main.cpp)
+  // As the engine process's (main.cpp). Rank 0 takes the port as its own (refused if
+  // another process listens there); its siblings join it (SO_REUSEPORT).
+  guarded_server svr(http_limits(opt), nullptr,
+                     opt.api_server_rank == 0 ? port_sharing::first : port_sharing::join);
   svr.set_tcp_nodelay(true);
   serve_uncompressed(svr, http_metrics::stamp_request_start);
   const int engine_port = opt.engine_port;
@@ -184,8 +189,8 @@ int run_api_server(const options& opt, const sigset_t& sigs) {
   std::thread listener;
   int port = start_listening(svr, opt.host, opt.port, listener, listener_done);
   if (port <= 0) {
-    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot listen on %s:%d\n",
-                 opt.api_server_rank, opt.host.c_str(), opt.port);
+    std::fprintf(stderr, "shmetrics-engine-sim: api server %d: cannot listen on %s:%d: %s\n",
+                 opt.api_server_rank, opt.host.c_str(), opt.port, std::strerror(errno));
     return 1;
   }
   std::printf("listening on http://%s:%d\nwriting %s\n", opt.host.c_str(), port,

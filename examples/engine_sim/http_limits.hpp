@@ -17,6 +17,7 @@
 namespace engine_sim {
 
 using shmetrics::http_server::guarded_server;
+using shmetrics::http_server::port_sharing;
 
 /// What a client may send and how slowly: limits on receiving a request only. A response
 /// (a stream, or a long non-streamed one writing a space every 100 ms) takes as long as
@@ -35,14 +36,11 @@ inline shmetrics::http_server::connection_limits http_limits(const options& o) {
 }
 
 /// Binds `svr` to `host`:`port` (0: a free port) and starts its accept loop on `listener`,
-/// which sets `done` when the loop ends. Returns the bound port, or -1 (nothing started).
+/// which sets `done` when the loop ends. Returns the bound port, or -1 with errno set
+/// (nothing started).
 inline int start_listening(guarded_server& svr, const std::string& host, int port,
                            std::thread& listener, std::atomic<bool>& done) {
-  int bound = -1;
-  if (port == 0)
-    bound = svr.bind_to_any_port(host);
-  else if (svr.bind_to_port(host, port))
-    bound = port;
+  int bound = svr.bind_listener(host, port);  // a port in use: -1, EADDRINUSE
   if (bound <= 0) return -1;
   svr.widen_backlog();
   listener = std::thread([&svr, &done] {

@@ -4,14 +4,16 @@
 //   shmetrics-exporter --shm.prefix demo     # serves vllm:* to Prometheus
 //
 // The first stdout line is `listening on http://HOST:PORT`. See docs/engine-sim.md.
-#include <atomic>  // request ids
-#include <chrono>  // created, waits
-#include <cstdio>  // printf
-#include <memory>  // backend
-#include <random>  // request ids
-#include <string>  // bodies
-#include <thread>  // listener
-#include <vector>  // API-server processes
+#include <atomic>   // request ids
+#include <chrono>   // created, waits
+#include <cerrno>   // errno
+#include <cstdio>   // printf
+#include <cstring>  // strerror
+#include <memory>   // backend
+#include <random>   // request ids
+#include <string>   // bodies
+#include <thread>   // listener
+#include <vector>   // API-server processes
 
 #include <pthread.h>   // pthread_sigmask
 #include <signal.h>    // sigwait
@@ -507,7 +509,8 @@ int main(int argc, char** argv) {
   std::thread listener;
   int port = start_listening(svr, host, fronted ? 0 : opt.port, listener, listener_done);
   if (port <= 0) {
-    std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d\n", host.c_str(), opt.port);
+    std::fprintf(stderr, "shmetrics-engine-sim: cannot listen on %s:%d: %s\n", host.c_str(),
+                 fronted ? 0 : opt.port, std::strerror(errno));
     return 1;
   }
 

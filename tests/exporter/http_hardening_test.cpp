@@ -6,8 +6,11 @@
 #include <poll.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -275,4 +278,256 @@ TEST_CASE("a bounded wrk burst: no non-2xx responses to good requests", "[http][
   check_wrk(ex, "exporter", "/metrics");
   check_wrk(sim, "engine-sim", "/v1/models");
   CHECK(good_status(ex) == 200);
+}
+
+namespace {
+
+// Runs `cmd` (a second server on a port in use) under a 10 s timeout; returns its exit
+// status, what it wrote (stdout and stderr) and how long it ran.
+struct second_start {
+  int rc = -1;
+  std::string out;
+  double seconds = 0;
+};
+
+second_start start_second(const std::string& cmd) {
+  auto t0 = clock_type::now();
+  auto [rc, out] = test::run("timeout 10 " + cmd + " 2>&1");
+  second_start s{rc, out, std::chrono::duration<double>(clock_type::now() - t0).count()};
+  std::printf("second server on a port in use: exit %d after %.2f s: %s", s.rc, s.seconds,
+              s.out.c_str());
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a second server on a port in use exits non-zero, the first keeps serving",
+          "[http][hardening][port]") {
+  // cpp-httplib sets SO_REUSEPORT: a second exporter bound the running one's port too,
+  // said "listening", and the kernel split the scrapes between the two.
+  test::unique_prefix up;
+  auto ex = start_exporter(up);
+  REQUIRE(ex.port > 0);
+  const std::string addr = "127.0.0.1:" + std::to_string(ex.port);
+  auto s = start_second(std::string(EXPORTER_BIN) + " --web.listen-address " + addr +
+                        " --shm.dir " + up.dir + " --shm.prefix " + up.prefix);
+  CHECK(s.rc != 0);
+  CHECK(s.rc != 124);  // not the timeout: it must give up at once
+  CHECK(s.seconds < 5);
+  CHECK(s.out.find("listening") == std::string::npos);
+  CHECK(s.out.find(addr) != std::string::npos);
+  CHECK(s.out.find("Address already in use") != std::string::npos);
+  // The wildcard address overlaps 127.0.0.1: refused too.
+  auto w =
+      start_second(std::string(EXPORTER_BIN) + " --web.listen-address :" + std::to_string(ex.port) +
+                   " --shm.dir " + up.dir + " --shm.prefix " + up.prefix);
+  CHECK(w.rc != 0);
+  CHECK(w.rc != 124);
+  CHECK(w.out.find("Address already in use") != std::string::npos);
+  // Every scrape still reaches the first one.
+  CHECK(ex.alive());
+  for (int i = 0; i < 20; ++i)
+    CHECK(good_status(ex) == 200);
+
+  // engine-sim: its public port, alone or as the first of several API-server processes
+  // (which share the port among themselves only).
+  test::unique_prefix up2;
+  auto sim = start_engine_sim(up2);
+  REQUIRE(sim.port > 0);
+  for (const char* extra : {"", " --api-server-count 2"}) {
+    INFO("engine-sim" << extra);
+    test::unique_prefix up3;
+    auto e = start_second(std::string(ENGINE_SIM_BIN) + " --host 127.0.0.1 --port " +
+                          std::to_string(sim.port) + extra + " --shm.dir " + up3.dir +
+                          " --shm.prefix " + up3.prefix);
+    CHECK(e.rc != 0);
+    CHECK(e.rc != 124);
+    CHECK(e.seconds < 5);
+    CHECK(e.out.find("listening") == std::string::npos);
+    CHECK(e.out.find("Address already in use") != std::string::npos);
+  }
+  CHECK(sim.alive());
+  CHECK(good_status(sim) == 200);
+  // And an exporter on engine-sim's port.
+  auto x = start_second(std::string(EXPORTER_BIN) +
+                        " --web.listen-address 127.0.0.1:" + std::to_string(sim.port) +
+                        " --shm.dir " + up.dir + " --shm.prefix " + up.prefix);
+  CHECK(x.rc != 0);
+  CHECK(x.out.find("Address already in use") != std::string::npos);
+}
+
+namespace {
+
+// A field of /proc/PID/status in kB (VmRSS, VmHWM) or as a count (Threads); -1 if absent.
+long proc_status(pid_t pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+  return -1;
+}
+
+long open_fds(pid_t pid) {
+  long n = 0;
+  for ([[maybe_unused]] auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+    ++n;
+  return n;
+}
+
+// A connection with a small receive buffer that sends `request` and then reads nothing
+// until told to.
+int slow_connection(int port, int rcvbuf, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+TEST_CASE("slow readers: bounded memory, a deadline per response, good scrapes on time",
+          "[http][hardening][slow_readers]") {
+  // ~7 MB of text per scrape (50000 series with 100-byte label values): more than the
+  // 4 MiB a kernel send buffer grows to, so a response that is not read stays partly in
+  // the exporter.
+  test::unique_prefix up;
+  auto o = up.options();
+  o.max_series = 65536;
+  o.max_cells = 1 << 17;
+  o.string_bytes = 8 << 20;
+  auto reg = shmetrics::registry::create(o);
+  REQUIRE(reg);
+  auto fam =
+      reg->add_counter({.name = "slow_reader_test_total", .help = "Many series.", .labels = {"k"}});
+  REQUIRE(fam);
+  for (int i = 0; i < 50000; ++i)
+    fam->with_labels({std::to_string(i) + std::string(100, 'v')})->add(1);
+  auto ex = start_exporter(up);
+  REQUIRE(ex.port > 0);
+  httplib::Client good("127.0.0.1", ex.port);
+  good.set_read_timeout(5, 0);
+  std::size_t body = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = good.Get("/metrics");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    body = r->body.size();
+  }
+  REQUIRE(body > 6000000);
+  const long hwm0 = proc_status(ex.proc->pid, "VmHWM");
+  const long fds0 = open_fds(ex.proc->pid);
+
+  // 200 clients that read one byte a second through a 4 KiB receive buffer, and 8 that
+  // read 128 KiB a second: fast enough that no single write waits 5 s, so only a deadline
+  // for the whole response ends them (7 MB at 128 KiB/s would take a minute).
+  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<int> slow, trickle;
+  for (int i = 0; i < 200; ++i)
+    if (int fd = slow_connection(ex.port, 4096, req); fd >= 0) slow.push_back(fd);
+  for (int i = 0; i < 8; ++i)
+    if (int fd = slow_connection(ex.port, 128 << 10, req); fd >= 0) trickle.push_back(fd);
+  REQUIRE(slow.size() == 200);
+  REQUIRE(trickle.size() == 8);
+
+  auto start = clock_type::now();
+  auto next_read = start;
+  int scrapes = 0, scrapes_ok = 0;
+  double worst_ms = 0;
+  long peak_fds = 0;
+  std::vector<char> sink(128 << 10);
+  while (clock_type::now() - start < milliseconds(26000)) {
+    if (clock_type::now() >= next_read) {
+      for (int fd : slow)
+        ::recv(fd, sink.data(), 1, MSG_DONTWAIT);
+      for (int fd : trickle)
+        ::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT);
+      next_read += milliseconds(1000);
+    }
+    if (clock_type::now() - start < milliseconds(15000)) {  // while every slow one holds on
+      auto t0 = clock_type::now();
+      auto r = good.Get("/metrics");
+      double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+      ++scrapes;
+      scrapes_ok += r && r->status == 200 && r->body.size() + 4096 > body;
+      worst_ms = std::max(worst_ms, ms);
+      peak_fds = std::max(peak_fds, open_fds(ex.proc->pid));
+    }
+    std::this_thread::sleep_for(milliseconds(250));
+  }
+  const long hwm = proc_status(ex.proc->pid, "VmHWM");
+  const long fds = open_fds(ex.proc->pid);
+  std::printf(
+      "208 slow readers of a %zu-byte body: %d/%d good scrapes, worst %.0f ms; exporter peak "
+      "RSS %ld -> %ld kB; fds %ld, peak %ld, after 26 s %ld\n",
+      body, scrapes_ok, scrapes, worst_ms, hwm0, hwm, fds0, peak_fds, fds);
+  CHECK(scrapes >= 10);
+  CHECK(scrapes_ok == scrapes);
+  CHECK(worst_ms < 2000);
+  // One body per collection, shared: the slow readers add threads, not copies of it
+  // (each its own copy: up to 208 x 7 MB).
+  CHECK(hwm - hwm0 < 256 * 1024);
+  // The 20 s response deadline has closed every slow connection on the server's side.
+  CHECK(peak_fds >= fds0 + 200);
+  CHECK(fds <= fds0 + 4);
+  CHECK(ex.alive());
+  for (int fd : slow)
+    ::close(fd);
+  for (int fd : trickle)
+    ::close(fd);
+}
+
+TEST_CASE("past 512 connections served and 512 waiting: a 503 at once",
+          "[http][hardening][overload]") {
+  test::unique_prefix up;
+  auto ex = start_exporter(up);
+  REQUIRE(ex.port > 0);
+  // Connections that send nothing: each holds a thread (up to 512) for the 5 s
+  // keep-alive wait, the next 512 wait for one, the rest are refused.
+  std::vector<int> fds;
+  for (int i = 0; i < 1124; ++i)
+    if (int fd = connect_to(ex.port); fd >= 0) fds.push_back(fd);
+  REQUIRE(fds.size() == 1124);
+  auto until = clock_type::now() + milliseconds(2000);
+  int refused = 0, other = 0;
+  std::vector<bool> done(fds.size(), false);
+  char buf[512];
+  while (clock_type::now() < until) {
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (done[i]) continue;
+      ssize_t n = ::recv(fds[i], buf, sizeof buf - 1, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      done[i] = true;
+      std::string r(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+      if (status_of(r) == 503 && r.find("Retry-After: 1") != std::string::npos)
+        ++refused;
+      else
+        ++other;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  std::printf("1124 idle connections: %d refused with 503 at once, %d otherwise closed\n", refused,
+              other);
+  CHECK(refused >= 50);
+  CHECK(refused <= 100);
+  CHECK(other == 0);
+  for (int fd : fds)
+    ::close(fd);
+  CHECK(ex.alive());
+  // Once they are gone, the exporter serves again.
+  bool ok = false;
+  for (int i = 0; i < 50 && !ok; ++i) {
+    ok = good_status(ex) == 200;
+    if (!ok) std::this_thread::sleep_for(milliseconds(200));
+  }
+  CHECK(ok);
 }

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "../support.hpp"
 
@@ -334,4 +336,111 @@ TEST_CASE("bad web config files: exit 2 and one line naming the file and the key
       test::run(std::string(EXPORTER_BIN) + " --web.config.file " + d / "missing.yml" + " 2>&1");
   CHECK(rc == 2);
   CHECK(out.find(d / "missing.yml: cannot read: No such file or directory") != std::string::npos);
+}
+
+TEST_CASE("a logged request path has every control character escaped", "[web][auth][log]") {
+  // The path is logged with each unauthorized request: cpp-httplib percent-decodes it, so
+  // %0D, %1B and the like arrive as raw bytes. Written raw, CR rewrote the terminal's line
+  // and ESC started escape sequences.
+  tmpdir d;
+  test::unique_prefix up;
+  write(d / "web.yml", "basic_auth_users:\n  alice: " + bcrypt(alice_pw, "$2b$", 5) + "\n");
+  exporter e(up, d / "web.yml", d / "exporter.log");
+  REQUIRE(e.port > 0);
+  int fd = test::connect_to(e.port);
+  REQUIRE(fd >= 0);
+  const std::string req =
+      "GET /a%0D%0Aforged%09x%1B[31m%07%7F%C2%9B%C3%28%C3%A9 HTTP/1.1\r\nHost: x\r\n"
+      "Connection: close\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  CHECK(test::status_of(test::read_reply(fd, std::chrono::milliseconds(5000))) == 401);
+  ::close(fd);
+  e.proc->kill(SIGTERM);
+  e.proc->wait();
+  std::string log = slurp(d / "exporter.log");
+  INFO(log);
+  // CR, LF and TAB by name, ESC, BEL, DEL and C1's CSI as \u00XX, a byte that is not
+  // UTF-8 as \ufffd; valid UTF-8 (é) as it is.
+  CHECK(log.find("path=\"/a\\r\\nforged\\tx\\u001b[31m\\u0007\\u007f\\u009b\\ufffd(\xC3\xA9\"") !=
+        std::string::npos);
+  for (char c : log)
+    CHECK((c == '\n' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f)));
+  std::istringstream lines(log);
+  for (std::string l; std::getline(lines, l);)
+    CHECK(l.rfind("ts=", 0) == 0);
+}
+
+TEST_CASE("a flood of wrong passwords: a few wait for bcrypt, the rest get 429 at once",
+          "[web][auth][flood]") {
+  // Every unverified check waited for the one before it (bcrypt, ~50 ms at cost 10) with
+  // no bound: 48 clients sending wrong passwords each waited seconds, holding a thread
+  // each. A verified password never waits for bcrypt.
+  tmpdir d;
+  test::unique_prefix up;
+  write(d / "web.yml", "basic_auth_users:\n  alice: " + bcrypt(alice_pw, "$2b$", 10) + "\n");
+  exporter e(up, d / "web.yml", d / "exporter.log");
+  REQUIRE(e.port > 0);
+  httplib::Client good("127.0.0.1", e.port);
+  good.set_basic_auth("alice", alice_pw.c_str());
+  good.set_keep_alive(true);
+  good.set_read_timeout(5, 0);
+  auto first = good.Get("/metrics");  // verified once: remembered
+  REQUIRE(first);
+  REQUIRE(first->status == 200);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> denied{0}, busy{0}, other{0};
+  std::atomic<long> worst_flood_us{0};
+  std::vector<std::thread> flood;
+  for (int t = 0; t < 48; ++t)
+    flood.emplace_back([&, t] {
+      while (!stop) {
+        httplib::Client c("127.0.0.1", e.port);
+        c.set_basic_auth("alice", ("wrong-" + std::to_string(t)).c_str());
+        c.set_read_timeout(20, 0);
+        auto t0 = clock_type::now();
+        auto r = c.Get("/metrics");
+        long us = static_cast<long>(
+            std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        int st = r ? r->status : -1;
+        (st == 401 ? denied : st == 429 ? busy : other)++;
+        if (st == 401) {  // it waited for bcrypt: how long?
+          long w = worst_flood_us.load();
+          while (us > w && !worst_flood_us.compare_exchange_weak(w, us)) {
+          }
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));  // spare the test's CPU
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  int scrapes = 0, ok = 0;
+  double worst_good = 0;
+  auto until = clock_type::now() + std::chrono::seconds(5);
+  while (clock_type::now() < until) {
+    auto t0 = clock_type::now();
+    auto r = good.Get("/metrics");
+    worst_good =
+        std::max(worst_good, std::chrono::duration<double>(clock_type::now() - t0).count());
+    ++scrapes;
+    ok += r && r->status == 200;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  for (auto& t : flood)
+    t.join();
+  std::printf(
+      "48 clients sending wrong passwords: %d answered 401, %d 429, %d other, slowest 401 "
+      "%.2f s; "
+      "%d/%d good scrapes, slowest %.3f s\n",
+      denied.load(), busy.load(), other.load(), worst_flood_us.load() / 1e6, ok, scrapes,
+      worst_good);
+  CHECK(scrapes >= 20);
+  CHECK(ok == scrapes);
+  CHECK(worst_good < 1.0);
+  CHECK(other == 0);
+  CHECK(denied > 0);
+  CHECK(busy > denied);
+  // At most 4 checks ahead of a 401: ~0.25 s of bcrypt, not 48 x 50 ms.
+  CHECK(worst_flood_us.load() < 2000000);
 }
