@@ -95,8 +95,8 @@ TEST_CASE("the shipped catalog loads and holds vLLM's and the seed's families", 
   REQUIRE(g);
   // multiprocess_mode=mostrecent, of live writers only: a dead engine's load is not served
   REQUIRE(g->mode == layout::gauge_mode::live_latest);
-  for (const auto* name : {"vllm/num_requests_waiting", "vllm/kv_cache_usage_perc",
-                           "vllm/cache_config_info"})
+  for (const auto* name :
+       {"vllm/num_requests_waiting", "vllm/kv_cache_usage_perc", "vllm/cache_config_info"})
     REQUIRE(cat.find(name)->mode == layout::gauge_mode::live_latest);
   REQUIRE(cat.find("vllm/request_prompt_tokens")->buckets_1_2_5);
   REQUIRE(cat.find_name("vllm:omni_audio_rtf")->bucket_set == "RTF");
