@@ -22,6 +22,8 @@
 #include <shmetrics/reader/segment_reader.hpp>
 #include <shmetrics/shmetrics.hpp>
 
+#include "private_tmpfs.hpp"
+
 namespace {
 
 int failures = 0;
@@ -143,23 +145,5 @@ int checks(const std::string& dir) {
 }  // namespace
 
 int main() {
-  char dir[] = "/tmp/shmetrics-nospace-XXXXXX";
-  if (!::mkdtemp(dir)) return 1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::unshare(CLONE_NEWNS) != 0 ||
-        ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700") != 0) {
-      std::printf("cannot mount a private tmpfs (%s): skipped\n", std::strerror(errno));
-      std::fflush(stdout);
-      ::_exit(77);
-    }
-    int rc = checks(dir);
-    std::fflush(stdout);
-    ::_exit(rc);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ::rmdir(dir);  // the tmpfs went away with the child's mount namespace
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+  return test::run_in_private_tmpfs("256k", checks);
 }
