@@ -6,14 +6,16 @@
 
 #include <atomic>   // slots shared with the handler
 #include <cstdint>  // uintptr_t
-#include <mutex>    // call_once
+#include <mutex>    // one install at a time
 
 SHMETRICS_BEGIN_NAMESPACE
 namespace detail {
 
 namespace {
 
-constexpr int slot_count = 4096;
+// Mappings watched at once: a segment each, far more than the file descriptors an
+// exporter is allowed by default. The handler scans them only on a SIGBUS.
+constexpr int slot_count = 65536;
 
 // A slot is free when begin == 0. Lock-free: the handler only loads.
 struct slot {
@@ -24,8 +26,16 @@ struct slot {
 static_assert(std::atomic<std::uintptr_t>::is_always_lock_free);
 
 slot slots[slot_count];
-struct sigaction previous;
-std::once_flag installed;
+
+// The handler that was installed before ours, chained to for faults that are not ours.
+// Two copies: a re-install (a host program put its own handler in after ours) writes the
+// one the handler is not reading, then flips `current_previous`.
+struct sigaction previous[2];
+std::atomic<int> current_previous{0};
+std::mutex install_mu;
+// Set while this thread is in the chained handler: a host handler that chains back to us
+// must not loop. initial-exec: no allocation on first access inside a signal handler.
+[[gnu::tls_model("initial-exec")]] constinit thread_local bool chaining = false;
 
 void on_sigbus(int sig, siginfo_t* info, void* ctx) {
   const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
@@ -40,29 +50,49 @@ void on_sigbus(int sig, siginfo_t* info, void* ctx) {
       return;
     break;  // cannot repair: fall through to the default
   }
-  if (previous.sa_flags & SA_SIGINFO) {
-    if (previous.sa_sigaction) return previous.sa_sigaction(sig, info, ctx);
-  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-    return previous.sa_handler(sig);
+  const struct sigaction& prev = previous[current_previous.load(std::memory_order_acquire)];
+  if (!chaining) {
+    chaining = true;
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+      prev.sa_sigaction(sig, info, ctx);
+      chaining = false;
+      return;
+    }
+    if (!(prev.sa_flags & SA_SIGINFO) && prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+      prev.sa_handler(sig);
+      chaining = false;
+      return;
+    }
+    chaining = false;
   }
   // Not ours: die of SIGBUS as the process would have without us.
   signal(SIGBUS, SIG_DFL);
   raise(SIGBUS);
 }
 
-void install() {
+// Installs on_sigbus unless it is the handler now: at the first mapping, and again when
+// a host program has installed its own handler since (that one is chained to from then
+// on), so that a mapping made after it is guarded too.
+void ensure_installed() {
+  std::lock_guard lock(install_mu);
+  struct sigaction now {};
+  if (sigaction(SIGBUS, nullptr, &now) != 0) return;
+  if ((now.sa_flags & SA_SIGINFO) && now.sa_sigaction == on_sigbus) return;
+  const int next = 1 - current_previous.load(std::memory_order_relaxed);
+  previous[next] = now;
+  current_previous.store(next, std::memory_order_release);
   struct sigaction sa {};
   sa.sa_sigaction = on_sigbus;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGBUS, &sa, &previous);
+  sigaction(SIGBUS, &sa, nullptr);
 }
 
 }  // namespace
 
 mapping_guard::mapping_guard(const void* base, std::size_t size) noexcept {
   if (!base || size == 0) return;
-  std::call_once(installed, install);
+  ensure_installed();
   for (int i = 0; i < slot_count; ++i) {
     std::uintptr_t expected = 0;
     // Claim with a marker first so the handler never sees a begin without its size.

@@ -20,8 +20,9 @@ namespace detail {
 class mapping_guard {
  public:
   mapping_guard() = default;
-  /// Watches [base, base + size). Installs the handler on first use. If every slot is
-  /// taken (more than 4096 mappings at once), the mapping is not watched (no guard).
+  /// Watches [base, base + size). Installs the handler on first use, and again if the
+  /// host program has put its own SIGBUS handler in since (chained to from then on). If
+  /// every slot is taken (more than 65536 mappings at once), the mapping is not watched.
   mapping_guard(const void* base, std::size_t size) noexcept;
   mapping_guard(mapping_guard&& o) noexcept : slot_(o.slot_) { o.slot_ = -1; }
   mapping_guard& operator=(mapping_guard&& o) noexcept;
