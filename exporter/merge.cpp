@@ -2,6 +2,8 @@
 
 #include <algorithm>  // std::max, std::min, std::copy
 
+#include <shmetrics/detail/exposed_names.hpp>  // the writer's collision rule
+
 namespace shmetrics::exporter {
 
 using layout::gauge_mode;
@@ -118,31 +120,11 @@ bool same_definition(const family_snapshot& a, const family_snapshot& b) {
   return a.type == b.type && a.label_names == b.label_names && a.bounds == b.bounds;
 }
 
-std::vector<std::string> exposed_names(const family_snapshot& f) {
-  std::vector<std::string> out{f.name};
-  switch (f.type) {
-    case metric_type::counter:
-      out.push_back(f.name + "_total");
-      break;
-    case metric_type::histogram:
-      for (const char* s : {"_bucket", "_count", "_sum"})
-        out.push_back(f.name + s);
-      break;
-    case metric_type::info:
-      if (f.name.size() > 5 && f.name.ends_with("_info"))
-        out.push_back(f.name.substr(0, f.name.size() - 5));
-      break;
-    case metric_type::gauge:
-      break;
-  }
-  return out;
-}
-
 std::size_t merged_set::family_slot(const family_snapshot& f) {
   auto found = family_index_.find(f.name);
   if (found == family_index_.end()) {
     // A new family: refused if any sample name it prints is another family's.
-    const std::vector<std::string> names = exposed_names(f);
+    const std::vector<std::string> names = detail::exposed_names(f.type, f.name);
     for (const std::string& n : names)
       if (claimed_.count(n)) return no_slot;
     const std::size_t slot = families_.size();

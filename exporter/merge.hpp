@@ -34,19 +34,13 @@ bool skipped_when_dead(const family_snapshot& shape, bool writer_alive);
 /// Whether two writers define a family alike (type, label names, buckets).
 bool same_definition(const family_snapshot& a, const family_snapshot& b);
 
-/// The sample names a family puts on a page in either text format: a counter `x` prints
-/// `x_total` (and OpenMetrics types it `x`), a histogram `h` prints `h_bucket`,
-/// `h_count`, `h_sum`, an info `i_info` is typed `i` in OpenMetrics (no `_created` is
-/// printed). The writer refuses the same collisions within one segment. Two families that
-/// share any of these names cannot both be served: a strict parser rejects the page.
-std::vector<std::string> exposed_names(const family_snapshot& f);
-
 /// Families merged across writers, with indexes to find a family by name and a series
 /// by its label values.
 ///
 /// A family whose type, label names or buckets differ from the first definition seen is
-/// a conflict, and so is one whose sample names collide with another family's (counter
-/// `x` beside gauge `x_total`): it is refused and the caller reports it.
+/// a conflict, and so is one whose names collide with another family's
+/// (detail::exposed_names, the writer's rule: counter `x` beside gauge `x_total`): it is
+/// refused and the caller reports it.
 class merged_set {
  public:
   static constexpr std::size_t no_slot = std::numeric_limits<std::size_t>::max();

@@ -44,6 +44,7 @@
 #include "config.hpp"
 #include "counter.hpp"
 #include "detail/atomics.hpp"
+#include "detail/exposed_names.hpp"
 #include "detail/proc_self.hpp"
 #include "detail/segment_file.hpp"
 #include "detail/shards.hpp"
@@ -160,26 +161,6 @@ struct family_state {
   const double* arena_bounds = nullptr;  // bounds as stored in the arena (histogram handles)
   std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
 };
-
-/// The names a family takes in the exposition: its family names (OpenMetrics and text
-/// format) and its sample names. Counters are stored without `_total` and exposed with
-/// it; histograms add `_bucket`, `_count` and `_sum`; an info family `x_info` is the
-/// OpenMetrics family `x`. Two families of one registry may share none of these, or a
-/// scrape would hold one sample name twice (e.g. counter `x` and gauge `x_total`).
-inline std::vector<std::string> exposed_names(metric_type type, const std::string& name) {
-  switch (type) {
-    case metric_type::counter:
-      return {name, name + "_total"};
-    case metric_type::histogram:
-      return {name, name + "_bucket", name + "_count", name + "_sum"};
-    case metric_type::info:
-      if (name.size() > 5 && name.ends_with("_info"))
-        return {name, name.substr(0, name.size() - 5)};
-      return {name};
-    default:
-      return {name};
-  }
-}
 
 inline const char* type_word(metric_type type) noexcept {
   switch (type) {

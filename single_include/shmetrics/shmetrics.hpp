@@ -1067,6 +1067,38 @@ SHMETRICS_END_NAMESPACE
 #include <sys/random.h>        // getrandom for the instance id
 #include <unistd.h>            // getpid, unlink
 
+// ---- begin shmetrics/detail/exposed_names.hpp ----
+// shmetrics::detail: the names a family takes on a scrape page, for the collision rule
+// that the writer (at registration) and the exporter (at merge) both apply.
+
+
+
+SHMETRICS_BEGIN_NAMESPACE
+namespace detail {
+
+/// The names a family takes in the exposition: its family names (OpenMetrics and text
+/// format) and its sample names. Counters are stored without `_total` and exposed with
+/// it; histograms add `_bucket`, `_count` and `_sum`; an info family `x_info` is the
+/// OpenMetrics family `x`. Two families served together may share none of these, or a
+/// scrape would hold one sample name twice (e.g. counter `x` and gauge `x_total`).
+inline std::vector<std::string> exposed_names(layout::metric_type type, const std::string& name) {
+  switch (type) {
+    case layout::metric_type::counter:
+      return {name, name + "_total"};
+    case layout::metric_type::histogram:
+      return {name, name + "_bucket", name + "_count", name + "_sum"};
+    case layout::metric_type::info:
+      if (name.size() > 5 && name.ends_with("_info"))
+        return {name, name.substr(0, name.size() - 5)};
+      return {name};
+    default:
+      return {name};
+  }
+}
+
+}  // namespace detail
+SHMETRICS_END_NAMESPACE
+// ---- end shmetrics/detail/exposed_names.hpp ----
 // ---- begin shmetrics/detail/proc_self.hpp ----
 // shmetrics::detail: what Linux's /proc says about this process, read the way the
 // Prometheus client libraries read it for their process_* families. Shared by the
@@ -1426,26 +1458,6 @@ struct family_state {
   const double* arena_bounds = nullptr;  // bounds as stored in the arena (histogram handles)
   std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
 };
-
-/// The names a family takes in the exposition: its family names (OpenMetrics and text
-/// format) and its sample names. Counters are stored without `_total` and exposed with
-/// it; histograms add `_bucket`, `_count` and `_sum`; an info family `x_info` is the
-/// OpenMetrics family `x`. Two families of one registry may share none of these, or a
-/// scrape would hold one sample name twice (e.g. counter `x` and gauge `x_total`).
-inline std::vector<std::string> exposed_names(metric_type type, const std::string& name) {
-  switch (type) {
-    case metric_type::counter:
-      return {name, name + "_total"};
-    case metric_type::histogram:
-      return {name, name + "_bucket", name + "_count", name + "_sum"};
-    case metric_type::info:
-      if (name.size() > 5 && name.ends_with("_info"))
-        return {name, name.substr(0, name.size() - 5)};
-      return {name};
-    default:
-      return {name};
-  }
-}
 
 inline const char* type_word(metric_type type) noexcept {
   switch (type) {
