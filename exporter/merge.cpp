@@ -159,11 +159,6 @@ std::pair<std::size_t, bool> merged_set::series_slot(std::size_t family,
   return slot;
 }
 
-bool merged_set::add_totals(const family_snapshot& f) {
-  if (f.type != metric_type::counter && f.type != metric_type::histogram) return true;
-  return add(f, false);
-}
-
 bool merged_set::add(const family_snapshot& f, bool writer_alive) {
   std::size_t fam = family_slot(f);
   if (fam == no_slot) return false;

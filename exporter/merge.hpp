@@ -78,9 +78,6 @@ class merged_set {
   /// retired writers. Returns false (and adds nothing) on a definition conflict.
   bool add(const family_snapshot& f, bool writer_alive);
 
-  /// Keeps only counters and histograms (what a dead writer leaves behind).
-  bool add_totals(const family_snapshot& f);
-
   std::vector<family_snapshot>& families() { return families_; }
   const std::vector<family_snapshot>& families() const { return families_; }
 
