@@ -567,6 +567,18 @@ std::string_view label_block_of(const prepared_labels::family_blocks& b, std::si
   return std::string_view(b.text).substr(begin, b.end[i] - begin);
 }
 
+// A merged value `raw` plus its offset, held at `last` (the offset growing by the
+// difference) if it would read less: see keep_monotonic.
+template <class T>
+T held(T raw, T last, T& offset) {
+  T v = raw + offset;
+  if (v < last) {
+    offset += last - v;
+    v = last;
+  }
+  return v;
+}
+
 }  // namespace
 
 void collector::carry_over(const merge_plan& next) {
@@ -644,15 +656,8 @@ void collector::keep_monotonic(collection& c) {
     auto& col = c.columns.families[f];
     carried_family& k = carried_[f];
     if (shape.type == layout::metric_type::counter) {
-      for (std::size_t r = 0; r < col.rows; ++r) {
-        double v = col.value[r] + k.offset[r];
-        if (v < k.last[r]) {
-          k.offset[r] += k.last[r] - v;
-          v = k.last[r];
-        }
-        col.value[r] = v;
-        k.last[r] = v;
-      }
+      for (std::size_t r = 0; r < col.rows; ++r)
+        col.value[r] = k.last[r] = held(col.value[r], k.last[r], k.offset[r]);
     } else if (shape.type == layout::metric_type::histogram) {
       const std::size_t nb = shape.bounds.size() + 1;
       for (std::size_t r = 0; r < col.rows; ++r) {
@@ -662,25 +667,14 @@ void collector::keep_monotonic(collection& c) {
         const std::uint64_t count_before = last[nb - 1], count_offset_before = off[nb - 1];
         std::uint64_t cumulative = 0;  // buckets stay cumulative (le order) after offsets
         for (std::size_t j = 0; j < nb; ++j) {
-          std::uint64_t v = b[j] + off[j];
-          if (v < last[j]) {
-            off[j] += last[j] - v;
-            v = last[j];
-          }
-          cumulative = std::max(cumulative, v);
-          b[j] = cumulative;
-          last[j] = cumulative;
+          cumulative = std::max(cumulative, held(b[j], last[j], off[j]));
+          b[j] = last[j] = cumulative;
         }
         // _sum legitimately goes down when negative values are observed (then _count
         // grew); it is held only when no new observation explains the drop.
         const bool observed = last[nb - 1] > count_before && off[nb - 1] == count_offset_before;
-        double sum = col.value[r] + k.offset[r];
-        if (sum < k.last[r] && !observed) {
-          k.offset[r] += k.last[r] - sum;
-          sum = k.last[r];
-        }
-        col.value[r] = sum;
-        k.last[r] = sum;
+        col.value[r] = k.last[r] =
+            observed ? col.value[r] + k.offset[r] : held(col.value[r], k.last[r], k.offset[r]);
       }
     }
   }
