@@ -1,7 +1,10 @@
 #include "log.hpp"
 
-#include <cstdio>  // fprintf
-#include <ctime>   // gmtime_r
+#include <cstdint>  // code points
+#include <cstdio>   // fprintf
+#include <ctime>    // gmtime_r
+
+#include <shmetrics/detail/validate.hpp>  // utf8_sequence
 
 namespace shmetrics::exporter {
 
@@ -56,21 +59,9 @@ std::string logger::quote(const std::string& s) {
       ++i;
       continue;
     }
-    // A UTF-8 sequence: its length, and the smallest code point it may encode (overlong
-    // forms are invalid), as RFC 3629 says.
-    std::size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                      : c >= 0xe0 && c <= 0xef ? 3
-                      : c >= 0xf0 && c <= 0xf4 ? 4
-                                               : 0;
-    unsigned cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-    bool ok = len > 0 && i + len <= n;
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      ok = (p[i + k] & 0xc0) == 0x80;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    ok = ok && !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
-         !(cp >= 0xd800 && cp <= 0xdfff);
-    if (!ok) {
+    std::uint32_t cp = 0;
+    const std::size_t len = ::shmetrics::detail::utf8_sequence(s, i, cp);
+    if (len == 0) {
       q += "\\ufffd";
       ++i;
     } else if (cp >= 0x80 && cp <= 0x9f) {  // C1 controls (0x9b is CSI on some terminals)
