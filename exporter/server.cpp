@@ -136,17 +136,17 @@ class conn_stream final : public httplib::Stream {
   socket_t socket() const override { return fd_; }
 
  private:
-  // How long the next read may wait: the per-read timeout, cut by the request's deadline.
-  milliseconds read_wait() const {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline_ - clock::now());
+  // The per-read or per-write timeout, cut by `deadline` (0 once it has passed).
+  milliseconds wait_before(clock::time_point deadline) const {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
     return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
   }
-
-  // How long the next write may wait: the per-write timeout, cut by the response's deadline.
+  // How long the next read may wait: cut by the request's deadline.
+  milliseconds read_wait() const { return wait_before(deadline_); }
+  // How long the next write may wait: cut by the response's deadline, if it has one.
   milliseconds write_wait() const {
     if (lim_.response_timeout.count() <= 0 || !writing_) return lim_.io_timeout;
-    auto left = std::chrono::duration_cast<milliseconds>(write_deadline_ - clock::now());
-    return std::max(milliseconds(0), std::min(left, lim_.io_timeout));
+    return wait_before(write_deadline_);
   }
 
   // Follows the request line and headers as cpp-httplib reads them (a byte at a time):
