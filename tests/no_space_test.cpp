@@ -26,15 +26,6 @@
 
 namespace {
 
-int failures = 0;
-#define EXPECT(cond)                                                          \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                             \
-    }                                                                         \
-  } while (0)
-
 int checks(const std::string& dir) {
   shmetrics::registry_options o;
   o.dir = dir;
@@ -139,7 +130,7 @@ int checks(const std::string& dir) {
   }
   EXPECT(ops == 1000000);
   EXPECT(later == 5);
-  return failures ? 1 : 0;
+  return test::failures ? 1 : 0;
 }
 
 }  // namespace

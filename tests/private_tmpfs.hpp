@@ -1,7 +1,7 @@
-// Runs a check in a child process inside a private mount namespace, on a tmpfs of a
-// chosen size: a small or full /dev/shm without touching the real one. For plain-main
-// tests (no Catch2): the child's exit code is the test's; 77 (skip) where mounting is not
-// allowed (no root or CAP_SYS_ADMIN).
+// For plain-main tests (no Catch2) of a small or full /dev/shm: EXPECT, and a check run in
+// a child process inside a private mount namespace, on a tmpfs of a chosen size, without
+// touching the real one. The child's exit code is the test's; 77 (skip) where mounting is
+// not allowed (no root or CAP_SYS_ADMIN).
 #pragma once
 
 #include <cerrno>
@@ -16,6 +16,17 @@
 #include <unistd.h>
 
 namespace test {
+
+/// Checks in plain-main tests: EXPECT(cond) reports a false `cond` with its line and counts
+/// it in `failures`, and the test goes on (its exit code is `failures ? 1 : 0`).
+inline int failures = 0;
+#define EXPECT(cond)                                                          \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
+      ++::test::failures;                                                     \
+    }                                                                         \
+  } while (0)
 
 /// `checks(dir)` runs in a forked child with a fresh tmpfs of `size` (e.g. "8m") mounted
 /// on `dir`; returns its exit code (1 if it did not exit).

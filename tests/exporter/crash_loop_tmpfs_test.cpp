@@ -34,15 +34,6 @@
 
 namespace {
 
-int failures = 0;
-#define EXPECT(cond)                                                          \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                             \
-    }                                                                         \
-  } while (0)
-
 constexpr int engines = 40;
 
 // The engine: default options (the point of the test), ~300 series, one request counted.
@@ -163,7 +154,7 @@ int checks(const std::string& dir) {
   EXPECT(used_at_end < 1u << 20);
   ::kill(exporter, SIGTERM);
   ::waitpid(exporter, nullptr, 0);
-  return failures ? 1 : 0;
+  return test::failures ? 1 : 0;
 }
 
 }  // namespace
