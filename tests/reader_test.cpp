@@ -53,6 +53,17 @@ struct damaged_copy {
   }
 };
 
+// A read-only page of a file that is gone: reading it is SIGBUS, as a segment's would be,
+// but it belongs to no segment.
+volatile char* page_of_vanished_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
+  (void)::ftruncate(fd, 4096);
+  auto* p = static_cast<volatile char*>(::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0));
+  ::unlink(path.c_str());
+  (void)::ftruncate(fd, 0);
+  return p;
+}
+
 }  // namespace
 
 TEST_CASE("a snapshot holds every family and series with their values", "[reader]") {
@@ -403,12 +414,7 @@ TEST_CASE("a SIGBUS outside any segment still kills the process", "[reader][corr
   auto rd = segment_reader::open(reg.path()).value();  // installs the handler
   pid_t pid = ::fork();
   if (pid == 0) {
-    std::string f = up.dir + "/" + up.prefix + "-other";
-    int fd = ::open(f.c_str(), O_RDWR | O_CREAT, 0600);
-    (void)::ftruncate(fd, 4096);
-    auto* p = static_cast<volatile char*>(::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0));
-    ::unlink(f.c_str());
-    (void)::ftruncate(fd, 0);
+    volatile char* p = page_of_vanished_file(up.dir + "/" + up.prefix + "-other");
     char x = p[0];  // not a segment: SIGBUS as always
     _exit(x == 0 ? 3 : 4);
   }
@@ -456,12 +462,7 @@ TEST_CASE("a SIGBUS handler the host installs later is chained to; later segment
     if (!rd->damaged()) _exit(12);    // the host's handler took our fault
     if (host_faults != 0) _exit(13);  // ... and saw it
     // A fault in no segment goes on to the host's handler.
-    std::string f = up.dir + "/" + up.prefix + "-other";
-    int fd = ::open(f.c_str(), O_RDWR | O_CREAT, 0600);
-    (void)::ftruncate(fd, 4096);
-    auto* p = static_cast<volatile char*>(::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0));
-    ::unlink(f.c_str());
-    (void)::ftruncate(fd, 0);
+    volatile char* p = page_of_vanished_file(up.dir + "/" + up.prefix + "-other");
     char x = p[0];
     if (host_faults != 1 || x != 0) _exit(14);
     _exit(0);
