@@ -368,15 +368,14 @@ bool is_instance(const std::string& s) {
          });
 }
 
-// The prefix of a file named <prefix>.<pid>.<16 hex digits>, or "" when it is not one.
-std::string prefix_of(const std::string& file) {
+// A file named <prefix>.<pid>.<16 hex digits> under any prefix: its prefix and name.
+bool parse_any_prefix(const std::string& file, std::string& prefix, shmetrics::segment_name& n) {
   auto dot2 = file.rfind('.');
-  if (dot2 == std::string::npos || dot2 == 0) return {};
+  if (dot2 == std::string::npos || dot2 == 0) return false;
   auto dot1 = file.rfind('.', dot2 - 1);
-  if (dot1 == std::string::npos || dot1 == 0) return {};
-  std::string p = file.substr(0, dot1);
-  shmetrics::segment_name n;
-  return shmetrics::parse_segment_name(file, p, n) ? p : std::string{};
+  if (dot1 == std::string::npos || dot1 == 0) return false;
+  prefix = file.substr(0, dot1);
+  return shmetrics::parse_segment_name(file, prefix, n);
 }
 
 // A pid or an instance id without --shm.prefix: the writer may use any prefix (the default
@@ -392,10 +391,9 @@ bool select_any_prefix(const options& o, const std::string& sel,
   }
   std::vector<std::string> prefixes;
   while (dirent* e = ::readdir(d)) {
-    std::string file = e->d_name;
-    std::string p = prefix_of(file);
+    std::string p;
     shmetrics::segment_name n;
-    if (p.empty() || !shmetrics::parse_segment_name(file, p, n)) continue;
+    if (!parse_any_prefix(e->d_name, p, n)) continue;
     if (std::to_string(n.pid) != sel && hex16(n.instance) != sel) continue;
     n.path = o.dir + (o.dir.ends_with('/') ? "" : "/") + n.file;
     out.push_back(std::move(n));
