@@ -200,6 +200,10 @@ def main():
             return c == expect_model, c
 
         c = wait_for("central == sum of the exporters %s" % expect_model, caught_up, 30)
+        time.sleep(2.5)  # two more scrapes and batches: it stays equal (nothing counted twice)
+        again = central.by("sum by (model_name) (vllm:request_success_total)", "model_name")
+        if again != expect_model:
+            fail("central moved from the exporters' frozen sum %s to %s" % (expect_model, again))
         per_node = {(dict(k).get("node"), dict(k)["model_name"]): v for k, v in central.query(
             "sum by (node, model_name) (vllm:request_success_total)").items()}
         if per_node != expect_node:
