@@ -1,7 +1,6 @@
 // shmetrics-exporter: the sidecar that discovers, merges and serves every writer's
 // segments to Prometheus. Flags follow node_exporter's conventions.
 #include <httplib.h>
-#include <zlib.h>
 
 #include <atomic>   // shutdown flag
 #include <csignal>  // SIGTERM
@@ -12,14 +11,16 @@
 #include <thread>   // signal watcher
 
 #include <shmetrics/config.hpp>
+#include <shmetrics/reader/collector.hpp>
 #include <shmetrics/reader/text_format.hpp>
 
-#include "collector.hpp"
 #include "http.hpp"
 #include "server.hpp"
 #include "web_config.hpp"
 
 using namespace shmetrics::exporter;
+using shmetrics::collector;
+using shmetrics::collector_options;
 
 namespace {
 
@@ -162,7 +163,8 @@ int main(int argc, char** argv) {
   }
   basic_auth auth(wcfg.users);
 
-  collector coll(copt, log);
+  copt.log = log.callback();
+  collector coll(copt);
   connection_limits limits;
   // A client that reads its response a byte at a time is cut off 20 s after the first
   // byte (Prometheus's scrapes time out after 10 s by default).
