@@ -732,7 +732,7 @@ void bench_scrape_10k(const options& o, results& r) {
     // The exporter's whole path in-process: discover, snapshot, liveness, merge,
     // self-metrics, encode.
     std::string out;
-    shmetrics::collector coll({.dir = so.dir, .prefix = so.prefix});
+    shmetrics::collector coll({.dir = so.dir, .prefixes = {so.prefix}});
     (void)coll.collect();  // the first collection opens and parses the segment
     r["exporter_scrape_10k_series_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();
@@ -748,7 +748,7 @@ void bench_scrape_10k(const options& o, results& r) {
     for (int w = 0; w < 4; ++w)
       writers.push_back(build_shmetrics(wo, n));
     std::string out;
-    shmetrics::collector coll({.dir = wo.dir, .prefix = wo.prefix});
+    shmetrics::collector coll({.dir = wo.dir, .prefixes = {wo.prefix}});
     (void)coll.collect();
     r["exporter_scrape_10k_series_4writers_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();

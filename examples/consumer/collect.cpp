@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   }
   shmetrics::collector_options opt;
   opt.dir = argv[1];
-  opt.prefix = argv[2];
+  opt.prefixes = {argv[2]};
   opt.gc_dead_after = std::chrono::milliseconds(0);  // only read: never remove a segment
   opt.log = [](shmetrics::log_level level, const std::string& msg, const std::string& extra) {
     if (level >= shmetrics::log_level::warn)

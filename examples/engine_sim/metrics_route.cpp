@@ -13,7 +13,7 @@ void add_metrics_route(httplib::Server& svr, const std::string& dir, const std::
   // through _Exit (docs/engine-sim.md, Shutdown).
   shmetrics::collector_options o;
   o.dir = dir;
-  o.prefix = prefix;
+  o.prefixes = {prefix};
   o.gc_dead_after = std::chrono::milliseconds(0);  // removing dead segments is the sidecar's job
   // Warnings and errors on stderr as logfmt lines, as the exporter writes them.
   o.log = [](shmetrics::log_level level, const std::string& msg, const std::string& extra) {

@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
   // dead writers' segments is the sidecar's job, not this engine's.
   shmetrics::collector coll(
       {.dir = ropt.dir,
-       .prefix = ropt.prefix,
+       .prefixes = {ropt.prefix},
        .gc_dead_after = std::chrono::milliseconds(0),
        .log = [](shmetrics::log_level level, const std::string& msg, const std::string& extra) {
          if (level >= shmetrics::log_level::warn)

@@ -123,10 +123,13 @@ std::shared_ptr<collection> collector::impl::run_once() {
   if (segments_.empty() && status.empty()) {
     // Said once, until segments appear again: a typo in --shm.prefix or --shm.dir
     // otherwise looks like an engine with no metrics.
-    if (!none_found_logged_)
+    if (!none_found_logged_) {
+      std::string patterns;  // each prefix's, comma-separated
+      for (const std::string& prefix : opt_.prefixes)
+        patterns += (patterns.empty() ? "" : ",") + prefix + ".<pid>.<instance>";
       log_.log(log_level::warn, "no segment matches",
-               "dir=" + logfmt_quote(opt_.dir) +
-                   " pattern=" + logfmt_quote(opt_.prefix + ".<pid>.<instance>"));
+               "dir=" + logfmt_quote(opt_.dir) + " pattern=" + logfmt_quote(patterns));
+    }
     none_found_logged_ = true;
   } else {
     none_found_logged_ = false;

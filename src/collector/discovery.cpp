@@ -15,11 +15,23 @@ SHMETRICS_BEGIN_NAMESPACE
 using namespace collect_detail;
 
 void collector::impl::discover(std::vector<segment_status>& bad) {
-  auto list = list_segments(opt_.dir, opt_.prefix);
-  if (!list) {
-    count_error("open_failed", opt_.dir, list.error().message());
-    return;
+  // Every prefix's segments in path order (as one prefix's were), each path once (a
+  // prefix given twice).
+  std::vector<segment_name> found;
+  for (const std::string& prefix : opt_.prefixes) {
+    auto one = list_segments(opt_.dir, prefix);
+    if (!one) {
+      count_error("open_failed", opt_.dir, one.error().message());
+      return;
+    }
+    found.insert(found.end(), std::make_move_iterator(one->begin()),
+                 std::make_move_iterator(one->end()));
   }
+  std::sort(found.begin(), found.end(), [](auto& x, auto& y) { return x.path < y.path; });
+  found.erase(
+      std::unique(found.begin(), found.end(), [](auto& x, auto& y) { return x.path == y.path; }),
+      found.end());
+  const std::vector<segment_name>* list = &found;
   std::set<std::string> present;
   for (const segment_name& n : *list)
     present.insert(n.path);

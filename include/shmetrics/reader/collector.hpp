@@ -4,7 +4,7 @@
 // totals of dead writers, counters that never go back) and encodes the result as
 // Prometheus text 0.0.4 or OpenMetrics 1.0 (docs/collector.md).
 //
-//   shmetrics::collector coll({.dir = "/dev/shm", .prefix = "vllm"});
+//   shmetrics::collector coll({.dir = "/dev/shm", .prefixes = {"vllm"}});
 //   auto c = coll.collect();                       // one flight, shared by concurrent callers
 //   std::string body;
 //   const auto fmt = shmetrics::negotiate_format(accept_header);
@@ -44,7 +44,10 @@ std::string logfmt_quote(std::string_view s);
 
 struct collector_options {
   std::string dir = "/dev/shm";
-  std::string prefix = "shmetrics";
+  /// The segments' name prefixes (`<prefix>.<pid>.<instance>`): every prefix's writers are
+  /// merged as one set (the same family from two prefixes merges as across writers). A
+  /// prefix given twice counts once.
+  std::vector<std::string> prefixes{"shmetrics"};
   /// Remove a dead writer's segment after this long (0: never), folding its last
   /// counter and histogram values into the collector's retired totals first. Also
   /// removes files a writer died creating (never readable), after this long and at
