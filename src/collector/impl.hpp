@@ -14,9 +14,11 @@
 #include <chrono>              // gc and timing
 #include <condition_variable>  // scrape coalescing
 #include <cstdint>             // counters
+#include <exception>           // exception_reason
 #include <map>                 // retired totals, error counts
 #include <memory>              // shared results
 #include <mutex>               // one flight at a time
+#include <new>                 // bad_alloc
 #include <string>              // names
 #include <vector>              // families
 
