@@ -39,7 +39,7 @@
 #ifdef SHMETRICS_BENCH_EXPORTER
 #include <httplib.h>
 
-#include "../exporter/collector.hpp"
+#include <shmetrics/reader/collector.hpp>
 #endif
 #include <shmetrics/reader/text_format.hpp>
 #include <shmetrics/shmetrics.hpp>
@@ -732,8 +732,7 @@ void bench_scrape_10k(const options& o, results& r) {
     // The exporter's whole path in-process: discover, snapshot, liveness, merge,
     // self-metrics, encode.
     std::string out;
-    shmetrics::exporter::logger quiet(shmetrics::exporter::log_level::error);
-    shmetrics::exporter::collector coll({.dir = so.dir, .prefix = so.prefix}, quiet);
+    shmetrics::collector coll({.dir = so.dir, .prefixes = {so.prefix}});
     (void)coll.collect();  // the first collection opens and parses the segment
     r["exporter_scrape_10k_series_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();
@@ -749,8 +748,7 @@ void bench_scrape_10k(const options& o, results& r) {
     for (int w = 0; w < 4; ++w)
       writers.push_back(build_shmetrics(wo, n));
     std::string out;
-    shmetrics::exporter::logger quiet(shmetrics::exporter::log_level::error);
-    shmetrics::exporter::collector coll({.dir = wo.dir, .prefix = wo.prefix}, quiet);
+    shmetrics::collector coll({.dir = wo.dir, .prefixes = {wo.prefix}});
     (void)coll.collect();
     r["exporter_scrape_10k_series_4writers_ms"] = ms_per_call(reps, [&] {
       auto c = coll.collect();

@@ -8,9 +8,11 @@
 #include <mutex>   // lines from several threads
 #include <string>  // messages
 
+#include <shmetrics/reader/collector.hpp>  // log_level, log_function, logfmt_quote
+
 namespace shmetrics::exporter {
 
-enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
+using log_level = ::shmetrics::log_level;
 
 class logger {
  public:
@@ -25,7 +27,14 @@ class logger {
                    const std::string& extra = {},
                    std::chrono::seconds every = std::chrono::seconds(60));
 
-  static std::string quote(const std::string& s);
+  /// This logger as the reader library's log callback (the collector's lines).
+  ::shmetrics::log_function callback() {
+    return [this](log_level level, const std::string& msg, const std::string& extra) {
+      log(level, msg, extra);
+    };
+  }
+
+  static std::string quote(const std::string& s) { return ::shmetrics::logfmt_quote(s); }
 
  private:
   struct limited {

@@ -1,7 +1,6 @@
 // shmetrics-exporter: the sidecar that discovers, merges and serves every writer's
 // segments to Prometheus. Flags follow node_exporter's conventions.
 #include <httplib.h>
-#include <zlib.h>
 
 #include <atomic>   // shutdown flag
 #include <csignal>  // SIGTERM
@@ -12,14 +11,16 @@
 #include <thread>   // signal watcher
 
 #include <shmetrics/config.hpp>
+#include <shmetrics/reader/collector.hpp>
 #include <shmetrics/reader/text_format.hpp>
 
-#include "collector.hpp"
 #include "http.hpp"
 #include "server.hpp"
 #include "web_config.hpp"
 
 using namespace shmetrics::exporter;
+using shmetrics::collector;
+using shmetrics::collector_options;
 
 namespace {
 
@@ -35,7 +36,8 @@ const char* usage_text =
     "  --web.config.file FILE      TLS, basic auth and headers (Prometheus exporter-toolkit "
     "format)\n"
     "  --shm.dir DIR               directory of the segments (default \"/dev/shm\")\n"
-    "  --shm.prefix NAME           segment name prefix (default \"shmetrics\")\n"
+    "  --shm.prefix NAME           segment name prefix (default \"shmetrics\"); repeat it to "
+    "serve several prefixes' segments, merged as one set of writers\n"
     "  --shm.gc-dead-after DUR     remove dead writers' segments after DUR, their counters kept "
     "(e.g. 30s, 5m; default 1m; 0: never)\n"
     "  --[no-]shm.allow-other-users  serve segments owned by other users too (default: refused, "
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   collector_options copt;
   std::string web_config_file;
   logger log;
+  bool prefix_given = false;  // --shm.prefix seen
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
     bool has_value = false;
@@ -138,7 +141,10 @@ int main(int argc, char** argv) {
     } else if (a == "--shm.prefix") {
       if (v.empty() || v.find('/') != std::string::npos)
         return bad_flag("--shm.prefix: \"" + v + "\" is not a file name prefix");
-      copt.prefix = v;
+      // Repeated, as Prometheus exporters take lists: the first replaces the default.
+      if (!prefix_given) copt.prefixes.clear();
+      prefix_given = true;
+      copt.prefixes.push_back(v);
     } else if (a == "--shm.gc-dead-after") {
       if (!parse_duration(v, copt.gc_dead_after))
         return bad_flag("--shm.gc-dead-after: cannot parse \"" + v + "\" (want e.g. 30s, 5m, 0)");
@@ -162,7 +168,8 @@ int main(int argc, char** argv) {
   }
   basic_auth auth(wcfg.users);
 
-  collector coll(copt, log);
+  copt.log = log.callback();
+  collector coll(copt);
   connection_limits limits;
   // A client that reads its response a byte at a time is cut off 20 s after the first
   // byte (Prometheus's scrapes time out after 10 s by default).
@@ -190,11 +197,14 @@ int main(int argc, char** argv) {
       opt.host.find(':') != std::string::npos ? ("[" + opt.host + "]").c_str() : opt.host.c_str(),
       port, opt.telemetry_path.c_str());
   std::fflush(stdout);
+  std::string prefix_list;  // comma-separated
+  for (const std::string& p : copt.prefixes)
+    prefix_list += (prefix_list.empty() ? "" : ",") + p;
   log.log(log_level::info, "listening",
           "address=" + logger::quote(opt.host + ":" + std::to_string(port)) +
               " tls=" + (wcfg.tls ? "true" : "false") + " basic_auth_users=" +
               std::to_string(wcfg.users.size()) + " shm_dir=" + logger::quote(copt.dir) +
-              " shm_prefix=" + logger::quote(copt.prefix) + " version=" + SHMETRICS_VERSION_STRING);
+              " shm_prefix=" + logger::quote(prefix_list) + " version=" + SHMETRICS_VERSION_STRING);
 
   // Stop cleanly on SIGTERM/SIGINT: a thread waits for the signal, then stops the server.
   sigset_t set;

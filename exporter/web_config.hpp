@@ -21,6 +21,14 @@
 
 namespace shmetrics::exporter {
 
+// The exporter's names for the shared server's types (its code predates the split).
+using http_server::connection_limits;
+using http_server::elastic_pool;
+using http_server::guarded_server;
+using http_server::port_sharing;
+using http_server::ssl_ctx_free;
+using http_server::ssl_ctx_ptr;
+
 struct tls_settings {
   std::string cert_file, key_file;
   std::string cert, key;  // inline PEM (`cert`, `key`); the key is a secret: never logged

@@ -1,6 +1,6 @@
 // The HTTP server of engine-sim's public port, its API-server processes and the engine's
-// private loopback port: the exporter's guarded_server (exporter/server.hpp), with limits
-// for an inference API. cpp-httplib 0.11's own server reads request headers without any
+// private loopback port: the guarded_server of http/server.hpp (shared with the exporter), with
+// limits for an inference API. cpp-httplib 0.11's own server reads request headers without any
 // bound (one client sending endless header lines grew the process to 748 MB) and serves
 // from a fixed pool (a few slowloris connections held every worker).
 #pragma once
@@ -12,7 +12,7 @@
 #include <thread>   // listener
 
 #include "options.hpp"
-#include "server.hpp"  // exporter/server.hpp: shmetrics_http_server
+#include "server.hpp"  // http/server.hpp: shmetrics_http_server
 
 namespace engine_sim {
 

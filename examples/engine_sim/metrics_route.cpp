@@ -1,32 +1,31 @@
 #include "metrics_route.hpp"
 
-#if ENGINE_SIM_METRICS_ROUTE
-#include "../../exporter/collector.hpp"
-#include "../../exporter/http.hpp"
-#include "../../exporter/log.hpp"
-#endif
+#include <cstdio>  // the log
+
+#include <shmetrics/reader/collector.hpp>
+
+#include "metrics_handler.hpp"  // http/: GET /metrics over the collector
 
 namespace engine_sim {
 
-bool add_metrics_route(httplib::Server& svr, const std::string& dir, const std::string& prefix) {
-#if ENGINE_SIM_METRICS_ROUTE
-  namespace ex = shmetrics::exporter;
+void add_metrics_route(httplib::Server& svr, const std::string& dir, const std::string& prefix) {
   // Process-lifetime and never destroyed: handlers may still run while the process leaves
   // through _Exit (docs/engine-sim.md, Shutdown).
-  auto* log = new ex::logger(ex::log_level::warn);
-  ex::collector_options o;
+  shmetrics::collector_options o;
   o.dir = dir;
-  o.prefix = prefix;
+  o.prefixes = {prefix};
   o.gc_dead_after = std::chrono::milliseconds(0);  // removing dead segments is the sidecar's job
-  auto* coll = new ex::collector(o, *log);
-  svr.Get("/metrics", [coll, log](const httplib::Request& req, httplib::Response& res) {
-    ex::serve_metrics(req, res, *coll, *log);
+  // Warnings and errors on stderr as logfmt lines, as the exporter writes them.
+  o.log = [](shmetrics::log_level level, const std::string& msg, const std::string& extra) {
+    if (level < shmetrics::log_level::warn) return;
+    std::fprintf(stderr, "level=%s msg=%s%s%s\n",
+                 level == shmetrics::log_level::warn ? "warn" : "error",
+                 shmetrics::logfmt_quote(msg).c_str(), extra.empty() ? "" : " ", extra.c_str());
+  };
+  auto* coll = new shmetrics::collector(o);
+  svr.Get("/metrics", [coll, log = o.log](const httplib::Request& req, httplib::Response& res) {
+    shmetrics::http_server::serve_metrics(req, res, *coll, log);
   });
-  return true;
-#else
-  (void)svr, (void)dir, (void)prefix;
-  return false;
-#endif
 }
 
 }  // namespace engine_sim

@@ -207,6 +207,42 @@ TEST_CASE("the exporter serves what writers wrote, merged across processes", "[e
   }
 }
 
+TEST_CASE("one exporter serves several prefixes, merged as one set of writers",
+          "[exporter][prefixes]") {
+  test::unique_prefix a, b;
+  writer wa(a), wb(b);
+  wa.run({"counter req_total a 3", "gauge g_max max x 4", "hist lat 0.5", "counter only_a c 1"});
+  wb.run({"counter req_total a 4", "gauge g_max max x 9", "hist lat 3", "counter only_b c 2"});
+  // --shm.prefix repeated: the second adds to the first.
+  exporter e(a, {"--shm.prefix", b.prefix});
+  auto s = e.samples();
+  CHECK(s["req_total{k=\"a\"}"] == 7);  // the same family from both prefixes merges
+  CHECK(s["g_max{k=\"x\"}"] == 9);
+  CHECK(s["lat_count"] == 2);
+  CHECK(s["lat_bucket{le=\"1.0\"}"] == 1);
+  CHECK(s["only_a_total{k=\"c\"}"] == 1);
+  CHECK(s["only_b_total{k=\"c\"}"] == 2);
+  CHECK(s["shmetrics_exporter_segments{state=\"alive\"}"] == 2);
+  auto js = e.get("/segments");
+  REQUIRE(js);
+  CHECK(js->body.find(wa.path) != std::string::npos);
+  CHECK(js->body.find(wb.path) != std::string::npos);
+
+  // A writer of the second prefix dies: its counters keep counting in the merged total.
+  wb.kill9();
+  auto d = e.samples();
+  CHECK(d["req_total{k=\"a\"}"] == 7);
+  CHECK(d["shmetrics_exporter_segments{state=\"dead\"}"] == 1);
+
+  // One prefix alone serves only its writers; a prefix given twice serves them once.
+  exporter only_a(a);
+  CHECK(only_a.samples()["req_total{k=\"a\"}"] == 3);
+  exporter twice(a, {"--shm.prefix", a.prefix});
+  auto t = twice.samples();
+  CHECK(t["req_total{k=\"a\"}"] == 3);
+  CHECK(t["shmetrics_exporter_segments{state=\"alive\"}"] == 1);
+}
+
 TEST_CASE("/segments reports writers as of now, with no scraper", "[exporter][segments]") {
   test::unique_prefix up;
   writer w(up);
@@ -650,12 +686,14 @@ TEST_CASE("bad flags are refused with a one-line error naming the flag", "[expor
   check("--log.level loud", "--log.level");
   check("--shm.gc-dead-after=soon", "--shm.gc-dead-after");
   check("--web.telemetry-path=metrics", "--web.telemetry-path");
+  check("--shm.prefix a --shm.prefix=b/c", "--shm.prefix");
   auto [rc, out] = test::run(std::string(EXPORTER_BIN) + " --version");
   CHECK(rc == 0);
   CHECK(out.find("segment format 1.0") != std::string::npos);
   auto [rc2, out2] = test::run(std::string(EXPORTER_BIN) + " --help");
   CHECK(rc2 == 0);
   CHECK(out2.find("--shm.prefix") != std::string::npos);
+  CHECK(out2.find("repeat") != std::string::npos);  // several prefixes
 }
 
 // Hidden ([.pidns]): its own meson test. Without root the PID namespace comes inside a user

@@ -8,7 +8,7 @@
 #      the single header alone, pkg-config (make), meson from the install (pkg-config),
 #      meson with shmetrics as a subproject, CMake find_package;
 #   4. each build's consumer runs, and the installed shmetrics-inspect (and the
-#      consumer's own reader, where built) reads its metrics back.
+#      consumer's own reader and collector, where built) reads its metrics back.
 #
 #   install_test.sh SOURCE_ROOT
 # Env: SHMETRICS_INSTALL_JOBS (ninja -j for the inner build, default 2),
@@ -68,7 +68,8 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PY
 for f in include/shmetrics/shmetrics.hpp include/shmetrics/version.hpp \
-  include/shmetrics/reader/segment_reader.hpp bin/shmetrics-inspect; do
+  include/shmetrics/reader/segment_reader.hpp include/shmetrics/reader/collector.hpp \
+  bin/shmetrics-inspect; do
   [ -e "$tmp/usr/$f" ] || fail "not installed: $f"
 done
 pcdir=$(dirname "$(find "$tmp/usr" -name shmetrics.pc | head -1)")
@@ -119,13 +120,22 @@ check() {  # check WAY: run the consumer and read its segment back
     out=$("$dir/reader" "$shm" "$way") || fail "$way: reader"
     grep -qx 'consumer_latency_seconds_count{model_name="consumer-model"} 42.0' <<<"$out" ||
       fail "$way: reader did not read the histogram back: $out"
+    # The collector (what the exporter serves): text, OpenMetrics, gzip.
+    out=$("$dir/collect" "$shm" "$way") || fail "$way: collect"
+    grep -qx 'consumer_requests_total{model_name="consumer-model"} 42.0' <<<"$out" ||
+      fail "$way: collect did not serve the counter: $out"
+    grep -qE '^shmetrics_exporter_segments\{state="(dead|closed)"\} 1.0$' <<<"$out" ||
+      fail "$way: collect did not count the consumer's (exited) segment: $out"
+    out=$("$dir/collect" "$shm" "$way" --openmetrics --gzip | gzip -dc) || fail "$way: collect --gzip"
+    grep -qx 'consumer_requests_total{model_name="consumer-model"} 42.0' <<<"$out" &&
+      [ "$(tail -1 <<<"$out")" = "# EOF" ] || fail "$way: collect --openmetrics --gzip: $out"
   fi
   echo "ok: $way"
 }
 fresh() {  # a copy of the consumer project, as another team would have it
   rm -rf "$1"
   mkdir -p "$1"
-  cp "$src"/examples/consumer/{consumer.cpp,reader.cpp,meson.build,CMakeLists.txt,Makefile} "$1"/
+  cp "$src"/examples/consumer/{consumer.cpp,reader.cpp,collect.cpp,meson.build,CMakeLists.txt,Makefile} "$1"/
 }
 
 for cxx in g++ clang++; do
@@ -174,7 +184,7 @@ for cxx in g++ clang++; do
   }
   grep -q "found: YES .*(overridden)" "$d/setup.log" || grep -q "Subproject shmetrics finished" "$d/setup.log" ||
     fail "$cxx: the subproject was not used"
-  meson compile -C "$d/b" -j "$jobs" consumer reader >"$d/ninja.log" || {
+  meson compile -C "$d/b" -j "$jobs" consumer reader collect >"$d/ninja.log" || {
     cat "$d/ninja.log"
     fail "$cxx: meson build (subproject)"
   }

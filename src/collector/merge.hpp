@@ -1,4 +1,4 @@
-// shmetrics-exporter: merging families from many writers into one exposition.
+// The collector (internal): merging families from many writers into one exposition.
 #pragma once
 
 #include <cstddef>        // size_t
@@ -12,7 +12,8 @@
 #include <shmetrics/reader/snapshot.hpp>
 #include <shmetrics/reader/text_format.hpp>
 
-namespace shmetrics::exporter {
+SHMETRICS_BEGIN_NAMESPACE
+namespace collect_detail {
 
 /// Folds one writer's values of a series into the merged series `into`.
 /// Counters and histograms add; info keeps the max; gauges follow `mode` (sum, max,
@@ -90,4 +91,5 @@ class merged_set {
   std::string key_;                  // reused to build series keys
 };
 
-}  // namespace shmetrics::exporter
+}  // namespace collect_detail
+SHMETRICS_END_NAMESPACE

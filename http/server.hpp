@@ -1,4 +1,4 @@
-// The HTTP(S) server of shmetrics-exporter and shmetrics-engine-sim (built alone as the
+// The HTTP(S) server of shmetrics-exporter and shmetrics-engine-sim (http/, built as the
 // static library shmetrics_http_server: cpp-httplib and OpenSSL only). cpp-httplib parses
 // and routes; this class owns each connection so that slow or hostile clients cannot
 // starve the others:
@@ -126,13 +126,3 @@ class guarded_server final : public httplib::Server {
 };
 
 }  // namespace shmetrics::http_server
-
-// The exporter's names for them (its code predates the split).
-namespace shmetrics::exporter {
-using http_server::connection_limits;
-using http_server::elastic_pool;
-using http_server::guarded_server;
-using http_server::port_sharing;
-using http_server::ssl_ctx_free;
-using http_server::ssl_ctx_ptr;
-}  // namespace shmetrics::exporter

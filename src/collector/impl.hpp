@@ -1,85 +1,88 @@
-// shmetrics-exporter: the collector. Discovers segments, snapshots them, tells live
-// writers from dead ones, merges every writer's families and keeps dead writers'
-// counters counting. One collection runs at a time; concurrent scrapes share it.
+// The collector's state and steps (internal: include/shmetrics/reader/collector.hpp is the
+// interface). Each step lives in its own file of src/collector/:
+//   collector.cpp     flight control (collect, latest), one collection (run_once), logging
+//   discovery.cpp     finding segments, refusing bad ones, removing unfinished files
+//   values.cpp        reading each segment's values, keeping the last good ones
+//   retire.cpp        folding dead writers into the retired totals, removing their files
+//   plan.cpp          the merge plan (where each series goes), filling a collection
+//   monotonic.cpp     keeping served counters and histograms from going back
+//   self_metrics.cpp  the collector's own families (shmetrics_exporter_*, process_*)
+//   merge.cpp         merging families across writers (merge.hpp)
+//   encode.cpp        content negotiation, encoding, gzip, the body cache
 #pragma once
 
 #include <chrono>              // gc and timing
 #include <condition_variable>  // scrape coalescing
 #include <cstdint>             // counters
+#include <exception>           // exception_reason
 #include <map>                 // retired totals, error counts
 #include <memory>              // shared results
 #include <mutex>               // one flight at a time
+#include <new>                 // bad_alloc
 #include <string>              // names
 #include <vector>              // families
 
+#include <shmetrics/reader/collector.hpp>
 #include <shmetrics/reader/discovery.hpp>
 #include <shmetrics/reader/segment_reader.hpp>
-#include <shmetrics/reader/snapshot.hpp>
-#include <shmetrics/reader/text_format.hpp>
 
-#include "log.hpp"
+SHMETRICS_BEGIN_NAMESPACE
 
-namespace shmetrics::exporter {
+namespace collect_detail {
 
-struct collector_options {
-  std::string dir = "/dev/shm";
-  std::string prefix = "shmetrics";
-  /// Remove a dead writer's segment after this long (0: never), folding its last
-  /// counter and histogram values into the exporter's retired totals first. Also
-  /// removes files a writer died creating (never readable), after this long and at
-  /// least `unfinished_grace`.
-  std::chrono::milliseconds gc_dead_after{60'000};
-  /// Serve segments owned by other users too. Off: a file in a shared directory that
-  /// another user planted is refused (`foreign_owner`), not served as ours.
-  bool allow_other_users = false;
-};
+using clock = std::chrono::steady_clock;
 
-/// What /segments lists for each segment.
-struct segment_status {
-  std::string path;
-  std::uint32_t pid = 0;
-  std::uint64_t instance = 0;
-  std::string state;  // alive, stalled, dead, closed, restarted, invalid
-  std::uint64_t families = 0, series = 0;
-  double heartbeat_age_s = -1;
-  std::string error;
-};
+// A writer whose heartbeat has not moved for this long, while it still holds its lock,
+// is "stalled" (alive but hung). Ten default heartbeat intervals.
+inline constexpr auto stall_after = std::chrono::seconds(10);
 
-/// One collection: the merged families ready to encode, and what each segment looked like.
-/// Encode it with `encode_text(c->families, out, c->labels.get(), &c->columns)`.
-struct collection {
-  // The merged families' definitions (their `series` empty: the values are in `columns`,
-  // the labels in `labels`), then the exporter's own families with their series.
-  std::vector<family_snapshot> families;
-  series_columns columns;  // the merged families' values, per family
-  std::vector<segment_status> segments;
-  double duration_s = 0;
+// A file a writer has not finished creating is left alone at least this long.
+inline constexpr auto unfinished_grace = std::chrono::seconds(2);
 
-  // The collector reuses a collection nobody holds any more: when its merged shape is
-  // the current plan's, only the values are rewritten (no allocation).
-  std::uint64_t plan_version = 0;  // 0: no shape yet
-  /// The merged series' label blocks, rendered once per plan and shared (immutable) by the
-  /// plan and every collection of its shape: at 1M series they are the largest part.
-  std::shared_ptr<const prepared_labels> labels;
-};
+// Plans of at least this many series give their freed memory back after a rebuild
+// (malloc_trim walks the heap: a few ms at 1M series, not worth it for small plans).
+inline constexpr std::size_t trim_after_series = 100'000;
 
-class collector {
+// The reason label for an exception met while reading one segment (counted, the segment
+// skipped, the others served): a hostile file that makes the reader allocate too much.
+inline std::string exception_reason(const std::exception& e) {
+  return dynamic_cast<const std::bad_alloc*>(&e) ? "out_of_memory" : "read_failed";
+}
+
+// The collector's log: collector_options::log, with a per-key rate limit so that one bad
+// segment cannot flood it.
+class log_sink {
  public:
-  explicit collector(collector_options opt, logger& log);
+  explicit log_sink(log_function fn) : fn_(std::move(fn)) {}
 
-  /// The result of a collection that started after this call was made, shared with
-  /// every concurrent caller (one flight at a time). Thread-safe.
-  std::shared_ptr<const collection> collect();
+  void log(log_level level, const std::string& msg, const std::string& extra = {});
 
-  /// The latest collection without starting one; null before the first.
-  std::shared_ptr<const collection> latest() const;
-
-  /// The latest collection if it started less than `max_age` ago, else a new one
-  /// (collect()): what endpoints that report state as of now use (/segments), so that
-  /// with no scraper yet a writer killed minutes ago does not read `alive`.
-  std::shared_ptr<const collection> latest_within(std::chrono::milliseconds max_age);
+  /// As log(), but at most once per `every` for `key`; says how many were suppressed.
+  void log_limited(log_level level, const std::string& key, const std::string& msg,
+                   const std::string& extra = {},
+                   std::chrono::seconds every = std::chrono::seconds(60));
 
  private:
+  struct limited {
+    clock::time_point last;
+    long suppressed = 0;
+  };
+  log_function fn_;
+  std::mutex mu_;
+  std::map<std::string, limited> limits_;
+};
+
+}  // namespace collect_detail
+
+struct collector::impl {
+  using clock = collect_detail::clock;
+
+  explicit impl(collector_options opt);
+
+  std::shared_ptr<const collection> collect();
+  std::shared_ptr<const collection> latest() const;
+  std::shared_ptr<const collection> latest_within(std::chrono::milliseconds max_age);
+
   struct tracked {
     segment_name name;
     segment_reader reader;
@@ -130,6 +133,7 @@ class collector {
   void read_values_guarded(tracked& t);
   std::vector<family_snapshot> families_of(const tracked& t) const;
   void retire(tracked& t);
+  void reap_dead(clock::time_point now);
   void count_error(const std::string& reason, const std::string& key, const std::string& message);
   void update_plan();
   std::shared_ptr<collection> take_buffer();
@@ -139,7 +143,7 @@ class collector {
   void append_self_metrics(collection& c, const std::vector<segment_status>& status);
 
   collector_options opt_;
-  logger& log_;
+  collect_detail::log_sink log_;
 
   // flight control
   mutable std::mutex mu_;
@@ -178,7 +182,4 @@ class collector {
   bool none_found_logged_ = false;
 };
 
-/// The label-friendly name of an error code (`truncated`, `bad_magic`, ...).
-std::string reason_of(errc code);
-
-}  // namespace shmetrics::exporter
+SHMETRICS_END_NAMESPACE

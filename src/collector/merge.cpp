@@ -4,7 +4,8 @@
 
 #include <shmetrics/detail/exposed_names.hpp>  // the writer's collision rule
 
-namespace shmetrics::exporter {
+SHMETRICS_BEGIN_NAMESPACE
+namespace collect_detail {
 
 using layout::gauge_mode;
 using layout::metric_type;
@@ -171,4 +172,5 @@ bool merged_set::add(const family_snapshot& f, bool writer_alive) {
   return true;
 }
 
-}  // namespace shmetrics::exporter
+}  // namespace collect_detail
+SHMETRICS_END_NAMESPACE
