@@ -224,6 +224,10 @@ std::vector<family_snapshot> collector::families_of(const tracked& t) const {
     out.push_back(t.reader.family(f));
   std::size_t off = 0;  // into t.buckets
   for (std::size_t i = 0; i < t.values.size(); ++i) {
+    if (t.reader.series_removed(i)) {  // not folded into retired totals either
+      off += t.reader.bucket_slots(i);
+      continue;
+    }
     series_snapshot& s = out[t.reader.series_family(i)].series.emplace_back();
     s.label_values = t.reader.series_labels(i).to_strings();
     if (const std::uint32_t nb = t.reader.bucket_slots(i)) {
@@ -360,8 +364,8 @@ void collector::update_plan() {
   std::vector<plan_input> inputs;
   inputs.reserve(segments_.size());
   for (auto& [path, t] : segments_)
-    inputs.push_back(
-        {t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(), t.alive});
+    inputs.push_back({t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(),
+                      t.reader.removed_count(), t.alive});
   if (plan_.version != 0 && inputs == plan_.inputs && retired_version_ == plan_.retired_version)
     return;
   std::size_t series_total = 0;
@@ -442,7 +446,7 @@ void collector::update_plan() {
       auto& targets = p.segment_targets.emplace_back(t.values.size());
       for (std::size_t i = 0; i < t.values.size(); ++i) {
         std::uint32_t fam = family_target[t.reader.series_family(i)];
-        if (fam == not_served)
+        if (fam == not_served || t.reader.series_removed(i))  // removed: never served again
           targets[i] = {not_served, t.reader.bucket_slots(i), false};
         else
           targets[i] = place(fam, t.reader.series_labels(i));
