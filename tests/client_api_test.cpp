@@ -109,7 +109,8 @@ TEST_CASE("scoped timers record the seconds a scope took", "[api][timer]") {
     std::this_thread::sleep_for(20ms);
   }
   auto count_sum = [&] {
-    const series_snapshot& s = family_of(snap_of(*reg), "step_seconds").series[0];
+    const segment_snapshot snap = snap_of(*reg);
+    const series_snapshot& s = family_of(snap, "step_seconds").series[0];
     return std::pair{s.count(), s.sum};
   };
   auto [n, sum] = count_sum();

@@ -41,14 +41,15 @@ class segment_reader {
   /// names the record and the limit).
   result<bool> refresh();
 
-  /// refresh(), then the values of every series, summed over shards. Copies every
+  /// refresh(), then the values of every series not removed, summed over shards. Copies every
   /// name and label: for repeated reads, refresh() + read_series() reuse storage.
   result<segment_snapshot> snapshot();
 
   /// snapshot() for repeated reads: fills `snap`, reusing it. When `snap` is what the last
-  /// call left (pass the same object back, unmodified) and no record was published since,
-  /// only the values are read: no allocation. Returns true when the shape was rebuilt
-  /// (names and labels copied: the first call, and after new records).
+  /// call left (pass the same object back, unmodified) and no record was published nor
+  /// series removed since, only the values are read: no allocation. Returns true when the
+  /// shape was rebuilt (names and labels copied: the first call, after new records, and
+  /// after removals). Removed series are left out (series_removed()).
   result<bool> snapshot_into(segment_snapshot& snap);
 
   /// Label values of one series, in its family's label_names order: views into the
