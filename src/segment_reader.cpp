@@ -209,6 +209,9 @@ segment_reader& segment_reader::operator=(segment_reader&& o) noexcept {
     value_end_ = std::move(o.value_end_);
     arena_referenced_ = std::exchange(o.arena_referenced_, 0);
     cells_claimed_ = std::exchange(o.cells_claimed_, 0);
+    removed_ = std::move(o.removed_);
+    removed_count_ = std::exchange(o.removed_count_, 0);
+    removed_seen_ = std::exchange(o.removed_seen_, 0);
   }
   return *this;
 }
@@ -413,6 +416,25 @@ result<bool> segment_reader::refresh() {
     if (!r) return r.error();
     changed = true;
   }
+  // Removals (format 1.1; the word is 0 in a 1.0 segment). acquire: pairs with the
+  // writer's release of the count, stored after the records' flags it counts. The flags
+  // of every parsed series are read again only when the count moved; a removal is final.
+  // A series published and removed before this refresh is caught here too: its flag is
+  // set before the count that the load below sees.
+  if (const std::uint64_t nr = load_acquire(&h->series_removed); nr != removed_seen_) {
+    removed_seen_ = nr;
+    const char* records = base_ + hdr_.series_offset;
+    for (std::size_t i = 0; i < series_.size(); ++i) {
+      if (series_removed(i)) continue;
+      const auto* rec = reinterpret_cast<const layout::series_record*>(
+          records + i * std::uint64_t{hdr_.series_record_size});
+      if (load_relaxed(&rec->removed) == 0) continue;
+      if (removed_.size() < series_.size()) removed_.resize(series_.size());
+      removed_[i] = true;
+      ++removed_count_;
+      changed = true;
+    }
+  }
   // After a big batch (the first refresh of a full segment), drop the vectors' doubling
   // slack: up to half of what they hold at 1M series. Not reserved ahead from the
   // published count, which a corrupt header may set far beyond what the records hold.
@@ -446,6 +468,7 @@ segment_info segment_reader::info() const {
   i.family_capacity = hdr_.family_capacity;
   i.series = series_.size();
   i.series_capacity = hdr_.series_capacity;
+  i.series_removed = removed_count_;
   i.string_bytes = load_relaxed(&h->strings_used);
   i.string_capacity = hdr_.strings_capacity;
   i.cells = load_relaxed(&h->cells_used);
@@ -536,7 +559,10 @@ result<bool> segment_reader::snapshot_into(segment_snapshot& snap) {
   std::size_t have = 0;
   for (const family_snapshot& f : snap.families)
     have += f.series.size();
-  const bool rebuild = snap.families.size() != families_.size() || have != series_.size();
+  // A removal changes which series are in the snapshot, even where the count stays.
+  const bool rebuild = snap.families.size() != families_.size() ||
+                       have != series_.size() - removed_count_ ||
+                       snap.info.series_removed != removed_count_;
   if (rebuild) {
     auto fresh = snapshot();
     if (!fresh) return fresh.error();
@@ -546,6 +572,7 @@ result<bool> segment_reader::snapshot_into(segment_snapshot& snap) {
   snap.info = info();
   cursor_.assign(families_.size(), 0);
   for (std::size_t i = 0; i < series_.size(); ++i) {
+    if (series_removed(i)) continue;
     const std::uint32_t f = series_[i].family;
     read_series(i, snap.families[f].series[cursor_[f]++]);
   }
@@ -562,6 +589,7 @@ result<segment_snapshot> segment_reader::snapshot() {
   for (const family_meta& fm : families_)
     snap.families.push_back(fm.shape);
   for (std::size_t i = 0; i < series_.size(); ++i) {
+    if (series_removed(i)) continue;
     series_snapshot& s = snap.families[series_[i].family].series.emplace_back();
     s.label_values = series_labels(i).to_strings();
     read_series(i, s);

@@ -135,7 +135,8 @@ inline std::string hostile_bytes(std::string b, hostile h) {
                        .cell_index = 0,
                        .labels_off = list_off,
                        .cell_count = 2,
-                       .reserved = {}});
+                       .removed = 0,
+                       .reserved = 0});
       hd.series_published = hd.series_capacity;
       break;
     }

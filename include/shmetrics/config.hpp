@@ -12,7 +12,7 @@
 
 // The segment format this library writes and reads (docs/segment-format.md).
 #define SHMETRICS_FORMAT_MAJOR 1
-#define SHMETRICS_FORMAT_MINOR 0
+#define SHMETRICS_FORMAT_MINOR 1
 
 // The inline namespace follows the segment major version, so two libraries in one
 // engine that carry different formats cannot silently break the ODR.

@@ -12,6 +12,7 @@
 #include "config.hpp"
 #include "detail/atomics.hpp"
 #include "detail/shards.hpp"
+#include "scoped_timer.hpp"
 
 SHMETRICS_BEGIN_NAMESPACE
 namespace detail {
@@ -115,6 +116,13 @@ class histogram {
       detail::add_shared(base + bucket, std::uint64_t{1});
       detail::add_shared(base + bound_count_ + 1, v);
     }
+  }
+
+  /// A timer that observes the seconds its scope took, when it ends (as prometheus_client's
+  /// `with histogram.time():`): `auto t = h.time();`. Two CLOCK_MONOTONIC vDSO reads and
+  /// one observe(); see scoped_timer (cancel(), observe_now()).
+  [[nodiscard]] scoped_timer<histogram> time() const noexcept {
+    return scoped_timer<histogram>(*this);
   }
 
   /// The finite upper bounds (the +Inf bucket is implicit).

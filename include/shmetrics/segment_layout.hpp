@@ -1,4 +1,4 @@
-// shmetrics: the segment layout, format 1.0. This header IS the contract between a
+// shmetrics: the segment layout, format 1.1. This header IS the contract between a
 // writer and every reader; docs/segment-format.md repeats it in prose. Change it only
 // with a version bump and a doc update.
 //
@@ -33,7 +33,9 @@
 //     120 cells_per_shard      u32
 //     124 reserved0            u32
 //     128 shard_stride         u64  bytes between shards (multiple of 128)
-//     136 reserved             (write-once area ends at 192)
+//     136 series_removed       u64  (1.1) series records marked removed so far; release,
+//                                   after the record's `removed` word
+//     144 reserved             (write-once area ends at 192)
 //     ---- hot line(s), written after publication ----
 //     192 state                u64  1 ready, 2 closed cleanly by the writer
 //     200 heartbeat_ns         u64  CLOCK_MONOTONIC of the writer's last heartbeat
@@ -60,7 +62,9 @@
 //     4  cell_index u32   first cell of this series in every shard
 //     8  labels_off u32   -> family.label_count x {u32 off, u32 len} (label values)
 //     12 cell_count u32   counter 2, gauge 2, histogram bucket_count + 2
-//     16 reserved (16 B)
+//     16 removed u64      (1.1) 0 live; 1 removed by the writer (set once, never cleared):
+//                         readers of 1.1 skip the series, its cells are never reused
+//     24 reserved (8 B)
 //
 //   value cells: cell i of shard k is the u64 at
 //     cells_offset + k * shard_stride + i * 8.
@@ -138,7 +142,10 @@ struct segment_header {
   std::uint32_t cells_per_shard;
   std::uint32_t reserved0;
   std::uint64_t shard_stride;
-  std::uint64_t reserved1[7];
+  // 1.1: the one header word written after publication outside the hot lines; 0 in 1.0
+  // segments (reserved, zero), so a 1.1 reader sees nothing removed there.
+  std::uint64_t series_removed;
+  std::uint64_t reserved1[6];
   // hot fields: 8-byte atomics only
   std::uint64_t state;
   std::uint64_t heartbeat_ns;
@@ -168,7 +175,8 @@ struct series_record {
   std::uint32_t cell_index;
   std::uint32_t labels_off;
   std::uint32_t cell_count;
-  std::uint64_t reserved[2];
+  std::uint64_t removed;  // 1.1: 8-byte atomic, written after publication (remove())
+  std::uint64_t reserved;
 };
 
 /// A string reference into the arena (label names and label values).
@@ -199,6 +207,7 @@ static_assert(offsetof(segment_header, strings_capacity) == 104);
 static_assert(offsetof(segment_header, cells_offset) == 112);
 static_assert(offsetof(segment_header, cells_per_shard) == 120);
 static_assert(offsetof(segment_header, shard_stride) == 128);
+static_assert(offsetof(segment_header, series_removed) == 136);
 static_assert(offsetof(segment_header, state) == 192);
 static_assert(offsetof(segment_header, heartbeat_ns) == 200);
 static_assert(offsetof(segment_header, heartbeat_count) == 208);
@@ -224,6 +233,7 @@ static_assert(offsetof(series_record, family_index) == 0);
 static_assert(offsetof(series_record, cell_index) == 4);
 static_assert(offsetof(series_record, labels_off) == 8);
 static_assert(offsetof(series_record, cell_count) == 12);
+static_assert(offsetof(series_record, removed) == 16);
 static_assert(sizeof(string_ref) == 8);
 
 // Cross-process sharing is legitimate only with lock-free, address-free atomics.

@@ -9,5 +9,6 @@
 #include "counter.hpp"
 #include "gauge.hpp"
 #include "histogram.hpp"
+#include "scoped_timer.hpp"
 #include "registry.hpp"
 #include "process_metrics.hpp"

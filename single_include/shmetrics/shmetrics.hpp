@@ -23,7 +23,7 @@
 
 // The segment format this library writes and reads (docs/segment-format.md).
 #define SHMETRICS_FORMAT_MAJOR 1
-#define SHMETRICS_FORMAT_MINOR 0
+#define SHMETRICS_FORMAT_MINOR 1
 
 // The inline namespace follows the segment major version, so two libraries in one
 // engine that carry different formats cannot silently break the ODR.
@@ -297,7 +297,7 @@ class [[nodiscard]] result {
 SHMETRICS_END_NAMESPACE
 // ---- end shmetrics/errc.hpp ----
 // ---- begin shmetrics/segment_layout.hpp ----
-// shmetrics: the segment layout, format 1.0. This header IS the contract between a
+// shmetrics: the segment layout, format 1.1. This header IS the contract between a
 // writer and every reader; docs/segment-format.md repeats it in prose. Change it only
 // with a version bump and a doc update.
 //
@@ -332,7 +332,9 @@ SHMETRICS_END_NAMESPACE
 //     120 cells_per_shard      u32
 //     124 reserved0            u32
 //     128 shard_stride         u64  bytes between shards (multiple of 128)
-//     136 reserved             (write-once area ends at 192)
+//     136 series_removed       u64  (1.1) series records marked removed so far; release,
+//                                   after the record's `removed` word
+//     144 reserved             (write-once area ends at 192)
 //     ---- hot line(s), written after publication ----
 //     192 state                u64  1 ready, 2 closed cleanly by the writer
 //     200 heartbeat_ns         u64  CLOCK_MONOTONIC of the writer's last heartbeat
@@ -359,7 +361,9 @@ SHMETRICS_END_NAMESPACE
 //     4  cell_index u32   first cell of this series in every shard
 //     8  labels_off u32   -> family.label_count x {u32 off, u32 len} (label values)
 //     12 cell_count u32   counter 2, gauge 2, histogram bucket_count + 2
-//     16 reserved (16 B)
+//     16 removed u64      (1.1) 0 live; 1 removed by the writer (set once, never cleared):
+//                         readers of 1.1 skip the series, its cells are never reused
+//     24 reserved (8 B)
 //
 //   value cells: cell i of shard k is the u64 at
 //     cells_offset + k * shard_stride + i * 8.
@@ -435,7 +439,10 @@ struct segment_header {
   std::uint32_t cells_per_shard;
   std::uint32_t reserved0;
   std::uint64_t shard_stride;
-  std::uint64_t reserved1[7];
+  // 1.1: the one header word written after publication outside the hot lines; 0 in 1.0
+  // segments (reserved, zero), so a 1.1 reader sees nothing removed there.
+  std::uint64_t series_removed;
+  std::uint64_t reserved1[6];
   // hot fields: 8-byte atomics only
   std::uint64_t state;
   std::uint64_t heartbeat_ns;
@@ -465,7 +472,8 @@ struct series_record {
   std::uint32_t cell_index;
   std::uint32_t labels_off;
   std::uint32_t cell_count;
-  std::uint64_t reserved[2];
+  std::uint64_t removed;  // 1.1: 8-byte atomic, written after publication (remove())
+  std::uint64_t reserved;
 };
 
 /// A string reference into the arena (label names and label values).
@@ -496,6 +504,7 @@ static_assert(offsetof(segment_header, strings_capacity) == 104);
 static_assert(offsetof(segment_header, cells_offset) == 112);
 static_assert(offsetof(segment_header, cells_per_shard) == 120);
 static_assert(offsetof(segment_header, shard_stride) == 128);
+static_assert(offsetof(segment_header, series_removed) == 136);
 static_assert(offsetof(segment_header, state) == 192);
 static_assert(offsetof(segment_header, heartbeat_ns) == 200);
 static_assert(offsetof(segment_header, heartbeat_count) == 208);
@@ -521,6 +530,7 @@ static_assert(offsetof(series_record, family_index) == 0);
 static_assert(offsetof(series_record, cell_index) == 4);
 static_assert(offsetof(series_record, labels_off) == 8);
 static_assert(offsetof(series_record, cell_count) == 12);
+static_assert(offsetof(series_record, removed) == 16);
 static_assert(sizeof(string_ref) == 8);
 
 // Cross-process sharing is legitimate only with lock-free, address-free atomics.
@@ -840,6 +850,78 @@ SHMETRICS_END_NAMESPACE
 #include <cmath>    // std::fabs: add() ignores non-finite amounts
 #include <time.h>   // clock_gettime (vDSO) for latest-mode timestamps
 
+// ---- begin shmetrics/scoped_timer.hpp ----
+// shmetrics: scoped_timer, the seconds a scope took, recorded when it ends (like
+// prometheus_client's `with histogram.time():` and `with gauge.time():`).
+//
+//   {
+//     auto t = ttft.time();   // histogram: observes the elapsed seconds at scope exit
+//     ...                     // t.cancel() records nothing; t.observe_now() records now
+//   }
+
+
+
+SHMETRICS_BEGIN_NAMESPACE
+
+/// Records the seconds between its creation and its end into a histogram (observe) or a
+/// gauge (set). Move-only; a moved-from or cancelled timer records nothing. The clock is
+/// CLOCK_MONOTONIC (std::chrono::steady_clock's), read through the vDSO: two reads per
+/// timer, no syscall, no allocation, no lock. Thread-safe as its handle is; one timer is
+/// used by one thread.
+template <class Handle>
+class scoped_timer {
+ public:
+  scoped_timer() = default;
+  explicit scoped_timer(const Handle& h) noexcept : handle_(h), start_ns_(now_ns()), armed_(true) {}
+  scoped_timer(scoped_timer&& o) noexcept
+      : handle_(o.handle_), start_ns_(o.start_ns_), armed_(std::exchange(o.armed_, false)) {}
+  /// Records this timer's time first (if still armed), then takes over `o`'s.
+  scoped_timer& operator=(scoped_timer&& o) noexcept {
+    if (this != &o) {
+      observe_now();
+      handle_ = o.handle_;
+      start_ns_ = o.start_ns_;
+      armed_ = std::exchange(o.armed_, false);
+    }
+    return *this;
+  }
+  scoped_timer(const scoped_timer&) = delete;
+  scoped_timer& operator=(const scoped_timer&) = delete;
+  ~scoped_timer() { observe_now(); }
+
+  /// Records the seconds elapsed so far now, instead of at the end; returns them (0 when
+  /// the timer was already recorded, cancelled or moved from). Later calls record nothing.
+  double observe_now() noexcept {
+    if (!armed_) return 0;
+    armed_ = false;
+    const double s = elapsed();
+    if constexpr (requires(Handle & h) { h.observe(0.0); })
+      handle_.observe(s);
+    else
+      handle_.set(s);
+    return s;
+  }
+  /// Records nothing (a request that failed, say).
+  void cancel() noexcept { armed_ = false; }
+  /// Seconds since the timer started.
+  double elapsed() const noexcept { return static_cast<double>(now_ns() - start_ns_) * 1e-9; }
+  /// Whether the timer will still record.
+  bool armed() const noexcept { return armed_; }
+
+ private:
+  static long long now_ns() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+  }
+
+  Handle handle_{};
+  long long start_ns_ = 0;
+  bool armed_ = false;
+};
+
+SHMETRICS_END_NAMESPACE
+// ---- end shmetrics/scoped_timer.hpp ----
 
 SHMETRICS_BEGIN_NAMESPACE
 namespace detail {
@@ -879,6 +961,21 @@ class gauge {
   SHMETRICS_ALWAYS_INLINE void sub(double v) noexcept { add(-v); }
   SHMETRICS_ALWAYS_INLINE void inc() noexcept { add(1.0); }
   SHMETRICS_ALWAYS_INLINE void dec() noexcept { add(-1.0); }
+
+  /// Sets the gauge to the current unix time in seconds, as prometheus_client's
+  /// Gauge.set_to_current_time() (e.g. a last-success timestamp). Costs one
+  /// clock_gettime(CLOCK_REALTIME), a vDSO read without a syscall (about 20 ns on x86-64
+  /// with the TSC clocksource; a real syscall where the kernel's clocksource has no vDSO
+  /// support), then set(). Follows the wall clock: it may step back when the clock is set.
+  void set_to_current_time() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    set(static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9);
+  }
+
+  /// A timer that sets this gauge to the seconds its scope took, when it ends (as
+  /// prometheus_client's `with gauge.time():`). See scoped_timer.
+  [[nodiscard]] scoped_timer<gauge> time() const noexcept { return scoped_timer<gauge>(*this); }
 
   /// The value last written (reads the segment). Thread-safe.
   double value() const noexcept {
@@ -1019,6 +1116,13 @@ class histogram {
     }
   }
 
+  /// A timer that observes the seconds its scope took, when it ends (as prometheus_client's
+  /// `with histogram.time():`): `auto t = h.time();`. Two CLOCK_MONOTONIC vDSO reads and
+  /// one observe(); see scoped_timer (cancel(), observe_now()).
+  [[nodiscard]] scoped_timer<histogram> time() const noexcept {
+    return scoped_timer<histogram>(*this);
+  }
+
   /// The finite upper bounds (the +Inf bucket is implicit).
   const double* bounds() const noexcept { return bounds_; }
   std::uint32_t bound_count() const noexcept { return bound_count_; }
@@ -1056,6 +1160,7 @@ SHMETRICS_END_NAMESPACE
 #include <chrono>              // heartbeat interval
 #include <condition_variable>  // heartbeat thread wake-up
 #include <deque>               // stable family storage
+#include <functional>          // callback gauges
 #include <initializer_list>    // with_labels({...})
 #include <mutex>               // registration lock (process-local, never in the segment)
 #include <thread>              // heartbeat thread
@@ -1377,6 +1482,10 @@ struct registry_options {
   std::uint64_t string_bytes = 1u << 20;  ///< arena for names, help, labels, bucket bounds
   std::uint32_t shards = 16;              ///< value shards incl. the shared shard 0; 1..64
   std::chrono::milliseconds heartbeat_interval{1000};  ///< 0: no thread; call heartbeat() yourself
+  /// How often a thread of the registry calls the callback gauges' functions
+  /// (gauge_family::with_callback). The thread starts with the first callback. 0: no
+  /// thread; call registry::sample_callbacks() yourself.
+  std::chrono::milliseconds callback_interval{1000};
   bool unlink_on_close = true;  ///< remove the file when the registry is destroyed
   /// Reserve the segment's tmpfs pages (posix_fallocate) before they are written: the
   /// header at creation, then records, strings and every shard's cells as registrations
@@ -1399,29 +1508,47 @@ struct registry_options {
   }
 };
 
+/// A label with the same value on every series of a family (prometheus-cpp's constant
+/// labels): `.const_labels = {{"engine", "0"}}`. The name follows the label name rules and
+/// may not repeat a variable label's; the value is any UTF-8. with_labels() takes the
+/// variable labels' values only.
+struct const_label {
+  std::string_view name, value;
+};
+
 /// Family definitions. `labels` are the label names, in the order with_labels() takes
 /// their values. Counter names may end in `_total` or not; they are exposed with it.
 struct counter_spec {
   std::string_view name, help;
   std::vector<std::string_view> labels = {};
   std::string_view unit = {};
+  std::vector<const_label> const_labels = {};
 };
 struct gauge_spec {
   std::string_view name, help;
   std::vector<std::string_view> labels = {};
   gauge_mode mode = gauge_mode::live_sum;  ///< how the exporter merges processes
   std::string_view unit = {};
+  std::vector<const_label> const_labels = {};
 };
 struct histogram_spec {
   std::string_view name, help;
   std::vector<std::string_view> labels = {};
-  std::vector<double> buckets = {};  ///< finite upper bounds, strictly increasing (+Inf implied)
+  /// Finite upper bounds, strictly increasing (+Inf implied; a trailing +Inf is dropped).
+  /// At least one: an empty list is refused (errc::invalid_buckets) unless inf_bucket_only.
+  std::vector<double> buckets = {};
   std::string_view unit = {};
+  std::vector<const_label> const_labels = {};
+  /// Opt-in to a histogram with no finite bucket (`buckets` empty): only `le="+Inf"`,
+  /// `_count` and `_sum`. Without it an empty bucket list is a mistake (prometheus_client
+  /// refuses it too), not a silent +Inf-only histogram.
+  bool inf_bucket_only = false;
 };
 /// An info-style family: a gauge fixed at 1 whose labels carry the information.
 struct info_spec {
   std::string_view name, help;
   std::vector<std::string_view> labels = {};
+  std::vector<const_label> const_labels = {};
 };
 
 /// What a registry has used of its segment.
@@ -1431,6 +1558,8 @@ struct registry_usage {
   std::uint64_t string_bytes, string_capacity;
   std::uint32_t cells, cell_capacity;
   std::uint64_t registrations_dropped;
+  std::uint64_t series_removed;     ///< remove()/clear(): records and cells not reused
+  std::uint64_t callback_failures;  ///< callback gauge calls that threw (value kept)
 };
 
 namespace detail {
@@ -1459,12 +1588,18 @@ struct family_state {
   std::string name;  // as exposed in the segment (counters: without _total)
   metric_type type;
   gauge_mode mode;
-  std::vector<std::string> label_names;
+  std::vector<std::string> label_names;  // the variable ones, in with_labels() order
+  // Constant labels: stored after the variable ones in the family record, their values
+  // after the variable values in every series record, so readers see ordinary labels.
+  std::vector<std::string> const_names, const_values;
   std::vector<double> bounds;
   std::string help, unit;
   std::uint32_t index;
   const double* arena_bounds = nullptr;  // bounds as stored in the arena (histogram handles)
-  std::unordered_map<std::string, std::uint32_t> series;  // label key -> cell index
+  struct slot {
+    std::uint32_t cell, record;  // first cell; index of the series record
+  };
+  std::unordered_map<std::string, slot> series;  // label key -> live series
 };
 
 inline const char* type_word(metric_type type) noexcept {
@@ -1479,6 +1614,87 @@ inline const char* type_word(metric_type type) noexcept {
       return "gauge";
   }
 }
+
+/// The callback gauges of one registry and the thread that samples them. Shared with the
+/// callback_gauge handles, so that a handle outliving its registry stays safe to destroy.
+struct callback_set {
+  struct entry {
+    gauge target;
+    std::function<double()> fn;
+    bool dead = false;                       // under run_mu
+    std::atomic<std::uint64_t> failures{0};  // calls that threw
+  };
+
+  // Held while callbacks run and while `entries` changes: once a handle's reset() has
+  // returned, its function is neither running nor called again. Recursive, so that a
+  // callback may register or drop a callback (itself included) without deadlock.
+  std::recursive_mutex run_mu;
+  std::vector<std::shared_ptr<entry>> entries;
+  int depth = 0;        // passes running (nested only when a callback samples)
+  bool closed = false;  // the registry is going: nothing is called any more
+  std::atomic<std::uint64_t> failures{0};
+
+  std::mutex thread_mu;
+  std::condition_variable thread_cv;
+  bool stopping = false;
+  std::thread thread;
+
+  // One call: a throwing function keeps the gauge's previous value and is counted.
+  static void call(entry& e) noexcept {
+#if defined(__cpp_exceptions)
+    try {
+      e.target.set(e.fn());
+    } catch (...) {
+      e.failures.fetch_add(1, std::memory_order_relaxed);
+    }
+#else
+    e.target.set(e.fn());
+#endif
+  }
+
+  void sample() noexcept {
+    std::lock_guard lock(run_mu);
+    if (closed) return;
+    ++depth;
+    // By index, on a copy of each pointer: a callback may add entries (the vector grows).
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      std::shared_ptr<entry> e = entries[i];
+      if (e->dead) continue;
+      const std::uint64_t before = e->failures.load(std::memory_order_relaxed);
+      call(*e);
+      if (e->failures.load(std::memory_order_relaxed) != before)
+        failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (--depth == 0) std::erase_if(entries, [](const auto& e) { return e->dead; });
+  }
+
+  void drop(const std::shared_ptr<entry>& e) noexcept {
+    std::lock_guard lock(run_mu);
+    e->dead = true;
+    if (depth == 0) std::erase(entries, e);
+  }
+
+  void start(std::chrono::milliseconds every) {
+    thread = std::thread([this, every] {
+      std::unique_lock lock(thread_mu);
+      while (!thread_cv.wait_for(lock, every, [this] { return stopping; })) {
+        lock.unlock();  // stop() may come meanwhile; it then waits for this pass
+        sample();
+        lock.lock();
+      }
+    });
+  }
+  void stop() noexcept {
+    {
+      std::lock_guard lock(thread_mu);
+      stopping = true;
+    }
+    thread_cv.notify_all();
+    if (thread.joinable()) thread.join();
+    std::lock_guard lock(run_mu);
+    closed = true;
+  }
+};
 
 class registry_state;
 
@@ -1500,7 +1716,10 @@ class registry_state {
   /// The caller holds live_registries::mu (see registry::create: held from before the
   /// segment file is opened until the state is in the list).
   registry_state(mapped_segment seg, const registry_options& opt)
-      : seg_(std::move(seg)), unlink_on_close_(opt.unlink_on_close), reserve_(opt.reserve) {
+      : seg_(std::move(seg)),
+        unlink_on_close_(opt.unlink_on_close),
+        reserve_(opt.reserve),
+        callback_every_(opt.callback_interval) {
     base_ = static_cast<char*>(seg_.base);
     hdr_ = reinterpret_cast<layout::segment_header*>(base_);
     live_registries& l = live_registries::get();
@@ -1517,6 +1736,7 @@ class registry_state {
       if (next_) next_->prev_ = prev_;
     }
     stop_heartbeat();
+    if (callbacks_) callbacks_->stop();  // before the unmap: callbacks write into the segment
     if (forked_) {
       // An inherited registry: the segment is the parent's. Drop the private copy only;
       // never mark it closed nor unlink it.
@@ -1582,7 +1802,9 @@ class registry_state {
   result<std::uint32_t> add_family(metric_type type, std::string_view name, std::string_view help,
                                    std::string_view unit,
                                    const std::vector<std::string_view>& labels,
-                                   std::vector<double> bounds, gauge_mode mode) {
+                                   std::vector<double> bounds, gauge_mode mode,
+                                   const std::vector<const_label>& consts = {},
+                                   bool inf_bucket_only = false) {
     std::string exposed(name);
     if (type == metric_type::counter && exposed.size() > 6 &&
         exposed.compare(exposed.size() - 6, 6, "_total") == 0)
@@ -1592,19 +1814,40 @@ class registry_state {
     if (!valid_utf8(help)) return error{errc::invalid_utf8, 0, std::string(name) + " help"};
     if (!valid_utf8(unit) || !valid_metric_name(unit.empty() ? "x" : unit))
       return error{errc::invalid_metric_name, 0, std::string(name) + " unit"};
-    for (std::size_t i = 0; i < labels.size(); ++i) {
-      std::string who = std::string(name) + " label '" + std::string(labels[i]) + "'";
-      if (!valid_label_name(labels[i])) return error{errc::invalid_label_name, 0, who};
-      if (labels[i].starts_with("__") || (type == metric_type::histogram && labels[i] == "le"))
+    // Every label name the segment gets: the variable ones, then the constant ones.
+    std::vector<std::string_view> all_labels = labels;
+    for (const const_label& c : consts)
+      all_labels.push_back(c.name);
+    for (std::size_t i = 0; i < all_labels.size(); ++i) {
+      const bool fixed = i >= labels.size();
+      std::string who = std::string(name) + (fixed ? " constant label '" : " label '") +
+                        std::string(all_labels[i]) + "'";
+      if (!valid_label_name(all_labels[i])) return error{errc::invalid_label_name, 0, who};
+      if (all_labels[i].starts_with("__") ||
+          (type == metric_type::histogram && all_labels[i] == "le"))
         return error{errc::reserved_label_name, 0, who};
       for (std::size_t j = 0; j < i; ++j)
-        if (labels[j] == labels[i]) return error{errc::duplicate_label_name, 0, who};
+        if (all_labels[j] == all_labels[i])
+          return error{errc::duplicate_label_name, 0,
+                       who + (fixed && j < labels.size() ? " (also a variable label)" : "")};
+      if (fixed && !valid_utf8(consts[i - labels.size()].value))
+        return error{errc::invalid_utf8, 0, who + " value"};
     }
-    if (labels.size() > 0xFFFF)
+    if (all_labels.size() > 0xFFFF)
       return error{errc::invalid_options, 0, std::string(name) + " labels"};
     if (type == metric_type::histogram) {
       if (!bounds.empty() && bounds.back() == std::numeric_limits<double>::infinity())
         bounds.pop_back();
+      // An empty list is almost always a bug (a bucket list built from a config that was
+      // not read): refused rather than served as a histogram of +Inf only.
+      if (bounds.empty() && !inf_bucket_only)
+        return error{errc::invalid_buckets, 0,
+                     std::string(name) +
+                         ": no finite bucket bound (set histogram_spec::inf_bucket_only for a "
+                         "histogram of +Inf, _count and _sum only)"};
+      if (!bounds.empty() && inf_bucket_only)
+        return error{errc::invalid_buckets, 0,
+                     std::string(name) + ": inf_bucket_only with finite bucket bounds"};
       for (std::size_t i = 0; i < bounds.size(); ++i)
         if (!std::isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
           return error{errc::invalid_buckets, 0, std::string(name)};
@@ -1617,9 +1860,12 @@ class registry_state {
     if (auto it = by_name_.find(exposed); it != by_name_.end()) {
       family_state& f = families_[it->second];
       bool same = f.type == type && f.mode == mode && f.bounds == bounds && f.help == help &&
-                  f.unit == unit && f.label_names.size() == labels.size();
+                  f.unit == unit && f.label_names.size() == labels.size() &&
+                  f.const_names.size() == consts.size();
       for (std::size_t i = 0; same && i < labels.size(); ++i)
         same = f.label_names[i] == labels[i];
+      for (std::size_t i = 0; same && i < consts.size(); ++i)
+        same = f.const_names[i] == consts[i].name && f.const_values[i] == consts[i].value;
       if (!same)
         return error{f.type != type ? errc::wrong_family_type : errc::family_conflict, 0, exposed};
       return f.index;
@@ -1637,7 +1883,7 @@ class registry_state {
     {
       std::uint64_t bytes = exposed.size() + help.size() + unit.size() +
                             bounds.size() * sizeof(double) + 16;  // + alignment
-      for (auto l : labels)
+      for (auto l : all_labels)
         bytes += l.size() + sizeof(layout::string_ref) + 4;
       if (!reserve_region(
               h.families_offset, std::uint64_t{h.family_capacity} * layout::family_record_size,
@@ -1655,9 +1901,9 @@ class registry_state {
     layout::family_record rec{};
     if (!put_string(exposed, rec.name_off, rec.name_len) ||
         !put_string(help, rec.help_off, rec.help_len) ||
-        !put_string(unit, rec.unit_off, rec.unit_len) || !put_refs(labels, rec.labels_off))
+        !put_string(unit, rec.unit_off, rec.unit_len) || !put_refs(all_labels, rec.labels_off))
       return undo(errc::strings_full);
-    rec.label_count = static_cast<std::uint16_t>(labels.size());
+    rec.label_count = static_cast<std::uint16_t>(all_labels.size());
     rec.type = static_cast<std::uint8_t>(type);
     rec.gauge_mode = static_cast<std::uint8_t>(mode);
     rec.bucket_count = static_cast<std::uint32_t>(bounds.size());
@@ -1679,6 +1925,10 @@ class registry_state {
     f.mode = mode;
     for (auto l : labels)
       f.label_names.emplace_back(l);
+    for (const const_label& c : consts) {
+      f.const_names.emplace_back(c.name);
+      f.const_values.emplace_back(c.value);
+    }
     f.bounds = std::move(bounds);
     f.help = help;
     f.unit = unit;
@@ -1709,13 +1959,16 @@ class registry_state {
       key += v;
     }
     layout::segment_header& h = *hdr_;
-    if (auto it = f.series.find(key); it != f.series.end()) return cell(it->second);
+    if (auto it = f.series.find(key); it != f.series.end()) return cell(it->second.cell);
     if (series_count_ >= h.series_capacity) return dropped(errc::series_full, f.name);
+    std::vector<std::string_view> all_values = values;  // then the constant labels' values
+    for (const std::string& v : f.const_values)
+      all_values.push_back(v);
     std::uint32_t ncells = layout::cells_for(f.type, static_cast<std::uint32_t>(f.bounds.size()));
     if (h.cells_per_shard - cells_used_ < ncells) return dropped(errc::cells_full, f.name);
     {
       std::uint64_t bytes = 8;  // + alignment
-      for (auto v : values)
+      for (auto v : all_values)
         bytes += v.size() + sizeof(layout::string_ref) + 4;
       if (!reserve_region(h.series_offset,
                           std::uint64_t{h.series_capacity} * layout::series_record_size,
@@ -1728,7 +1981,7 @@ class registry_state {
     }
     std::uint64_t mark = strings_used_;
     layout::series_record rec{};
-    if (!put_refs(values, rec.labels_off)) {
+    if (!put_refs(all_values, rec.labels_off)) {
       strings_used_ = mark;
       return dropped(errc::strings_full, f.name);
     }
@@ -1736,16 +1989,89 @@ class registry_state {
     rec.cell_index = cells_used_;
     rec.cell_count = ncells;
     cells_used_ += ncells;
-    std::memcpy(base_ + h.series_offset + std::uint64_t{series_count_} * layout::series_record_size,
-                &rec, sizeof rec);
+    const std::uint32_t record = series_count_;
+    std::memcpy(base_ + h.series_offset + std::uint64_t{record} * layout::series_record_size, &rec,
+                sizeof rec);
     store_relaxed(&h.strings_used, strings_used_);
     store_relaxed(&h.cells_used, cells_used_);
     // release: record and label bytes complete before the count covers them.
     store_release(&h.series_published, ++series_count_);
-    f.series.emplace(std::move(key), rec.cell_index);
+    f.series.emplace(std::move(key), family_state::slot{rec.cell_index, record});
     if (f.type == metric_type::info)
       store_relaxed(cell(rec.cell_index), std::bit_cast<std::uint64_t>(1.0));
     return cell(rec.cell_index);
+  }
+
+  /// Adds a callback for the gauge at `cell`, calls it once now, and starts the sampling
+  /// thread with the first one (callback_interval > 0).
+  result<std::shared_ptr<callback_set::entry>> add_callback(const family_state& f, gauge target,
+                                                            std::function<double()> fn,
+                                                            std::chrono::milliseconds every) {
+    if (!fn) return error{errc::invalid_options, 0, f.name + ": empty callback"};
+    if (f.type != metric_type::gauge)
+      return error{errc::wrong_family_type, 0, f.name + ": a callback needs a gauge family"};
+    std::shared_ptr<callback_set> set;
+    {
+      std::lock_guard lock(mu_);
+      if (forked_) return error{errc::forked, 0, f.name};
+      if (!callbacks_) {
+        callbacks_ = std::make_shared<callback_set>();
+        if (every.count() > 0) callbacks_->start(every);
+      }
+      set = callbacks_;
+    }
+    auto e = std::make_shared<callback_set::entry>();
+    e->target = target;
+    e->fn = std::move(fn);
+    std::lock_guard lock(set->run_mu);
+    set->entries.push_back(e);
+    const std::uint64_t before = e->failures.load(std::memory_order_relaxed);
+    callback_set::call(*e);
+    if (e->failures.load(std::memory_order_relaxed) != before)
+      set->failures.fetch_add(1, std::memory_order_relaxed);
+    return e;
+  }
+  std::chrono::milliseconds callback_interval() const noexcept { return callback_every_; }
+  std::shared_ptr<callback_set> callbacks() {
+    std::lock_guard lock(mu_);
+    return callbacks_;
+  }
+  void sample_callbacks() noexcept {
+    if (auto c = callbacks()) c->sample();
+  }
+
+  /// Marks the series of these label values removed (remove()); false if it has none.
+  result<bool> remove_series(std::uint32_t family, const std::vector<std::string_view>& values) {
+    if (forked_) return error{errc::forked, 0, "remove of family " + std::to_string(family)};
+    std::lock_guard lock(mu_);
+    family_state& f = families_[family];
+    if (values.size() != f.label_names.size())
+      return error{errc::label_count_mismatch, 0,
+                   f.name + ": " + std::to_string(values.size()) + " values for " +
+                       std::to_string(f.label_names.size()) + " labels"};
+    std::string key;
+    for (auto v : values) {
+      key += std::to_string(v.size());
+      key += ':';
+      key += v;
+    }
+    auto it = f.series.find(key);
+    if (it == f.series.end()) return false;
+    mark_removed(it->second.record);
+    f.series.erase(it);
+    return true;
+  }
+
+  /// Marks every series of the family removed (clear()); returns how many.
+  result<std::size_t> clear_series(std::uint32_t family) {
+    if (forked_) return error{errc::forked, 0, "clear of family " + std::to_string(family)};
+    std::lock_guard lock(mu_);
+    family_state& f = families_[family];
+    const std::size_t n = f.series.size();
+    for (const auto& [key, slot] : f.series)
+      mark_removed(slot.record);
+    f.series.clear();
+    return n;
   }
 
   const family_state& family(std::uint32_t i) {
@@ -1767,13 +2093,26 @@ class registry_state {
             h.strings_capacity,
             cells_used_,
             h.cells_per_shard,
-            load_relaxed(&h.registrations_dropped)};
+            load_relaxed(&h.registrations_dropped),
+            series_removed_,
+            callbacks_ ? callbacks_->failures.load(std::memory_order_relaxed) : 0};
   }
 
  private:
   char* arena() noexcept { return base_ + hdr_->strings_offset; }
   std::uint64_t* cell(std::uint32_t index) noexcept {
     return reinterpret_cast<std::uint64_t*>(base_ + hdr_->cells_offset) + index;
+  }
+
+  // Under mu_. The record's word first, then the header count with release: a reader that
+  // acquires the count sees every flag it covers. Cells are left as they are: handles of
+  // the series keep writing there, and nobody reads them.
+  void mark_removed(std::uint32_t record) noexcept {
+    layout::segment_header& h = *hdr_;
+    auto* rec = reinterpret_cast<layout::series_record*>(
+        base_ + h.series_offset + std::uint64_t{record} * layout::series_record_size);
+    store_relaxed(&rec->removed, std::uint64_t{1});
+    store_release(&h.series_removed, ++series_removed_);
   }
 
   error dropped(errc c, const std::string& who) {
@@ -1861,6 +2200,16 @@ class registry_state {
     new (&hb_mu_) std::mutex;
     new (&hb_cv_) std::condition_variable;
     new (&mu_) std::mutex;
+    if (callbacks_) {
+      // The sampling thread is the parent's; its locks may have been held at fork.
+      callback_set& c = *callbacks_;
+      new (&c.thread) std::thread;
+      new (&c.run_mu) std::recursive_mutex;
+      new (&c.thread_mu) std::mutex;
+      new (&c.thread_cv) std::condition_variable;
+      c.depth = 0;
+      c.closed = true;  // an inert registry calls nothing
+    }
     if (base_) {
       const std::uint64_t arena_off = hdr_->strings_offset;
       const std::uint64_t arena_len = std::min(strings_used_, hdr_->strings_capacity);
@@ -1904,6 +2253,7 @@ class registry_state {
   mapped_segment seg_;
   bool unlink_on_close_;
   bool reserve_;  // registry_options::reserve, off once the filesystem cannot reserve
+  std::chrono::milliseconds callback_every_;  // registry_options::callback_interval
   // Bytes reserved of each region (cells: of each shard), see reserve_region().
   std::uint64_t families_reserved_ = 0, series_reserved_ = 0, strings_reserved_ = 0,
                 cells_reserved_ = 0;
@@ -1917,8 +2267,11 @@ class registry_state {
   std::unordered_map<std::string, std::uint32_t> by_name_;
   std::unordered_map<std::string, std::uint32_t> exposed_;  // exposed_names() -> family index
   std::uint32_t series_count_ = 0;
+  std::uint64_t series_removed_ = 0;
   std::uint64_t strings_used_ = 0;
   std::uint32_t cells_used_ = 0;
+
+  std::shared_ptr<callback_set> callbacks_;  // created with the first callback gauge
 
   std::mutex hb_mu_;
   std::condition_variable hb_cv_;
@@ -1931,6 +2284,54 @@ class registry_state {
 };
 
 }  // namespace detail
+
+/// A gauge whose value a function computes, called by a thread of the registry every
+/// registry_options::callback_interval (prometheus_client's Gauge.set_function(), and
+/// what process_metrics does for its own figures). Returned by
+/// gauge_family::with_callback(); move-only. Destroying it (or reset()) unregisters the
+/// function: once that returns, the function is not running and is never called again.
+/// The gauge keeps the last value it was set to.
+///
+/// The function runs off the hot path, on the sampling thread, one function at a time.
+/// One that throws leaves the gauge at its previous value; the throw is counted
+/// (failures(), registry_usage::callback_failures) and the others still run. Do not
+/// destroy the handle, nor the registry, while holding a lock the function takes, and
+/// never from the function's own thread except through reset() of a callback handle.
+class callback_gauge {
+ public:
+  callback_gauge() = default;
+  callback_gauge(std::shared_ptr<detail::callback_set> set,
+                 std::shared_ptr<detail::callback_set::entry> e) noexcept
+      : set_(std::move(set)), entry_(std::move(e)) {}
+  callback_gauge(callback_gauge&&) noexcept = default;
+  callback_gauge& operator=(callback_gauge&& o) noexcept {
+    if (this != &o) {
+      reset();
+      set_ = std::move(o.set_);
+      entry_ = std::move(o.entry_);
+    }
+    return *this;
+  }
+  callback_gauge(const callback_gauge&) = delete;
+  callback_gauge& operator=(const callback_gauge&) = delete;
+  ~callback_gauge() { reset(); }
+
+  /// Unregisters the function (waits for a call of it in progress to end).
+  void reset() noexcept {
+    if (set_ && entry_) set_->drop(entry_);
+    set_.reset();
+    entry_.reset();
+  }
+  /// Calls of this function that threw.
+  std::uint64_t failures() const noexcept {
+    return entry_ ? entry_->failures.load(std::memory_order_relaxed) : 0;
+  }
+  explicit operator bool() const noexcept { return entry_ != nullptr; }
+
+ private:
+  std::shared_ptr<detail::callback_set> set_;
+  std::shared_ptr<detail::callback_set::entry> entry_;
+};
 
 /// One family: a metric name with a type and label names. Copyable, cheap; valid while
 /// its registry lives. with_labels() is the cold path that yields a hot-path handle.
@@ -1960,6 +2361,48 @@ class family {
       return histogram(reg_->pool(), *cell, f.arena_bounds,
                        static_cast<std::uint32_t>(f.bounds.size()));
     }
+  }
+
+  /// Removes the series of these label values, as prometheus_client's remove() and
+  /// prometheus-cpp's Family::Remove(): readers (format 1.1) and the exporter stop serving
+  /// it. Handles to it stay safe: their writes go to cells nobody reads. with_labels() with
+  /// the same values later creates a new series, from zero. Its record and cells are not
+  /// reused (the segment is append-only): churn counts against max_series and max_cells.
+  /// Returns false when the family has no such series. Fails: label_count_mismatch, forked.
+  result<bool> remove(std::initializer_list<std::string_view> values) const {
+    return remove(std::vector<std::string_view>(values));
+  }
+  result<bool> remove(const std::vector<std::string_view>& values) const {
+    if (!reg_) return error{errc::invalid_options, 0, "remove on an empty family"};
+    return reg_->remove_series(index_, values);
+  }
+  /// Removes every series of the family (prometheus_client's clear()); returns how many.
+  result<std::size_t> clear() const {
+    if (!reg_) return error{errc::invalid_options, 0, "clear on an empty family"};
+    return reg_->clear_series(index_);
+  }
+
+  /// Gauge families: the series for these label values, its value computed by `fn` (no
+  /// arguments, returns the value) on the registry's sampling thread: once now, then every
+  /// registry_options::callback_interval (or at registry::sample_callbacks()). Keep the
+  /// returned handle: destroying it stops the calls. Several callbacks on one series all
+  /// run (the last one called wins). Fails: as with_labels(); invalid_options (empty fn),
+  /// wrong_family_type (an info family).
+  result<callback_gauge> with_callback(
+      std::initializer_list<std::string_view> values,
+      std::function<double()> fn) const requires std::is_same_v<Handle, gauge> {
+    return with_callback(std::vector<std::string_view>(values), std::move(fn));
+  }
+  result<callback_gauge> with_callback(
+      const std::vector<std::string_view>& values,
+      std::function<double()> fn) const requires std::is_same_v<Handle, gauge> {
+    if (reg_ && reg_->family(index_).type != metric_type::gauge)
+      return error{errc::wrong_family_type, 0, name() + ": a callback needs a gauge family"};
+    auto g = with_labels(values);
+    if (!g) return g.error();
+    auto e = reg_->add_callback(reg_->family(index_), *g, std::move(fn), reg_->callback_interval());
+    if (!e) return e.error();
+    return callback_gauge(reg_->callbacks(), std::move(*e));
   }
 
   /// The family's name as stored (counters without `_total`).
@@ -2040,24 +2483,25 @@ class registry {
 
   result<counter_family> add_counter(const counter_spec& s) {
     auto i = state_->add_family(metric_type::counter, s.name, s.help, s.unit, s.labels, {},
-                                gauge_mode::sum);
+                                gauge_mode::sum, s.const_labels);
     if (!i) return i.error();
     return counter_family(state_.get(), *i);
   }
   result<gauge_family> add_gauge(const gauge_spec& s) {
-    auto i = state_->add_family(metric_type::gauge, s.name, s.help, s.unit, s.labels, {}, s.mode);
+    auto i = state_->add_family(metric_type::gauge, s.name, s.help, s.unit, s.labels, {}, s.mode,
+                                s.const_labels);
     if (!i) return i.error();
     return gauge_family(state_.get(), *i);
   }
   result<histogram_family> add_histogram(const histogram_spec& s) {
     auto i = state_->add_family(metric_type::histogram, s.name, s.help, s.unit, s.labels, s.buckets,
-                                gauge_mode::sum);
+                                gauge_mode::sum, s.const_labels, s.inf_bucket_only);
     if (!i) return i.error();
     return histogram_family(state_.get(), *i);
   }
   result<info_family> add_info(const info_spec& s) {
     auto i = state_->add_family(metric_type::info, s.name, s.help, {}, s.labels, {},
-                                gauge_mode::live_max);
+                                gauge_mode::live_max, s.const_labels);
     if (!i) return i.error();
     return info_family(state_.get(), *i);
   }
@@ -2066,6 +2510,10 @@ class registry {
   /// heartbeat_interval is 0; otherwise a background thread does it. Cheap: a vDSO
   /// clock read and two stores. Thread-safe.
   void heartbeat() noexcept { state_->heartbeat(); }
+
+  /// Calls every callback gauge's function now (on this thread), as the sampling thread
+  /// does every callback_interval; with callback_interval 0, the only way they run.
+  void sample_callbacks() noexcept { state_->sample_callbacks(); }
 
   const std::string& path() const noexcept { return state_->segment().path; }
   std::uint64_t instance_id() const noexcept { return state_->instance_id(); }

@@ -110,7 +110,7 @@ struct collector::impl {
   };
   static constexpr std::uint32_t not_served = 0xFFFFFFFF;
   struct plan_input {
-    std::uint64_t dev, ino, families, series;
+    std::uint64_t dev, ino, families, series, removed;  // removed: segment_reader::removed_count()
     bool alive;
     bool operator==(const plan_input&) const = default;
   };

@@ -16,8 +16,8 @@ void collector::impl::update_plan() {
   std::vector<plan_input> inputs;
   inputs.reserve(segments_.size());
   for (auto& [path, t] : segments_)
-    inputs.push_back(
-        {t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(), t.alive});
+    inputs.push_back({t.reader.device(), t.reader.inode(), t.families_covered, t.values.size(),
+                      t.reader.removed_count(), t.alive});
   if (plan_.version != 0 && inputs == plan_.inputs && retired_version_ == plan_.retired_version)
     return;
   std::size_t series_total = 0;
@@ -98,7 +98,7 @@ void collector::impl::update_plan() {
       auto& targets = p.segment_targets.emplace_back(t.values.size());
       for (std::size_t i = 0; i < t.values.size(); ++i) {
         std::uint32_t fam = family_target[t.reader.series_family(i)];
-        if (fam == not_served)
+        if (fam == not_served || t.reader.series_removed(i))  // removed: never served again
           targets[i] = {not_served, t.reader.bucket_slots(i), false};
         else
           targets[i] = place(fam, t.reader.series_labels(i));

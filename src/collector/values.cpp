@@ -50,6 +50,10 @@ std::vector<family_snapshot> collector::impl::families_of(const tracked& t) cons
     out.push_back(t.reader.family(f));
   std::size_t off = 0;  // into t.buckets
   for (std::size_t i = 0; i < t.values.size(); ++i) {
+    if (t.reader.series_removed(i)) {  // not folded into retired totals either
+      off += t.reader.bucket_slots(i);
+      continue;
+    }
     series_snapshot& s = out[t.reader.series_family(i)].series.emplace_back();
     s.label_values = t.reader.series_labels(i).to_strings();
     if (const std::uint32_t nb = t.reader.bucket_slots(i)) {

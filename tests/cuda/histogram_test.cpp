@@ -82,8 +82,12 @@ TEST_CASE("observe_batch (CUB DeviceHistogram) bins exactly like histogram::obse
   test::unique_prefix prefix;
   auto reg = shmetrics::registry::create(prefix.options());
   REQUIRE(reg);
-  auto fam = reg->add_histogram(
-      {.name = "latency_seconds", .help = "h", .labels = {"side", "values"}, .buckets = bounds});
+  auto fam =
+      reg->add_histogram({.name = "latency_seconds",
+                          .help = "h",
+                          .labels = {"side", "values"},
+                          .buckets = bounds,
+                          .inf_bucket_only = bounds.empty()});  // the empty set is on purpose
   REQUIRE(fam);
   cudaStream_t stream;
   CUDA_REQUIRE(cudaStreamCreate(&stream));

@@ -7,6 +7,7 @@
 //   histb NAME B1,B2,.. V    observe V in NAME with these buckets
 //   wide NAME COUNT BYTES    COUNT series of counter NAME, label values BYTES long, each 1
 //   process                  record this process (process_metrics, sampled every 50 ms)
+//   remove NAME LABEL        remove the series NAME{k=LABEL} of counter NAME
 //   sync                     print "ok"
 //   exit                     leave (removes the segment unless "keep")
 #include <cstdio>
@@ -93,6 +94,10 @@ int main(int argc, char** argv) {
       }
       pm = std::move(*m);
       pm.sample_every(std::chrono::milliseconds(50));
+    } else if (cmd == "remove") {
+      in >> a;
+      auto f = reg->add_counter({.name = name, .help = "A test counter.", .labels = {"k"}});
+      if (f) (void)f->remove({a});
     } else if (cmd == "sync") {
       std::printf("ok\n");
       std::fflush(stdout);

@@ -41,14 +41,15 @@ class segment_reader {
   /// names the record and the limit).
   result<bool> refresh();
 
-  /// refresh(), then the values of every series, summed over shards. Copies every
+  /// refresh(), then the values of every series not removed, summed over shards. Copies every
   /// name and label: for repeated reads, refresh() + read_series() reuse storage.
   result<segment_snapshot> snapshot();
 
   /// snapshot() for repeated reads: fills `snap`, reusing it. When `snap` is what the last
-  /// call left (pass the same object back, unmodified) and no record was published since,
-  /// only the values are read: no allocation. Returns true when the shape was rebuilt
-  /// (names and labels copied: the first call, and after new records).
+  /// call left (pass the same object back, unmodified) and no record was published nor
+  /// series removed since, only the values are read: no allocation. Returns true when the
+  /// shape was rebuilt (names and labels copied: the first call, after new records, and
+  /// after removals). Removed series are left out (series_removed()).
   result<bool> snapshot_into(segment_snapshot& snap);
 
   /// Label values of one series, in its family's label_names order: views into the
@@ -83,9 +84,16 @@ class segment_reader {
   };
 
   /// Records parsed so far (by refresh()). Families are stable: records are append-only,
-  /// and a family reference stays valid for the reader's life.
+  /// and a family reference stays valid for the reader's life. Series indices are stable
+  /// too: a removed series keeps its index (series_removed()).
   std::size_t family_count() const noexcept { return families_.size(); }
   std::size_t series_count() const noexcept { return series_.size(); }
+  /// Whether the writer removed series `i` (format 1.1, family::remove()), as of the last
+  /// refresh(). A removed series is never served again: snapshots leave it out, and
+  /// read_values() still reads its (orphaned) cells. Final: it never comes back.
+  bool series_removed(std::size_t i) const noexcept { return i < removed_.size() && removed_[i]; }
+  /// How many parsed series are removed; grows when refresh() sees removals.
+  std::size_t removed_count() const noexcept { return removed_count_; }
   /// Family `i`'s definition; its `series` is empty.
   const family_snapshot& family(std::size_t i) const noexcept { return families_[i].shape; }
   std::uint32_t series_family(std::size_t i) const noexcept { return series_[i].family; }
@@ -179,6 +187,12 @@ class segment_reader {
   // arena's size; cells the parsed series claim in all, at most a shard's.
   std::uint64_t arena_referenced_ = 0;
   std::uint64_t cells_claimed_ = 0;
+  // Removed series (format 1.1): flags by series index, empty until the first removal (no
+  // memory per series for writers that never remove). The header's series_removed count
+  // as last seen: the records' flags are scanned again only when it moves.
+  std::vector<bool> removed_;
+  std::size_t removed_count_ = 0;
+  std::uint64_t removed_seen_ = 0;
 };
 
 SHMETRICS_END_NAMESPACE

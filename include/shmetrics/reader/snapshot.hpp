@@ -51,7 +51,8 @@ struct segment_info {
   layout::segment_state state = layout::segment_state::initializing;
   std::uint64_t heartbeat_ns = 0, heartbeat_count = 0;
   std::uint64_t families = 0, family_capacity = 0;
-  std::uint64_t series = 0, series_capacity = 0;
+  std::uint64_t series = 0, series_capacity = 0;  ///< series: records, removed ones included
+  std::uint64_t series_removed = 0;               ///< removed series (left out of snapshots)
   std::uint64_t string_bytes = 0, string_capacity = 0;
   std::uint64_t cells = 0, cell_capacity = 0;
   std::uint64_t registrations_dropped = 0;
