@@ -41,22 +41,8 @@ void logger::log(log_level level, const std::string& msg, const std::string& ext
 void logger::log_limited(log_level level, const std::string& key, const std::string& msg,
                          const std::string& extra, std::chrono::seconds every) {
   if (level < min_) return;
-  long suppressed = 0;
-  {
-    std::lock_guard lock(mu_);
-    auto now = std::chrono::steady_clock::now();
-    auto [it, fresh] = limits_.try_emplace(key);
-    if (!fresh && now - it->second.last < every) {
-      ++it->second.suppressed;
-      return;
-    }
-    suppressed = it->second.suppressed;
-    it->second = {now, 0};
-  }
   std::string e = extra;
-  if (suppressed > 0)
-    e += (e.empty() ? "" : " ") + std::string("suppressed=") + std::to_string(suppressed);
-  log(level, msg, e);
+  if (limit_.admit(key, e, every)) log(level, msg, e);
 }
 
 bool parse_log_level(const std::string& s, log_level& out) {

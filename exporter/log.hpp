@@ -4,7 +4,6 @@
 #pragma once
 
 #include <chrono>  // rate limit
-#include <map>     // per-key state
 #include <mutex>   // lines from several threads
 #include <string>  // messages
 
@@ -37,13 +36,9 @@ class logger {
   static std::string quote(const std::string& s) { return ::shmetrics::logfmt_quote(s); }
 
  private:
-  struct limited {
-    std::chrono::steady_clock::time_point last;
-    long suppressed = 0;
-  };
   log_level min_;
-  std::mutex mu_;
-  std::map<std::string, limited> limits_;
+  std::mutex mu_;  // one line at a time on stderr
+  ::shmetrics::log_rate_limit limit_;
 };
 
 bool parse_log_level(const std::string& s, log_level& out);

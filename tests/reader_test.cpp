@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <shmetrics/reader/collector.hpp>  // log_rate_limit
 #include <shmetrics/reader/segment_reader.hpp>
 #include "hostile_segment.hpp"
 #include "support.hpp"
@@ -525,4 +526,27 @@ TEST_CASE("snapshot_into reads values only until new records appear", "[reader]"
       CHECK(snap.families[f].series[i].buckets == fresh.families[f].series[i].buckets);
     }
   }
+}
+
+TEST_CASE("log_rate_limit lets one line a key through per interval and counts the rest",
+          "[reader][log]") {
+  using namespace std::chrono_literals;
+  shmetrics::log_rate_limit limit;
+  std::string extra = "path=\"a\"";
+  REQUIRE(limit.admit("bad a", extra, 60s));
+  CHECK(extra == "path=\"a\"");  // nothing held back yet
+  for (int i = 0; i < 3; ++i) {
+    std::string e = "path=\"a\"";
+    CHECK_FALSE(limit.admit("bad a", e, 60s));
+  }
+  std::string other;
+  CHECK(limit.admit("bad b", other, 60s));  // keys are apart
+  CHECK(other.empty());
+  // Once the interval has passed (0 s here) the next line says how many were held back.
+  std::string later = "path=\"a\"";
+  REQUIRE(limit.admit("bad a", later, 0s));
+  CHECK(later == "path=\"a\" suppressed=3");
+  std::string again;
+  REQUIRE(limit.admit("bad a", again, 0s));
+  CHECK(again.empty());  // the count starts over
 }

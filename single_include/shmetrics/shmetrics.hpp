@@ -1163,6 +1163,7 @@ SHMETRICS_END_NAMESPACE
 #include <functional>          // callback gauges
 #include <initializer_list>    // with_labels({...})
 #include <mutex>               // registration lock (process-local, never in the segment)
+#include <optional>            // series_key: an error or none
 #include <thread>              // heartbeat thread
 #include <unordered_map>       // dedupe of families and label sets (process memory only)
 #include <vector>              // label lists
@@ -1940,6 +1941,24 @@ class registry_state {
     return index;
   }
 
+  /// The key of `f`'s series with these label values (length-prefixed, so no two value
+  /// lists share one), or why there is none. Called with mu_ held.
+  static std::optional<error> series_key(const family_state& f,
+                                         const std::vector<std::string_view>& values,
+                                         std::string& key) {
+    if (values.size() != f.label_names.size())
+      return error{errc::label_count_mismatch, 0,
+                   f.name + ": " + std::to_string(values.size()) + " values for " +
+                       std::to_string(f.label_names.size()) + " labels"};
+    for (auto v : values) {
+      if (!valid_utf8(v)) return error{errc::invalid_utf8, 0, f.name + " label value"};
+      key += std::to_string(v.size());
+      key += ':';
+      key += v;
+    }
+    return std::nullopt;
+  }
+
   /// Registers (or finds) the series; returns a pointer to its first cell in shard 0.
   result<std::uint64_t*> add_series(std::uint32_t family,
                                     const std::vector<std::string_view>& values) {
@@ -1947,17 +1966,8 @@ class registry_state {
     if (forked_) return error{errc::forked, 0, "series of family " + std::to_string(family)};
     std::lock_guard lock(mu_);
     family_state& f = families_[family];
-    if (values.size() != f.label_names.size())
-      return error{errc::label_count_mismatch, 0,
-                   f.name + ": " + std::to_string(values.size()) + " values for " +
-                       std::to_string(f.label_names.size()) + " labels"};
     std::string key;
-    for (auto v : values) {
-      if (!valid_utf8(v)) return error{errc::invalid_utf8, 0, f.name + " label value"};
-      key += std::to_string(v.size());
-      key += ':';
-      key += v;
-    }
+    if (auto e = series_key(f, values, key)) return *e;
     layout::segment_header& h = *hdr_;
     if (auto it = f.series.find(key); it != f.series.end()) return cell(it->second.cell);
     if (series_count_ >= h.series_capacity) return dropped(errc::series_full, f.name);
@@ -2045,16 +2055,8 @@ class registry_state {
     if (forked_) return error{errc::forked, 0, "remove of family " + std::to_string(family)};
     std::lock_guard lock(mu_);
     family_state& f = families_[family];
-    if (values.size() != f.label_names.size())
-      return error{errc::label_count_mismatch, 0,
-                   f.name + ": " + std::to_string(values.size()) + " values for " +
-                       std::to_string(f.label_names.size()) + " labels"};
     std::string key;
-    for (auto v : values) {
-      key += std::to_string(v.size());
-      key += ':';
-      key += v;
-    }
+    if (auto e = series_key(f, values, key)) return *e;
     auto it = f.series.find(key);
     if (it == f.series.end()) return false;
     mark_removed(it->second.record);

@@ -63,13 +63,8 @@ class log_sink {
                    std::chrono::seconds every = std::chrono::seconds(60));
 
  private:
-  struct limited {
-    clock::time_point last;
-    long suppressed = 0;
-  };
   log_function fn_;
-  std::mutex mu_;
-  std::map<std::string, limited> limits_;
+  log_rate_limit limit_;
 };
 
 }  // namespace collect_detail

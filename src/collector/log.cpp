@@ -59,6 +59,24 @@ std::string logfmt_quote(std::string_view s) {
   return q + '"';
 }
 
+bool log_rate_limit::admit(const std::string& key, std::string& extra, std::chrono::seconds every) {
+  long suppressed = 0;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    auto [it, fresh] = keys_.try_emplace(key);
+    if (!fresh && now - it->second.last < every) {
+      ++it->second.suppressed;
+      return false;
+    }
+    suppressed = it->second.suppressed;
+    it->second = {now, 0};
+  }
+  if (suppressed > 0)
+    extra += (extra.empty() ? "" : " ") + std::string("suppressed=") + std::to_string(suppressed);
+  return true;
+}
+
 namespace collect_detail {
 
 void log_sink::log(log_level level, const std::string& msg, const std::string& extra) {
@@ -68,22 +86,8 @@ void log_sink::log(log_level level, const std::string& msg, const std::string& e
 void log_sink::log_limited(log_level level, const std::string& key, const std::string& msg,
                            const std::string& extra, std::chrono::seconds every) {
   if (!fn_) return;
-  long suppressed = 0;
-  {
-    std::lock_guard lock(mu_);
-    auto now = clock::now();
-    auto [it, fresh] = limits_.try_emplace(key);
-    if (!fresh && now - it->second.last < every) {
-      ++it->second.suppressed;
-      return;
-    }
-    suppressed = it->second.suppressed;
-    it->second = {now, 0};
-  }
   std::string e = extra;
-  if (suppressed > 0)
-    e += (e.empty() ? "" : " ") + std::string("suppressed=") + std::to_string(suppressed);
-  log(level, msg, e);
+  if (limit_.admit(key, e, every)) log(level, msg, e);
 }
 
 }  // namespace collect_detail

@@ -18,7 +18,9 @@
 #include <chrono>       // gc and timing
 #include <cstdint>      // counters
 #include <functional>   // the log callback
+#include <map>          // log_rate_limit's keys
 #include <memory>       // shared results
+#include <mutex>        // log_rate_limit
 #include <string>       // names
 #include <string_view>  // headers
 #include <vector>       // families
@@ -37,6 +39,24 @@ enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
 /// limited (once a minute, then `suppressed=N`).
 using log_function =
     std::function<void(log_level level, const std::string& msg, const std::string& extra)>;
+
+/// Lets lines about one problem (its key) out at most once per `every`, so that one bad
+/// segment or client cannot flood a log: the collector's log and shmetrics-exporter's
+/// use it. Thread-safe.
+class log_rate_limit {
+ public:
+  /// True when a line for `key` may go out now; `extra` then gains `suppressed=N` when N
+  /// lines for the key were held back since the last one.
+  bool admit(const std::string& key, std::string& extra, std::chrono::seconds every);
+
+ private:
+  struct held {
+    std::chrono::steady_clock::time_point last;
+    long suppressed = 0;
+  };
+  std::mutex mu_;
+  std::map<std::string, held> keys_;
+};
 
 /// `s` as a logfmt value (go-kit's rules): quoted, `"` and `\` escaped, \n \r \t by name,
 /// other control characters as \u00XX, bytes that are not valid UTF-8 as \ufffd.
