@@ -45,6 +45,23 @@ std::vector<long> listen_backlogs(int port) {
   return b;
 }
 
+// The backlog of every TCP socket that process `pid` listens on (`ss -ltnp`).
+std::vector<long> listen_backlogs_of(pid_t pid) {
+  std::vector<long> b;
+  std::string out = run("ss -ltnpH 2>/dev/null");
+  std::string mark = "pid=" + std::to_string(pid) + ",";
+  std::size_t pos = 0;
+  for (std::size_t nl; (nl = out.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    std::string line = out.substr(pos, nl - pos);
+    char state[32];
+    long recvq = 0, sendq = 0;
+    if (line.find(mark) != std::string::npos &&
+        std::sscanf(line.c_str(), "%31s %ld %ld", state, &recvq, &sendq) == 3)
+      b.push_back(sendq);
+  }
+  return b;
+}
+
 // What listen(SOMAXCONN) gives: the kernel caps a backlog at net.core.somaxconn.
 long wide_backlog() {
   long cap = SOMAXCONN;
@@ -85,6 +102,10 @@ TEST_CASE("engine-sim listens with the exporter's wide backlog, not cpp-httplib'
     REQUIRE(b.size() == 2);
     for (long x : b)
       CHECK(x == wide_backlog());
+    // The engine process behind them listens on a private loopback port of its own.
+    auto engine = listen_backlogs_of(sim.pid);
+    REQUIRE(engine.size() == 1);
+    CHECK(engine[0] == wide_backlog());
   }
 }
 
