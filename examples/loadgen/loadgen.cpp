@@ -5,17 +5,34 @@
 // Requests arrive as a Poisson process at --rate per second (open loop: a slow server
 // builds a queue, as real traffic does). Prompt and output lengths are drawn uniformly
 // within +-50% of their means. A progress line goes to stderr every second; at the end a
-// latency summary (TTFT, ITL, e2e percentiles, throughput) goes to stdout.
-#include <algorithm>  // sort
-#include <atomic>     // counters
-#include <chrono>     // clocks
-#include <cstdio>     // printf
-#include <cstdlib>    // _Exit
-#include <mutex>      // samples
-#include <random>     // arrivals, lengths
-#include <string>     // bodies
-#include <thread>     // workers
-#include <vector>     // samples
+// latency summary (TTFT, ITL, e2e percentiles, throughput) and a `failures:` line with
+// the failed requests counted by reason go to stdout.
+//
+// Requests run on a pool of at most --max-inflight worker threads, started as needed
+// and reused: one thread per request (even detached) cost a thread creation and an
+// 8 MB stack mapping per request, and a joinable one kept every finished request's
+// stack mapped, so a long soak ran into vm.max_map_count.
+#include <netdb.h>       // getaddrinfo
+#include <poll.h>        // poll
+#include <sys/socket.h>  // connect
+#include <unistd.h>      // close
+
+#include <algorithm>           // sort
+#include <atomic>              // counters
+#include <cerrno>              // ECONNREFUSED
+#include <chrono>              // clocks
+#include <condition_variable>  // pool
+#include <cstdio>              // printf
+#include <cstdlib>             // _Exit
+#include <cstring>             // strerror
+#include <deque>               // pool jobs
+#include <functional>          // pool jobs
+#include <map>                 // failures by reason
+#include <mutex>               // samples
+#include <random>              // arrivals, lengths
+#include <string>              // bodies
+#include <thread>              // workers
+#include <vector>              // samples
 
 #include <httplib.h>
 
@@ -49,7 +66,59 @@ struct sample {
 struct stats {
   std::mutex m;
   std::vector<sample> done;
+  std::map<std::string, std::uint64_t> failures;  ///< by reason, under m
   std::atomic<std::uint64_t> sent{0}, ok{0}, errors{0}, inflight{0};
+};
+
+/// At most `max` threads, each started when a job finds no idle one and reused for the
+/// next jobs; close() runs what is queued and joins them all.
+class worker_pool {
+ public:
+  explicit worker_pool(std::size_t max) : max_(max) {}
+  worker_pool(const worker_pool&) = delete;
+  worker_pool& operator=(const worker_pool&) = delete;
+  ~worker_pool() { close(); }
+  void submit(std::function<void()> job) {
+    std::lock_guard lk(m_);
+    jobs_.push_back(std::move(job));
+    if (jobs_.size() > idle_ && threads_.size() < max_)
+      threads_.emplace_back([this] { work(); });
+    else
+      cv_.notify_one();
+  }
+  void close() {
+    {
+      std::lock_guard lk(m_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      t.join();
+    threads_.clear();
+  }
+
+ private:
+  void work() {
+    std::unique_lock lk(m_);
+    for (;;) {
+      ++idle_;
+      cv_.wait(lk, [this] { return closing_ || !jobs_.empty(); });
+      --idle_;
+      if (jobs_.empty()) return;  // closing, nothing left
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lk.unlock();
+      job();
+      lk.lock();
+    }
+  }
+  std::size_t max_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;
+  bool closing_ = false;
 };
 
 double since(clock_type::time_point t0) {
@@ -80,6 +149,32 @@ std::string body_for(const config& c, std::uint32_t prompt_words, std::uint32_t 
   if (c.audio) b += ",\"modalities\":[\"text\",\"audio\"]";
   if (c.stream) b += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
   return b + "}";
+}
+
+/// Why connecting to `host`:`port` fails (an errno; 0 if it connects now; ETIMEDOUT
+/// after 1 s): a second try, for a failed request's reason only.
+int connect_error(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* ai = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &ai) != 0 || !ai)
+    return EADDRNOTAVAIL;
+  int e = 0;
+  int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    e = errno;
+  } else if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+    e = errno;
+    pollfd p{fd, POLLOUT, 0};
+    socklen_t len = sizeof e;
+    if (e == EINPROGRESS)
+      e = ::poll(&p, 1, 1000) <= 0                                ? ETIMEDOUT
+          : ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0 ? errno
+                                                                  : e;
+  }
+  if (fd >= 0) ::close(fd);
+  ::freeaddrinfo(ai);
+  return e;
 }
 
 void one_request(const config& c, stats& st, std::string body) {
@@ -120,9 +215,44 @@ void one_request(const config& c, stats& st, std::string body) {
     return true;
   };
   httplib::Response res;
-  httplib::Error err;
-  bool ok = cli.send(req, res, err) && res.status == 200;
+  httplib::Error err = httplib::Error::Success;
+  bool sent = cli.send(req, res, err);
+  bool ok = sent && res.status == 200;
   s.e2e = since(t0);
+  std::string why;  // the failure's reason, counted by it: no details (bodies, times)
+  if (!sent || res.status <= 0) {
+    switch (err) {
+      case httplib::Error::Connection:
+        // cpp-httplib read the connect's error (SO_ERROR) but does not return it.
+        if (int e = connect_error(c.host, c.port); e == ECONNREFUSED)
+          why = "connect refused";
+        else
+          why = std::string("connect failed (") + (e ? std::strerror(e) : "connects now") + ")";
+        break;
+      case httplib::Error::ConnectionTimeout:
+        why = "connect timeout";
+        break;
+      case httplib::Error::Read:
+        why = "read failed or timed out";
+        break;
+      case httplib::Error::Write:
+        why = "write failed";
+        break;
+      default:
+        why = "cpp-httplib error " + httplib::to_string(err);
+        break;
+    }
+  } else if (res.status != 200) {
+    why = "HTTP " + std::to_string(res.status);
+  } else if (c.stream   ? full.find("data: [DONE]") == std::string::npos
+             : c.images ? full.find("\"b64_json\":") == std::string::npos
+                        : full.find("\"completion_tokens\":") == std::string::npos) {
+    // A 200 cut short (the server stopped mid-stream) or without what we count.
+    why = c.stream   ? "bad body (no data: [DONE])"
+          : c.images ? "bad body (no b64_json)"
+                     : "bad body (no usage)";
+    ok = false;
+  }
   if (ok && !c.stream) {
     // Not streamed: the first token is the whole answer; tokens from usage.
     s.ttft = s.e2e;
@@ -137,13 +267,21 @@ void one_request(const config& c, stats& st, std::string body) {
     std::lock_guard lk(st.m);
     st.done.push_back(std::move(s));
   } else {
-    // Say why, for the first few: a failure count alone cannot tell a refused
-    // connection (listen backlog) from a server's 4xx/5xx.
-    if (++st.errors <= 10) {
-      std::string why = res.status > 0
-                            ? "HTTP " + std::to_string(res.status) + ": " + full.substr(0, 200)
-                            : "no response (cpp-httplib error: " + httplib::to_string(err) + ")";
-      std::fprintf(stderr, "[loadgen] request failed after %.3f s: %s\n", s.e2e, why.c_str());
+    // Counted by reason for the summary; a failure count alone cannot tell a refused
+    // connection (listen backlog) from a server's 4xx/5xx. Printed as they happen for
+    // the first 10 failures and the first of each new reason, so a flood of failures
+    // prints a few lines, not one per request.
+    std::uint64_t n = ++st.errors, of_reason = 0;
+    {
+      std::lock_guard lk(st.m);
+      of_reason = ++st.failures[why];
+    }
+    if (n <= 10 || of_reason == 1) {
+      std::string detail = res.status > 0 ? ": " + full.substr(0, 200) : "";
+      std::fprintf(stderr, "[loadgen] request failed after %.3f s: %s%s\n", s.e2e, why.c_str(),
+                   detail.c_str());
+      if (n == 10)
+        std::fprintf(stderr, "[loadgen] further failures: only the first of each reason\n");
     }
   }
 }
@@ -256,6 +394,7 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(st.inflight.load()));
     }
   });
+  worker_pool pool(c.max_inflight);
   while ((next += gap(rng)) < c.duration) {
     std::this_thread::sleep_until(
         t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(next)));
@@ -263,13 +402,11 @@ int main(int argc, char** argv) {
     std::uint64_t n = st.sent++;
     ++st.inflight;
     std::string body = body_for(c, draw(c.prompt_len) * 3 / 4, draw(c.output_len), n);
-    // Detached: a joinable thread keeps its stack mapped until joined, and a long run
-    // (soak) of one thread per request ran into vm.max_map_count. A worker's last touch
-    // of `c` and `st` is the decrement, which main waits for below.
-    std::thread([&c, &st, body = std::move(body)]() mutable {
+    // A job's last touch of `c` and `st` is the decrement, which main waits for below.
+    pool.submit([&c, &st, body = std::move(body)]() mutable {
       one_request(c, st, std::move(body));
       --st.inflight;
-    }).detach();
+    });
   }
   // Arrivals are over; wait up to --drain seconds for the requests still in flight, then
   // report on what finished (the rest is counted as unfinished).
@@ -279,6 +416,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   bool drained = st.inflight.load() == 0;
   double wall = since(t0);
+  if (drained) pool.close();
   reporting = false;
   progress.join();
   std::lock_guard lk(st.m);
@@ -302,8 +440,12 @@ int main(int argc, char** argv) {
   if (!c.images) summary_line("TTFT", ttft);
   if (c.stream) summary_line("ITL", itl);
   summary_line("E2E", e2e);
+  std::string reasons;
+  for (auto& [why, n] : st.failures)
+    reasons += (reasons.empty() ? "" : ", ") + std::to_string(n) + " " + why;
+  std::printf("failures: %s\n", reasons.empty() ? "none" : reasons.c_str());
   std::fflush(stdout);
   int rc = st.errors.load() > 0 && st.ok.load() == 0 ? 1 : 0;
-  if (!drained) std::_Exit(rc);  // detached workers still hold their connections
+  if (!drained) std::_Exit(rc);  // workers still hold their connections: no join
   return rc;
 }
