@@ -7,6 +7,7 @@
 //   shmetrics-inspect [FLAGS] dump SEGMENT|PID
 //   shmetrics-inspect [FLAGS] check [FILE...]
 //   shmetrics-inspect [FLAGS] watch [--interval S] [--top N] [--count N]
+//   shmetrics-inspect catalog [--json] [--status S] [--name GLOB] [--catalog PATH]
 #include <algorithm>   // sort, max
 #include <bit>         // bit_cast
 #include <cerrno>      // errno
@@ -45,18 +46,24 @@ const char* usage =
     "  dump SEGMENT|PID           the raw layout with offsets, record by record\n"
     "  check [FILE...]            validate files (default: every segment); exit 1 on problems\n"
     "  watch                      live view of the busiest series and their rates (q quits)\n"
+    "  catalog                    the vLLM / vLLM-Omni catalog's families: type, labels,\n"
+    "                             status (seed, upstream, deprecated, hidden, removed) and\n"
+    "                             upstream source, and the upstream releases it matches\n"
     "flags:\n"
     "  --shm.dir DIR              where segments live (default /dev/shm)\n"
     "  --shm.prefix NAME          segment name prefix (default shmetrics; without it, a\n"
     "                             PID or instance id is looked for under any prefix)\n"
-    "  --json                     JSON output (list, show, check); see docs/inspect.md\n"
+    "  --json                     JSON output (list, show, check, catalog); see docs/inspect.md\n"
     "  --format text|table        show: Prometheus text (default) or a table\n"
-    "  --name GLOB                show, watch: only families whose name matches (* and ?)\n"
+    "  --name GLOB                show, watch, catalog: only families whose name matches (* ?)\n"
     "  --label MATCHER            show, watch: name=value, name!=value, name=~re, name!~re\n"
     "                             (repeatable; all must match)\n"
     "  --interval SECONDS         watch: refresh period (default 1)\n"
     "  --top N                    watch: rows shown (default: fit the terminal)\n"
     "  --count N                  watch: exit after N refreshes\n"
+    "  --status S                 catalog: only families listed as S\n"
+    "  --catalog PATH             catalog: the catalog JSON (default $SHMETRICS_CATALOG, else\n"
+    "                             the installed vllm_catalog.json)\n"
     "  --help, --version\n"
     "exit status: 0 ok, 1 nothing found / cannot read / problems found, 2 usage error\n";
 
@@ -72,11 +79,18 @@ struct flag_spec {
 };
 
 constexpr flag_spec flags[] = {
-    {"--shm.dir", true, nullptr},         {"--shm.prefix", true, nullptr},
-    {"--json", false, "list show check"}, {"--format", true, "show"},
-    {"--name", true, "show watch"},       {"--label", true, "show watch"},
-    {"--interval", true, "watch"},        {"--top", true, "watch"},
+    // --shm.* name where segments live: every segment command; catalog reads no segment.
+    {"--shm.dir", true, "list show dump check watch"},
+    {"--shm.prefix", true, "list show dump check watch"},
+    {"--json", false, "list show check catalog"},
+    {"--format", true, "show"},
+    {"--name", true, "show watch catalog"},
+    {"--label", true, "show watch"},
+    {"--interval", true, "watch"},
+    {"--top", true, "watch"},
     {"--count", true, "watch"},
+    {"--status", true, "catalog"},
+    {"--catalog", true, "catalog"},
 };
 
 int usage_error(const std::string& msg) {
@@ -1023,6 +1037,13 @@ int main(int argc, char** argv) {
     } else if (name == "--count") {
       if (!parse_count(v, o.count))
         return usage_error("--count " + v + ": want a positive integer");
+    } else if (name == "--status") {
+      if (v != "seed" && v != "upstream" && v != "deprecated" && v != "hidden" && v != "removed")
+        return usage_error("--status " + v +
+                           ": want seed, upstream, deprecated, hidden or removed");
+      o.status_filter = v;
+    } else if (name == "--catalog") {
+      o.catalog_path = v;
     }
   }
   if (pos.empty()) {
@@ -1031,7 +1052,8 @@ int main(int argc, char** argv) {
   }
   std::string cmd = pos[0];
   o.args.assign(pos.begin() + 1, pos.end());
-  if (cmd != "list" && cmd != "show" && cmd != "dump" && cmd != "check" && cmd != "watch")
+  if (cmd != "list" && cmd != "show" && cmd != "dump" && cmd != "check" && cmd != "watch" &&
+      cmd != "catalog")
     return usage_error("unknown command " + cmd);
   for (auto& u : used)
     for (auto& f : flags)
@@ -1043,6 +1065,11 @@ int main(int argc, char** argv) {
   if (cmd == "show") return cmd_show(o);
   if (cmd == "dump") return cmd_dump(o);
   if (cmd == "check") return cmd_check(o);
+  if (cmd == "catalog") {
+    if (!o.args.empty())
+      return usage_error("catalog takes no arguments (--catalog PATH names one)");
+    return cmd_catalog(o);
+  }
   if (!o.args.empty()) return usage_error("watch takes no arguments");
   return cmd_watch(o);
 }

@@ -33,10 +33,13 @@ struct options {
   double interval_s = 1.0;        // watch
   long count = 0;                 // watch: refreshes before exiting (0: until q)
   long top = 0;                   // watch: rows (0: fit the terminal)
+  std::string catalog_path;       // catalog: --catalog (default: catalog::default_path())
+  std::string status_filter;      // catalog: --status
   std::vector<std::string> args;  // after the subcommand
 };
 
 int cmd_watch(const options& o);
+int cmd_catalog(const options& o);
 
 /// Appends `s` as a JSON string literal. Invalid UTF-8 cannot come from a validated
 /// segment, but `check` prints whatever a damaged file holds: such bytes become U+FFFD

@@ -99,14 +99,84 @@ bool parse_version(std::string_view v, long& major, long& minor) {
 const std::set<std::string_view> known_fields = {
     "key",          "name",           "type",      "labels",      "buckets",       "help",
     "source",       "status",         "when",      "gauge_mode",  "deprecated_in", "mirrors",
-    "label_values", "runtime_labels", "condition", "bucket_rule", "notes"};
+    "label_values", "runtime_labels", "condition", "bucket_rule", "notes",         "upstream",
+    "seed"};
 const std::set<std::string_view> known_status = {
     "current",    "conditional",   "newer",  "newer-partial",   "deprecated",    "removed",
     "unverified", "inferred-name", "legacy", "library-default", "post-reference"};
+// worker_timing and kv_offload_tiered: families nothing registers yet (vLLM's worker
+// timing histograms, the tiered-offload counters), listed so tools and users know them.
 const std::set<std::string_view> vllm_when = {
-    "always", "deprecated",  "never", "compute_nans", "kv_cache_metrics",
-    "lora",   "spec_decode", "nixl",  "kv_offload",   "sleep_mode"};
+    "always",           "deprecated", "never",         "compute_nans",
+    "kv_cache_metrics", "lora",       "spec_decode",   "nixl",
+    "kv_offload",       "sleep_mode", "worker_timing", "kv_offload_tiered"};
 const std::set<std::string_view> omni_when = {"seed", "extended", "never"};
+
+// "" when `ref` names a revision as the catalog spells them, else what is wrong.
+std::string check_ref(std::string_view ref) {
+  auto digits = [](std::string_view s) {
+    if (s.empty()) return false;
+    for (char ch : s)
+      if (!detail::is_digit(ch)) return false;
+    return true;
+  };
+  bool hex = ref.size() >= 7 && ref.size() <= 40;
+  for (char ch : ref)
+    hex = hex && (detail::is_digit(ch) || (ch >= 'a' && ch <= 'f'));
+  if (hex || ref == "unknown" || (ref.starts_with("#") && digits(ref.substr(1))) ||
+      (ref.starts_with("index:") && digits(ref.substr(6))))
+    return {};
+  return "must be a commit (7 to 40 lowercase hex digits), \"#<pull request or issue>\", "
+         "\"index:<id>\" or \"unknown\", not \"" +
+         std::string(ref) + "\"";
+}
+
+// "owner/name" as GitHub spells them.
+bool repo_ok(std::string_view r) {
+  auto slash = r.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == r.size() ||
+      r.find('/', slash + 1) != std::string_view::npos)
+    return false;
+  for (char ch : r)
+    if (!(detail::is_digit(ch) || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          ch == '-' || ch == '_' || ch == '.' || ch == '/'))
+      return false;
+  return true;
+}
+
+// A file inside a repository: relative, no "..", no blanks.
+bool repo_path_ok(std::string_view p) {
+  if (p.empty() || p.front() == '/' || p.back() == '/') return false;
+  for (char ch : p)
+    if (static_cast<unsigned char>(ch) <= ' ') return false;
+  std::size_t at = 0;
+  while (at <= p.size()) {
+    auto end = p.find('/', at);
+    if (end == std::string_view::npos) end = p.size();
+    auto part = p.substr(at, end - at);
+    if (part.empty() || part == "." || part == "..") return false;
+    at = end + 1;
+  }
+  return true;
+}
+
+// Reads {"repo", "path" or "release", "ref"} into the three strings; "" or why not.
+std::string parse_source_object(element e, std::string_view middle, std::string& repo,
+                                std::string& mid, std::string& ref) {
+  simdjson::dom::object o;
+  if (e.get_object().get(o)) return "is not an object";
+  for (auto kv : o)
+    if (kv.key != "repo" && kv.key != middle && kv.key != "ref")
+      return "has an unknown field \"" + std::string(kv.key) + "\"";
+  element x;
+  if (o["repo"].get(x) || !get_string(x, repo) || !repo_ok(repo))
+    return "\"repo\" must be \"owner/name\"";
+  if (o[middle].get(x) || !get_string(x, mid) || mid.empty())
+    return "\"" + std::string(middle) + "\" missing or empty";
+  if (o["ref"].get(x) || !get_string(x, ref)) return "\"ref\" missing or not a string";
+  if (auto why = check_ref(ref); !why.empty()) return "\"ref\" " + why;
+  return {};
+}
 
 bool parse_mode(std::string_view s, layout::gauge_mode& m) {
   static const std::pair<std::string_view, layout::gauge_mode> modes[] = {
@@ -143,6 +213,22 @@ bool deprecated_family_visible(std::string_view deprecated_in, std::string_view 
   if (vmin == dmin + 1)                  // hidden: shown only for the previous minor
     return show_hidden == std::to_string(vmaj) + "." + std::to_string(vmin - 1);
   return false;  // X.Y+2 and later: removed
+}
+
+std::string_view listing_status(const family_def& d, std::string_view version) {
+  if (d.when == "deprecated") {
+    if (deprecated_family_visible(d.deprecated_in, version, "")) return "deprecated";
+    long vmaj, vmin;
+    if (parse_version(version, vmaj, vmin) && vmin > 0 &&
+        deprecated_family_visible(d.deprecated_in, version,
+                                  std::to_string(vmaj) + "." + std::to_string(vmin - 1)))
+      return "hidden";
+    return "removed";
+  }
+  if (d.status == "removed") return "removed";
+  if (d.status == "deprecated") return "deprecated";
+  if (!d.seeds.empty()) return "seed";
+  return "upstream";
 }
 
 std::string catalog::default_path() {
@@ -218,10 +304,30 @@ result<catalog> catalog::parse(std::string_view json, std::string_view origin) {
   if (top["format"].get(e) || !get_string(e, s) || s != "shmetrics-vllm-catalog")
     return w.fail("\"format\" must be \"shmetrics-vllm-catalog\"");
   std::int64_t fv = 0;
-  if (top["format_version"].get(e) || e.get_int64().get(fv) || fv != 1)
-    return w.fail("\"format_version\" must be 1");
+  // Format 2 added each family's "upstream" and "seed" and the top-level
+  // "upstream_releases"; a format-1 file predates them.
+  if (top["format_version"].get(e) || e.get_int64().get(fv) || fv != 2)
+    return w.fail("\"format_version\" must be 2 (this shmetrics reads catalog format 2; " +
+                  std::string(fv == 1 ? "format 1 lacks the upstream sources" : "got another") +
+                  ")");
   if (top["vllm_version"].get(e) || !get_string(e, c.vllm_version_) || !version_ok(c.vllm_version_))
     return w.fail("\"vllm_version\" must be a string \"X.Y\"");
+  {
+    simdjson::dom::object rels;
+    if (top["upstream_releases"].get_object().get(rels))
+      return w.fail("\"upstream_releases\" missing or not an object");
+    for (auto kv : rels) {
+      where rw{w.origin, "upstream_releases." + std::string(kv.key)};
+      upstream_release r;
+      r.name = std::string(kv.key);
+      if (r.name.empty()) return rw.fail("empty name");
+      if (auto why = parse_source_object(kv.value, "release", r.repo, r.release, r.ref);
+          !why.empty())
+        return rw.fail(why);
+      c.upstream_releases_.push_back(std::move(r));
+    }
+    if (c.upstream_releases_.empty()) return w.fail("\"upstream_releases\" is empty");
+  }
   {
     where pw{w.origin, "omni_prefixes"};
     simdjson::dom::object p;
@@ -392,6 +498,32 @@ result<catalog> catalog::parse(std::string_view json, std::string_view origin) {
         if (v.empty()) return fw.fail("label_values." + l + " is empty");
         d.label_values.emplace_back(std::move(l), std::move(v));
       }
+    }
+    if (!o["upstream"].get(e)) {
+      auto& u = d.upstream;
+      if (auto why = parse_source_object(e, "path", u.repo, u.path, u.ref); !why.empty())
+        return fw.fail("\"upstream\" " + why);
+      if (!repo_path_ok(u.path))
+        return fw.fail("\"upstream\" \"path\" must be a relative file path, not \"" + u.path +
+                       "\"");
+      bool known = false;
+      for (auto& r : c.upstream_releases_)
+        known = known || r.repo == u.repo;
+      if (!known)
+        return fw.fail("\"upstream\" \"repo\" " + u.repo + " is not in \"upstream_releases\"");
+    }
+    if (!o["seed"].get(e)) {
+      simdjson::dom::array files;
+      if (e.get_array().get(files)) return fw.fail("\"seed\" is not an array of file names");
+      for (element se : files) {
+        std::string f;
+        if (!get_string(se, f) || f.empty() || f.find('/') != std::string::npos)
+          return fw.fail("\"seed\" holds a non-string, empty or path entry");
+        for (auto& p : d.seeds)
+          if (p == f) return fw.fail("\"seed\" repeats \"" + f + "\"");
+        d.seeds.push_back(std::move(f));
+      }
+      if (d.seeds.empty()) return fw.fail("\"seed\" is empty");
     }
     for (const char* opt : {"condition", "bucket_rule", "notes"})
       if (!o[opt].get(e) && !e.is_string())

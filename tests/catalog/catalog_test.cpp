@@ -2,7 +2,9 @@
 // naming the file, the entry and the problem; the deprecation policy; 1-2-5 buckets.
 #include "catalog_support.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <unistd.h>
 
 using namespace shmetrics;
@@ -14,11 +16,15 @@ const std::string good_family =
     R"({"key": "vllm/prompt_tokens_total", "name": "vllm:prompt_tokens_total",
   "type": "counter", "labels": ["model_name", "engine"], "buckets": null,
   "help": "Number of prefill tokens processed.", "source": "vllm", "status": "current",
-  "when": "always"})";
+  "when": "always", "upstream": {"repo": "vllm-project/vllm",
+  "path": "vllm/v1/metrics/loggers.py", "ref": "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6"},
+  "seed": ["002_0ea94750cbc59907.txt"]})";
 
 std::string doc(const std::string& families,
                 const std::string& sets = R"({"SECONDS": [0.05, 0.1]})") {
-  return R"({"format": "shmetrics-vllm-catalog", "format_version": 1, "vllm_version": "0.32",
+  return R"({"format": "shmetrics-vllm-catalog", "format_version": 2, "vllm_version": "0.32",
+  "upstream_releases": {"vllm": {"repo": "vllm-project/vllm", "release": "0.32",
+    "ref": "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6"}},
   "omni_prefixes": {"seed": "vllm:omni_", "upstream": "vllm_omni:"},
   "bucket_sets": )" +
          sets + R"(, "families": [)" + families + "]}";
@@ -107,7 +113,33 @@ TEST_CASE("a minimal catalog parses", "[catalog]") {
   INFO((c ? "" : c.error().message()));
   REQUIRE(c);
   REQUIRE(c->families().size() == 1);
-  REQUIRE(c->families()[0].type == layout::metric_type::counter);
+  const family_def& f = c->families()[0];
+  REQUIRE(f.type == layout::metric_type::counter);
+  // The sources: upstream's file and revision, the seed files, the release matched.
+  REQUIRE(f.upstream.repo == "vllm-project/vllm");
+  REQUIRE(f.upstream.path == "vllm/v1/metrics/loggers.py");
+  REQUIRE(f.upstream.ref == "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6");
+  REQUIRE(f.seeds == std::vector<std::string>{"002_0ea94750cbc59907.txt"});
+  REQUIRE(listing_status(f, c->vllm_version()) == "seed");
+  REQUIRE(c->upstream_releases().size() == 1);
+  REQUIRE(c->upstream_releases()[0].name == "vllm");
+  REQUIRE(c->upstream_releases()[0].repo == "vllm-project/vllm");
+  REQUIRE(c->upstream_releases()[0].release == "0.32");
+  // Optional: a family of one's own records no source; "#N", "index:N", "unknown" refs.
+  std::string own = R"({"key": "vllm/x_total", "name": "vllm:x_total", "type": "counter",
+    "labels": [], "buckets": null, "help": "h", "source": "vllm", "status": "current",
+    "when": "always"})";
+  std::string pr = R"({"key": "vllm/y_total", "name": "vllm:y_total", "type": "counter",
+    "labels": [], "buckets": null, "help": "h", "source": "vllm", "status": "current",
+    "when": "never", "upstream": {"repo": "vllm-project/vllm", "path": "vllm/a.py",
+    "ref": "#56318"}})";
+  auto c2 = catalog::parse(doc(own + "," + pr), "mini2");
+  INFO((c2 ? "" : c2.error().message()));
+  REQUIRE(c2);
+  REQUIRE(c2->families()[0].upstream.repo.empty());
+  REQUIRE(c2->families()[0].seeds.empty());
+  REQUIRE(listing_status(c2->families()[0], "0.32") == "upstream");
+  REQUIRE(c2->families()[1].upstream.ref == "#56318");
 }
 
 TEST_CASE("malformed catalog files are refused naming file, entry and problem", "[catalog]") {
@@ -161,6 +193,24 @@ TEST_CASE("malformed catalog files are refused naming file, entry and problem", 
     auto m = refusal(R"({"format": "other"})");
     REQUIRE(test::contains(m, "\"format\""));
   }
+  SECTION("format 1 (no sources) is refused with the version it wants") {
+    std::string d = doc(good_family);
+    d.replace(d.find("\"format_version\": 2"), 19, "\"format_version\": 1");
+    auto m = refusal(d);
+    REQUIRE(test::contains(m, "\"format_version\" must be 2"));
+    REQUIRE(test::contains(m, "format 1 lacks the upstream sources"));
+  }
+  SECTION("upstream_releases missing, or with a bad ref") {
+    std::string d = doc(good_family);
+    auto at = d.find("\"upstream_releases\"");
+    auto end = d.find("\"omni_prefixes\"");
+    REQUIRE(test::contains(refusal(d.substr(0, at) + d.substr(end)),
+                           "\"upstream_releases\" missing or not an object"));
+    std::string bad = d;
+    bad.replace(bad.find("ea5790cc6efbdd8a36a5e9050bca679d552cd1f6"), 40, "v0.32.0");
+    auto m = refusal(bad);
+    REQUIRE(test::contains(m, "upstream_releases.vllm: \"ref\" must be a commit"));
+  }
   SECTION("a bucket set out of order") {
     auto m = refusal(doc(good_family, R"({"SECONDS": [0.1, 0.05]})"));
     REQUIRE(test::contains(m, "bucket_sets.SECONDS"));
@@ -183,6 +233,25 @@ TEST_CASE("malformed catalog files are refused naming file, entry and problem", 
       {"mirrors", "\"vllm/nothing\"", "\"mirrors\" names no family"},
       {"label_values", "{\"finished_reason\": [\"stop\"]}", "not an extra label"},
       {"colour", "\"blue\"", "unknown field \"colour\""},
+      // Sources: where upstream defines it, and the seed files that name it.
+      {"upstream", "\"loggers.py\"", "\"upstream\" is not an object"},
+      {"upstream", R"({"repo": "vllm-project/vllm", "path": "vllm/v1/metrics/loggers.py"})",
+       "\"upstream\" \"ref\" missing"},
+      {"upstream",
+       R"({"repo": "vllm-project/vllm", "path": "vllm/v1/metrics/loggers.py", "ref": "main"})",
+       "\"upstream\" \"ref\" must be a commit (7 to 40 lowercase hex digits), \"#<pull request "
+       "or issue>\", \"index:<id>\" or \"unknown\", not \"main\""},
+      {"upstream", R"({"repo": "vllm", "path": "loggers.py", "ref": "#55812"})",
+       "\"upstream\" \"repo\" must be \"owner/name\""},
+      {"upstream", R"({"repo": "sgl-project/sglang", "path": "x.py", "ref": "#1"})",
+       "\"upstream\" \"repo\" sgl-project/sglang is not in \"upstream_releases\""},
+      {"upstream", R"({"repo": "vllm-project/vllm", "path": "../x.py", "ref": "#1"})",
+       "\"upstream\" \"path\" must be a relative file path"},
+      {"upstream", R"({"repo": "vllm-project/vllm", "path": "x.py", "ref": "#1", "line": 3})",
+       "\"upstream\" has an unknown field \"line\""},
+      {"seed", "\"002_0ea94750cbc59907.txt\"", "\"seed\" is not an array"},
+      {"seed", "[]", "\"seed\" is empty"},
+      {"seed", "[\"a.txt\", \"a.txt\"]", "\"seed\" repeats \"a.txt\""},
   };
   for (auto& b : cases) {
     DYNAMIC_SECTION("field " << b.field << " = " << b.value) {
@@ -237,4 +306,109 @@ TEST_CASE("1-2-5 buckets follow max_model_len as vLLM builds them", "[catalog]")
   REQUIRE(buckets_1_2_5(8192).back() == 5000);
   REQUIRE(buckets_1_2_5(32768).back() == 20000);
   REQUIRE(buckets_1_2_5(131072).back() == 100000);
+}
+
+TEST_CASE("the shipped catalog says where each family comes from", "[catalog][sources]") {
+  const catalog& cat = test::project_catalog();
+  // The releases it matches.
+  REQUIRE(cat.upstream_releases().size() == 2);
+  REQUIRE(cat.upstream_releases()[0].name == "vllm");
+  REQUIRE(cat.upstream_releases()[0].repo == "vllm-project/vllm");
+  REQUIRE(cat.upstream_releases()[0].release == cat.vllm_version());
+  REQUIRE(cat.upstream_releases()[1].name == "vllm-omni");
+  REQUIRE(cat.upstream_releases()[1].repo == "vllm-project/vllm-omni");
+  // Every family names its upstream file, in the repository of its source. The six
+  // entries engine-sim's admission/priority/multimodal work owns (h25-sim) get theirs
+  // with that work.
+  const std::set<std::string> pending = {
+      "vllm/admission_rejections_total", "vllm/request_priority",
+      "vllm/scheduler_policy_info",      "vllm/mm_cache_queries_total",
+      "vllm/mm_cache_hits_total",        "vllm/num_requests_waiting_by_reason"};
+  std::size_t seeded = 0;
+  for (auto& f : cat.families()) {
+    INFO(f.key);
+    if (pending.count(f.key)) continue;
+    REQUIRE_FALSE(f.upstream.path.empty());
+    REQUIRE(f.upstream.repo ==
+            (f.source == family_source::vllm ? "vllm-project/vllm" : "vllm-project/vllm-omni"));
+    if (!f.seeds.empty()) ++seeded;
+  }
+  // The 15 of seed 001, and the vLLM families seeds 001, 002 and 004 name.
+  REQUIRE(seeded == 15 + 17);
+  for (auto& f : cat.families())
+    if (f.when == "seed")
+      REQUIRE(std::find(f.seeds.begin(), f.seeds.end(), "001_83e946c820acdeae.txt") !=
+              f.seeds.end());
+
+  // Listing status at the catalog's version (0.32).
+  auto status = [&](const char* key) {
+    auto* d = cat.find(key);
+    REQUIRE(d);
+    return std::string(listing_status(*d, cat.vllm_version()));
+  };
+  CHECK(status("vllm/num_requests_running") == "seed");
+  CHECK(status("vllm/iteration_tokens_total") == "seed");              // seed 004
+  CHECK(status("omni/audio_rtf") == "seed");                           // seed 001
+  CHECK(status("vllm/worker_step_time_seconds") == "upstream");        // not in any seed
+  CHECK(status("vllm/gpu_cache_usage_perc") == "removed");             // deprecated 0.9
+  CHECK(status("vllm/time_per_output_token_seconds") == "removed");    // deprecated 0.11
+  CHECK(status("vllm/num_requests_swapped") == "removed");             // V0 only
+  CHECK(status("vllm/kv_offload_total_bytes_total") == "deprecated");  // kept beside the flat names
+  // The policy at other versions: shown in X.Y, hidden in X.Y+1, removed from X.Y+2.
+  const family_def& tpot = *cat.find("vllm/time_per_output_token_seconds");
+  CHECK(listing_status(tpot, "0.11") == "deprecated");
+  CHECK(listing_status(tpot, "0.12") == "hidden");
+  CHECK(listing_status(tpot, "0.13") == "removed");
+}
+
+TEST_CASE("the newest upstream families: worker timing, tiered offload, cached by source",
+          "[catalog][sources]") {
+  const catalog& cat = test::project_catalog();
+  const std::vector<double> worker{0.001, 0.0015, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                   0.1,   0.2,    0.5,   1.0,   2.0,  5.0,  10.0};
+  REQUIRE(*cat.bucket_set("WORKER_TIME") == worker);
+  struct want {
+    const char* key;
+    std::vector<std::string> labels;
+  };
+  const want hist[] = {
+      {"vllm/worker_model_execute_time_seconds",
+       {"model_name", "engine", "phase", "num_model_tokens"}},
+      {"vllm/worker_spec_decode_proposer_time_seconds",
+       {"model_name", "engine", "phase", "num_requests"}},
+      {"vllm/worker_step_time_seconds", {"model_name", "engine", "phase", "num_model_tokens"}},
+  };
+  for (auto& w : hist) {
+    INFO(w.key);
+    auto* d = cat.find(w.key);
+    REQUIRE(d);
+    CHECK(d->type == layout::metric_type::histogram);
+    CHECK(d->labels == w.labels);
+    CHECK(d->buckets == worker);
+    CHECK(d->when == "worker_timing");  // nothing registers it yet: vLLM's exposition unchanged
+    CHECK(d->upstream.path == "vllm/v1/metrics/worker.py");
+  }
+  for (const char* stem :
+       {"read_bytes", "read_time", "write_bytes", "write_time", "promotion_job_failures",
+        "cascade_job_failures", "block_queries", "block_hits"}) {
+    std::string key = std::string("vllm/kv_offload_tiering_") + stem + "_total";
+    INFO(key);
+    auto* d = cat.find(key);
+    REQUIRE(d);
+    CHECK(d->type == layout::metric_type::counter);
+    CHECK(d->labels == std::vector<std::string>{"model_name", "engine", "tier"});
+    CHECK(d->when == "kv_offload_tiered");
+  }
+  auto* c = cat.find("vllm/prompt_tokens_cached_by_source_total");
+  REQUIRE(c);
+  CHECK(c->labels == std::vector<std::string>{"model_name", "engine", "source"});
+  CHECK(*c->values_of("source") ==
+        std::vector<std::string>{"device", "host", "p2p", "disk", "external_unspecified"});
+  CHECK(c->upstream.ref == "#56318");
+  CHECK(c->when == "never");
+  for (const char* k : {"omni/stage_outputs_queue_size", "omni/stage_inflight_requests"}) {
+    INFO(k);
+    REQUIRE(cat.find(k));
+    CHECK(cat.find(k)->when == "never");  // type and labels not retrieved
+  }
 }

@@ -552,3 +552,93 @@ TEST_CASE("dump: the raw layout, record by record, with offsets", "[inspect][dum
   REQUIRE(out.find("!! family 0 type") != std::string::npos);
   REQUIRE(out.find("** damaged **") != std::string::npos);
 }
+
+TEST_CASE("catalog: each family with type, labels, status and upstream source; JSON",
+          "[inspect][catalog]") {
+#if INSPECT_HAS_CATALOG
+  const std::string cat = std::string("--catalog ") + SHMETRICS_TEST_CATALOG;
+  auto [rc, out] = inspect("catalog " + cat);
+  INFO(out);
+  REQUIRE(rc == 0);
+  // The releases the catalog matches.
+  REQUIRE(out.find("matches vllm: vllm-project/vllm 0.32 @ea5790cc") != std::string::npos);
+  REQUIRE(out.find("matches vllm-omni: vllm-project/vllm-omni") != std::string::npos);
+  // One line per family: the line of `name`, whose fields are separated by blanks.
+  auto line_of = [&](const std::string& name) {
+    auto at = out.find("\n" + name + " ");
+    REQUIRE(at != std::string::npos);
+    return out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+  };
+  auto has = [](const std::string& line, const std::string& part) {
+    INFO(line);
+    return line.find(part) != std::string::npos;
+  };
+  std::string worker = line_of("vllm:worker_step_time_seconds");
+  CHECK(has(worker, " histogram "));
+  CHECK(has(worker, " upstream "));
+  CHECK(has(worker, " model_name,engine,phase,num_model_tokens "));
+  CHECK(has(worker, "vllm-project/vllm:vllm/v1/metrics/worker.py@ea5790cc6efb"));
+  std::string gpu = line_of("vllm:gpu_cache_usage_perc");
+  CHECK(has(gpu, " removed "));  // deprecated in 0.9, the catalog is 0.32
+  std::string running = line_of("vllm:num_requests_running");
+  CHECK(has(running, " seed "));
+  CHECK(has(running, "(seed 001_83e946c820acdeae.txt, 002_0ea94750cbc59907.txt)"));
+  CHECK(has(line_of("vllm:omni_audio_rtf"), " seed "));
+  CHECK(has(line_of("vllm:kv_offload_tiering_block_hits_total"), " model_name,engine,tier "));
+  CHECK(out.find(" families: ") != std::string::npos);
+
+  // --status keeps one status; --name a pattern.
+  std::tie(rc, out) = inspect("catalog --status removed " + cat);
+  REQUIRE(rc == 0);
+  CHECK(out.find("vllm:gpu_cache_usage_perc") != std::string::npos);
+  CHECK(out.find("vllm:num_requests_running ") == std::string::npos);
+  std::tie(rc, out) = inspect("catalog --name 'vllm:worker_*' " + cat);
+  REQUIRE(rc == 0);
+  CHECK(out.find("3 families: 0 seed, 3 upstream") != std::string::npos);
+  std::tie(rc, out) = inspect("catalog --status hidden --name 'vllm:worker_*' " + cat);
+  CHECK(rc == 1);  // nothing found
+  CHECK(out.find("no family with status hidden") != std::string::npos);
+
+  // JSON, parsed by Python.
+  std::tie(rc, out) = inspect_out("catalog --json " + cat);
+  REQUIRE(rc == 0);
+  REQUIRE(python_ok(out, R"(
+f = {x['name']: x for x in d['families']}
+assert d['vllm_version'] == '0.32'
+assert [r['name'] for r in d['upstream_releases']] == ['vllm', 'vllm-omni']
+w = f['vllm:worker_model_execute_time_seconds']
+assert w['status'] == 'upstream' and w['type'] == 'histogram', w
+assert w['labels'] == ['model_name', 'engine', 'phase', 'num_model_tokens'], w
+assert w['upstream'] == {'repo': 'vllm-project/vllm', 'path': 'vllm/v1/metrics/worker.py',
+                         'ref': 'ea5790cc6efbdd8a36a5e9050bca679d552cd1f6'}, w
+assert f['vllm:gpu_cache_usage_perc']['status'] in ('removed', 'hidden')
+assert f['vllm:iteration_tokens_total']['seeds'] == ['004_1f4ebcbc4a190607.txt']
+assert f['vllm:iteration_tokens_total']['status'] == 'seed'
+assert all(x['status'] in ('seed', 'upstream', 'deprecated', 'hidden', 'removed')
+           for x in d['families'])
+assert len(d['families']) > 150
+)"));
+
+  // Errors: a bad status, segment flags, a catalog that is not there, one that is refused.
+  std::tie(rc, out) = inspect("catalog --status shown " + cat);
+  CHECK(rc == 2);
+  CHECK(out.find("--status shown: want seed, upstream, deprecated, hidden or removed") !=
+        std::string::npos);
+  std::tie(rc, out) = inspect("catalog --shm.dir /tmp " + cat);
+  CHECK(rc == 2);
+  CHECK(out.find("--shm.dir does not apply to catalog") != std::string::npos);
+  std::tie(rc, out) = inspect("catalog --catalog /tmp/shmetrics-no-such-catalog.json");
+  CHECK(rc == 1);
+  CHECK(out.find("catalog JSON file /tmp/shmetrics-no-such-catalog.json") != std::string::npos);
+  std::string bad = temp_file(R"({"format": "shmetrics-vllm-catalog", "format_version": 1})");
+  std::tie(rc, out) = inspect("catalog --catalog " + bad);
+  ::unlink(bad.c_str());
+  CHECK(rc == 1);
+  CHECK(out.find("\"format_version\" must be 2") != std::string::npos);
+#else
+  // Built without simdjson: the subcommand says why it cannot list.
+  auto [rc, out] = inspect("catalog");
+  CHECK(rc == 1);
+  CHECK(out.find("built without simdjson") != std::string::npos);
+#endif
+}

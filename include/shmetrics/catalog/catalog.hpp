@@ -24,6 +24,24 @@ SHMETRICS_BEGIN_NAMESPACE
 /// Where a family comes from: vLLM's PrometheusStatLogger or vLLM-Omni's own metrics.
 enum class family_source : std::uint8_t { vllm, omni };
 
+/// Where upstream defines a family: repository, file and the revision read. `ref` is a
+/// commit (7 to 40 hex digits), "#N" (the pull request or issue), "index:N" (a copy in the
+/// code index whose commit the index does not give) or "unknown". All empty when the
+/// entry records no source.
+struct upstream_source {
+  std::string repo{};  ///< "vllm-project/vllm", "vllm-project/vllm-omni"
+  std::string path{};  ///< file in that repository: "vllm/v1/metrics/loggers.py"
+  std::string ref{};
+};
+
+/// Which revision of one upstream the catalog matches (top-level "upstream_releases").
+struct upstream_release {
+  std::string name{};     ///< "vllm", "vllm-omni"
+  std::string repo{};     ///< "vllm-project/vllm"
+  std::string release{};  ///< "0.32", or prose such as "main after v0.24.0"
+  std::string ref{};      ///< as upstream_source::ref
+};
+
 /// One family as the catalog defines it.
 struct family_def {
   std::string key{};   ///< stable id for the typed API: "vllm/<name>" or "omni/<name>"
@@ -44,6 +62,10 @@ struct family_def {
   std::string runtime_labels{};  ///< "cache_config": label names supplied at start-up
   /// Pre-created children: values for the family's extra labels, in catalog order.
   std::vector<std::pair<std::string, std::vector<std::string>>> label_values{};
+  upstream_source upstream{};  ///< where upstream defines it ("upstream")
+  /// The seed files (shared/reference/seeds/) that name it ("seed"); empty for the
+  /// families only upstream defines.
+  std::vector<std::string> seeds{};
 
   /// The values of `label` to pre-create, or nullptr.
   const std::vector<std::string>* values_of(std::string_view label) const noexcept {
@@ -78,6 +100,10 @@ class catalog {
   /// The vLLM version whose metric set the catalog describes ("0.32"); the default
   /// version for the deprecation policy.
   const std::string& vllm_version() const noexcept { return vllm_version_; }
+  /// The upstream revisions the catalog matches, in file order ("vllm", "vllm-omni").
+  const std::vector<upstream_release>& upstream_releases() const noexcept {
+    return upstream_releases_;
+  }
   /// Omni prefixes: the seed's "vllm:omni_" and current upstream's "vllm_omni:".
   const std::string& omni_seed_prefix() const noexcept { return omni_seed_prefix_; }
   const std::string& omni_upstream_prefix() const noexcept { return omni_upstream_prefix_; }
@@ -86,6 +112,7 @@ class catalog {
  private:
   std::string origin_;
   std::string vllm_version_;
+  std::vector<upstream_release> upstream_releases_;
   std::string omni_seed_prefix_, omni_upstream_prefix_;
   std::vector<std::pair<std::string, std::vector<double>>> bucket_sets_;
   std::vector<family_def> families_;
@@ -100,5 +127,16 @@ std::vector<double> buckets_1_2_5(std::uint64_t max_value);
 /// the setting ("" when not given). True when the family is registered.
 bool deprecated_family_visible(std::string_view deprecated_in, std::string_view version,
                                std::string_view show_hidden);
+
+/// How `shmetrics-inspect catalog` lists a family at vLLM `version` (the catalog's
+/// vllm_version by default):
+///   "deprecated"  deprecated and still shown (when: deprecated in its own release, or
+///                 status: deprecated, a name upstream keeps registering beside its successor)
+///   "hidden"      deprecated in the previous minor: registered only with
+///                 --show-hidden-metrics-for-version
+///   "removed"     deprecated two or more minors ago, or a V0-only name (status: removed)
+///   "seed"        named by a seed file (family_def::seeds)
+///   "upstream"    any other: defined upstream only
+std::string_view listing_status(const family_def& d, std::string_view version);
 
 SHMETRICS_END_NAMESPACE
