@@ -180,7 +180,7 @@ inline constexpr std::string_view errc_messages[] = {
     "segment full: string arena exhausted",
     "segment full: no free value cells",
     "process metrics already recorded for this process (one process_metrics per process)",
-    "invalid registry options",
+    "invalid options",  // registry options, a catalog selection: the detail names it
     "segment file already exists",
     "cannot create segment file",
     "no space to reserve the segment (is /dev/shm large enough?)",
