@@ -18,15 +18,17 @@ trap 'rm -rf "$tmp"' EXIT
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 
-mkdir -p "$tmp/inc/shmetrics" "$tmp/empty"
-cp "$src/single_include/shmetrics/shmetrics.hpp" "$src/single_include/shmetrics/catalog.hpp" \
-  "$tmp/inc/shmetrics/"
 cat >"$tmp/mix.cpp" <<'CPP'
 #include "shmetrics/shmetrics.hpp"
 #include "shmetrics/catalog/vllm_metrics.hpp"
 #include "shmetrics/catalog/omni_metrics.hpp"
 #include "shmetrics/reader/segment_reader.hpp"
+int main() { return 0; }
+CPP
+cat >"$tmp/mix2.cpp" <<'CPP'
+#include "shmetrics/catalog/catalog.hpp"
 #include "shmetrics/catalog.hpp"
+#include "shmetrics/catalog/vllm_metrics.hpp"
 int main() { return 0; }
 CPP
 
@@ -81,11 +83,28 @@ run() {  # run NAME PROGRAM [ARGS]: run in an empty directory, read the segment 
   check "$tmp/$name.txt"
 }
 
+# 1. Mixing the single header with include/'s headers.
+for cxx in "${cxxs[@]}"; do
+  for m in mix mix2; do
+    if ! "$cxx" -std=c++20 -fsyntax-only -I "$src/single_include" -I "$src/include" "$tmp/$m.cpp" \
+      2>"$tmp/$m.err"; then
+      head -5 "$tmp/$m.err"
+      echo "FAIL: $cxx: $(grep -c 'error:' "$tmp/$m.err") errors when $m.cpp includes single_include/"
+      echo "and include/ headers together"
+      exit 1
+    fi
+  done
+done
+
+# 2. Only the two single headers, in a directory of their own.
+mkdir -p "$tmp/inc/shmetrics" "$tmp/empty"
+cp "$src/single_include/shmetrics/shmetrics.hpp" "$src/single_include/shmetrics/catalog.hpp" \
+  "$tmp/inc/shmetrics/"
+
 consumer=("$src/examples/consumer/catalog_consumer.cpp" "$src/examples/consumer/catalog_impl.cpp")
 flags=(-std=c++20 -Wall -Wextra -Werror -Wpedantic -pthread)
 for cxx in "${cxxs[@]}"; do
   echo "== $cxx"
-  "$cxx" -std=c++20 -fsyntax-only -I "$src/single_include" -I "$src/include" "$tmp/mix.cpp"
   mkdir -p "$tmp/shm-$cxx"
   "$cxx" "${flags[@]}" -I "$tmp/inc" "${consumer[@]}" -o "$tmp/consumer-$cxx"
   if "$cxx" -std=c++20 -E -I "$tmp/inc" "$src/examples/consumer/catalog_impl.cpp" |
