@@ -3,7 +3,8 @@
 // No macro here may change the segment layout: the layout is a runtime-validated
 // contract (docs/segment-format.md), so two translation units built with different
 // macros still agree on every byte.
-#pragma once
+#ifndef SHMETRICS_CONFIG_HPP
+#define SHMETRICS_CONFIG_HPP
 
 #define SHMETRICS_VERSION_MAJOR 0
 #define SHMETRICS_VERSION_MINOR 1
@@ -39,3 +40,5 @@
 #else
 #define SHMETRICS_ALWAYS_INLINE inline
 #endif
+
+#endif  // SHMETRICS_CONFIG_HPP

@@ -1,5 +1,6 @@
 // shmetrics: counter, a monotonically increasing value (one series of a counter family).
-#pragma once
+#ifndef SHMETRICS_COUNTER_HPP
+#define SHMETRICS_COUNTER_HPP
 
 #include <cstdint>      // cell pointers
 #include <limits>       // the largest finite double
@@ -93,3 +94,5 @@ class counter {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_COUNTER_HPP

@@ -2,7 +2,8 @@
 //
 // Every cold-path call (registration, segment creation, opening a segment) returns a
 // result<T>: a value or an error. Hot-path calls (inc/add/set/observe) never fail.
-#pragma once
+#ifndef SHMETRICS_ERRC_HPP
+#define SHMETRICS_ERRC_HPP
 
 #include <cstdio>       // the message of value() on an error, without exceptions
 #include <cstdlib>      // std::abort when value() is called on an error
@@ -79,7 +80,7 @@ inline constexpr std::string_view errc_messages[] = {
     "segment full: string arena exhausted",
     "segment full: no free value cells",
     "process metrics already recorded for this process (one process_metrics per process)",
-    "invalid registry options",
+    "invalid options",  // registry options, a catalog selection: the detail names it
     "segment file already exists",
     "cannot create segment file",
     "no space to reserve the segment (is /dev/shm large enough?)",
@@ -206,3 +207,5 @@ class [[nodiscard]] result {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_ERRC_HPP

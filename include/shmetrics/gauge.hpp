@@ -1,5 +1,6 @@
 // shmetrics: gauge, a value that goes up and down (one series of a gauge family).
-#pragma once
+#ifndef SHMETRICS_GAUGE_HPP
+#define SHMETRICS_GAUGE_HPP
 
 #include <bit>      // std::bit_cast
 #include <cmath>    // std::fabs: add() ignores non-finite amounts
@@ -88,3 +89,5 @@ class gauge {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_GAUGE_HPP

@@ -1,5 +1,6 @@
 // shmetrics: histogram with explicit bucket bounds (one series of a histogram family).
-#pragma once
+#ifndef SHMETRICS_HISTOGRAM_HPP
+#define SHMETRICS_HISTOGRAM_HPP
 
 #include <cstdint>  // cell pointers
 
@@ -140,3 +141,5 @@ class histogram {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_HISTOGRAM_HPP

@@ -22,7 +22,8 @@
 // Everything here is the cold path: sample() reads three files under /proc (tens of
 // microseconds). Thread-safe: sample() may be called from any thread, concurrently with
 // the sampling thread.
-#pragma once
+#ifndef SHMETRICS_PROCESS_METRICS_HPP
+#define SHMETRICS_PROCESS_METRICS_HPP
 
 #include <atomic>              // the one-per-process guard
 #include <chrono>              // sampling period
@@ -200,3 +201,5 @@ class process_metrics {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_PROCESS_METRICS_HPP

@@ -12,7 +12,8 @@
 //
 // Everything in this header is the cold path: it may allocate, takes a process-local
 // mutex, and returns errors. The hot path lives in counter.hpp, gauge.hpp, histogram.hpp.
-#pragma once
+#ifndef SHMETRICS_REGISTRY_HPP
+#define SHMETRICS_REGISTRY_HPP
 
 #include <algorithm>           // std::min
 #include <atomic>              // callback failure counts
@@ -1124,3 +1125,5 @@ class registry {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_REGISTRY_HPP

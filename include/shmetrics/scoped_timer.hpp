@@ -5,7 +5,8 @@
 //     auto t = ttft.time();   // histogram: observes the elapsed seconds at scope exit
 //     ...                     // t.cancel() records nothing; t.observe_now() records now
 //   }
-#pragma once
+#ifndef SHMETRICS_SCOPED_TIMER_HPP
+#define SHMETRICS_SCOPED_TIMER_HPP
 
 #include <time.h>   // clock_gettime (vDSO)
 #include <utility>  // std::exchange
@@ -72,3 +73,5 @@ class scoped_timer {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_SCOPED_TIMER_HPP

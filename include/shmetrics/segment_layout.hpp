@@ -79,7 +79,8 @@
 // mapping). Records and arena bytes are written with plain stores before the
 // release-store of families_published / series_published, and read by a reader only
 // below the count it loaded with acquire. See docs/segment-format.md.
-#pragma once
+#ifndef SHMETRICS_SEGMENT_LAYOUT_HPP
+#define SHMETRICS_SEGMENT_LAYOUT_HPP
 
 #include <atomic>   // std::atomic_ref
 #include <cstddef>  // offsetof
@@ -257,3 +258,5 @@ constexpr std::uint32_t cells_for(metric_type t, std::uint32_t bucket_count) noe
 
 }  // namespace layout
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_SEGMENT_LAYOUT_HPP

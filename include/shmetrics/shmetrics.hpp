@@ -1,6 +1,7 @@
 // shmetrics: lock-free metrics in a shared-memory segment, served by a sidecar exporter.
 // The umbrella header of the writer API: include this and nothing else.
-#pragma once
+#ifndef SHMETRICS_SHMETRICS_HPP
+#define SHMETRICS_SHMETRICS_HPP
 
 #include "config.hpp"
 #include "version.hpp"
@@ -12,3 +13,5 @@
 #include "scoped_timer.hpp"
 #include "registry.hpp"
 #include "process_metrics.hpp"
+
+#endif  // SHMETRICS_SHMETRICS_HPP

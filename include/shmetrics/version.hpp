@@ -3,7 +3,8 @@
 //
 //   #if SHMETRICS_VERSION >= SHMETRICS_MAKE_VERSION(0, 2, 0)  // compile time
 //   std::printf("%s\n", shmetrics::version().string);         // run time
-#pragma once
+#ifndef SHMETRICS_VERSION_HPP
+#define SHMETRICS_VERSION_HPP
 
 #include <string_view>  // version_info::string
 
@@ -36,3 +37,5 @@ constexpr version_info version() noexcept {
 }
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_VERSION_HPP

@@ -8,6 +8,8 @@
 // ---- begin shmetrics/shmetrics.hpp ----
 // shmetrics: lock-free metrics in a shared-memory segment, served by a sidecar exporter.
 // The umbrella header of the writer API: include this and nothing else.
+#ifndef SHMETRICS_SHMETRICS_HPP
+#define SHMETRICS_SHMETRICS_HPP
 
 // ---- begin shmetrics/config.hpp ----
 // shmetrics: compile-time configuration and version.
@@ -15,6 +17,8 @@
 // No macro here may change the segment layout: the layout is a runtime-validated
 // contract (docs/segment-format.md), so two translation units built with different
 // macros still agree on every byte.
+#ifndef SHMETRICS_CONFIG_HPP
+#define SHMETRICS_CONFIG_HPP
 
 #define SHMETRICS_VERSION_MAJOR 0
 #define SHMETRICS_VERSION_MINOR 1
@@ -50,6 +54,8 @@
 #else
 #define SHMETRICS_ALWAYS_INLINE inline
 #endif
+
+#endif  // SHMETRICS_CONFIG_HPP
 // ---- end shmetrics/config.hpp ----
 // ---- begin shmetrics/version.hpp ----
 // shmetrics: the library version and the segment format version, at compile time (macros)
@@ -57,6 +63,8 @@
 //
 //   #if SHMETRICS_VERSION >= SHMETRICS_MAKE_VERSION(0, 2, 0)  // compile time
 //   std::printf("%s\n", shmetrics::version().string);         // run time
+#ifndef SHMETRICS_VERSION_HPP
+#define SHMETRICS_VERSION_HPP
 
 #include <string_view>  // version_info::string
 
@@ -88,12 +96,16 @@ constexpr version_info version() noexcept {
 }
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_VERSION_HPP
 // ---- end shmetrics/version.hpp ----
 // ---- begin shmetrics/errc.hpp ----
 // shmetrics: error codes shared by the writer and the reader.
 //
 // Every cold-path call (registration, segment creation, opening a segment) returns a
 // result<T>: a value or an error. Hot-path calls (inc/add/set/observe) never fail.
+#ifndef SHMETRICS_ERRC_HPP
+#define SHMETRICS_ERRC_HPP
 
 #include <cstdio>       // the message of value() on an error, without exceptions
 #include <cstdlib>      // std::abort when value() is called on an error
@@ -168,7 +180,7 @@ inline constexpr std::string_view errc_messages[] = {
     "segment full: string arena exhausted",
     "segment full: no free value cells",
     "process metrics already recorded for this process (one process_metrics per process)",
-    "invalid registry options",
+    "invalid options",  // registry options, a catalog selection: the detail names it
     "segment file already exists",
     "cannot create segment file",
     "no space to reserve the segment (is /dev/shm large enough?)",
@@ -295,6 +307,8 @@ class [[nodiscard]] result {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_ERRC_HPP
 // ---- end shmetrics/errc.hpp ----
 // ---- begin shmetrics/segment_layout.hpp ----
 // shmetrics: the segment layout, format 1.1. This header IS the contract between a
@@ -378,6 +392,8 @@ SHMETRICS_END_NAMESPACE
 // mapping). Records and arena bytes are written with plain stores before the
 // release-store of families_published / series_published, and read by a reader only
 // below the count it loaded with acquire. See docs/segment-format.md.
+#ifndef SHMETRICS_SEGMENT_LAYOUT_HPP
+#define SHMETRICS_SEGMENT_LAYOUT_HPP
 
 #include <atomic>   // std::atomic_ref
 #include <cstddef>  // offsetof
@@ -554,9 +570,13 @@ constexpr std::uint32_t cells_for(metric_type t, std::uint32_t bucket_count) noe
 
 }  // namespace layout
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_SEGMENT_LAYOUT_HPP
 // ---- end shmetrics/segment_layout.hpp ----
 // ---- begin shmetrics/counter.hpp ----
 // shmetrics: counter, a monotonically increasing value (one series of a counter family).
+#ifndef SHMETRICS_COUNTER_HPP
+#define SHMETRICS_COUNTER_HPP
 
 #include <limits>       // the largest finite double
 #include <type_traits>  // integral overloads
@@ -564,6 +584,8 @@ SHMETRICS_END_NAMESPACE
 // ---- begin shmetrics/detail/atomics.hpp ----
 // shmetrics::detail: the only ways the segment's cells are touched. Every access is a
 // naturally aligned 8-byte atomic; names say the memory order.
+#ifndef SHMETRICS_DETAIL_ATOMICS_HPP
+#define SHMETRICS_DETAIL_ATOMICS_HPP
 
 #include <bit>      // std::bit_cast
 
@@ -613,6 +635,8 @@ inline void add_shared(std::uint64_t* p, double v) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_ATOMICS_HPP
 // ---- end shmetrics/detail/atomics.hpp ----
 // ---- begin shmetrics/detail/shards.hpp ----
 // shmetrics::detail: per-thread value shards.
@@ -624,6 +648,8 @@ SHMETRICS_END_NAMESPACE
 //
 // A thread returns its shard when it exits, with the values intact: the next thread to
 // lease it keeps adding on top, so the sum a reader computes never goes backwards.
+#ifndef SHMETRICS_DETAIL_SHARDS_HPP
+#define SHMETRICS_DETAIL_SHARDS_HPP
 
 #include <memory>   // std::shared_ptr, enable_shared_from_this
 #include <new>      // std::nothrow: the lease list survives running out of memory
@@ -757,6 +783,8 @@ SHMETRICS_ALWAYS_INLINE std::uint64_t this_thread_shard(shard_pool* pool) noexce
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_SHARDS_HPP
 // ---- end shmetrics/detail/shards.hpp ----
 
 SHMETRICS_BEGIN_NAMESPACE
@@ -843,9 +871,13 @@ class counter {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_COUNTER_HPP
 // ---- end shmetrics/counter.hpp ----
 // ---- begin shmetrics/gauge.hpp ----
 // shmetrics: gauge, a value that goes up and down (one series of a gauge family).
+#ifndef SHMETRICS_GAUGE_HPP
+#define SHMETRICS_GAUGE_HPP
 
 #include <cmath>    // std::fabs: add() ignores non-finite amounts
 #include <time.h>   // clock_gettime (vDSO) for latest-mode timestamps
@@ -858,6 +890,8 @@ SHMETRICS_END_NAMESPACE
 //     auto t = ttft.time();   // histogram: observes the elapsed seconds at scope exit
 //     ...                     // t.cancel() records nothing; t.observe_now() records now
 //   }
+#ifndef SHMETRICS_SCOPED_TIMER_HPP
+#define SHMETRICS_SCOPED_TIMER_HPP
 
 
 
@@ -921,6 +955,8 @@ class scoped_timer {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_SCOPED_TIMER_HPP
 // ---- end shmetrics/scoped_timer.hpp ----
 
 SHMETRICS_BEGIN_NAMESPACE
@@ -1000,9 +1036,13 @@ class gauge {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_GAUGE_HPP
 // ---- end shmetrics/gauge.hpp ----
 // ---- begin shmetrics/histogram.hpp ----
 // shmetrics: histogram with explicit bucket bounds (one series of a histogram family).
+#ifndef SHMETRICS_HISTOGRAM_HPP
+#define SHMETRICS_HISTOGRAM_HPP
 
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -1138,6 +1178,8 @@ class histogram {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_HISTOGRAM_HPP
 // ---- end shmetrics/histogram.hpp ----
 // ---- begin shmetrics/registry.hpp ----
 // shmetrics: the registry, which owns one shared-memory segment per process, and the
@@ -1154,6 +1196,8 @@ SHMETRICS_END_NAMESPACE
 //
 // Everything in this header is the cold path: it may allocate, takes a process-local
 // mutex, and returns errors. The hot path lives in counter.hpp, gauge.hpp, histogram.hpp.
+#ifndef SHMETRICS_REGISTRY_HPP
+#define SHMETRICS_REGISTRY_HPP
 
 #include <algorithm>           // std::min
 #include <cerrno>              // ENOSPC from posix_fallocate
@@ -1176,6 +1220,8 @@ SHMETRICS_END_NAMESPACE
 // ---- begin shmetrics/detail/exposed_names.hpp ----
 // shmetrics::detail: the names a family takes on a scrape page, for the collision rule
 // that the writer (at registration) and the exporter (at merge) both apply.
+#ifndef SHMETRICS_DETAIL_EXPOSED_NAMES_HPP
+#define SHMETRICS_DETAIL_EXPOSED_NAMES_HPP
 
 
 
@@ -1204,6 +1250,8 @@ inline std::vector<std::string> exposed_names(layout::metric_type type, const st
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_EXPOSED_NAMES_HPP
 // ---- end shmetrics/detail/exposed_names.hpp ----
 // ---- begin shmetrics/detail/proc_self.hpp ----
 // shmetrics::detail: what Linux's /proc says about this process, read the way the
@@ -1213,6 +1261,8 @@ SHMETRICS_END_NAMESPACE
 //
 // Cold path: each call opens and reads files under /proc. Never fails: a field that
 // cannot be read is 0.
+#ifndef SHMETRICS_DETAIL_PROC_SELF_HPP
+#define SHMETRICS_DETAIL_PROC_SELF_HPP
 
 #include <dirent.h>        // counting /proc/self/fd
 #include <sys/resource.h>  // RLIMIT_NOFILE
@@ -1322,6 +1372,8 @@ inline process_figures read_process_figures(double boot_time_s) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_PROC_SELF_HPP
 // ---- end shmetrics/detail/proc_self.hpp ----
 // ---- begin shmetrics/detail/segment_file.hpp ----
 // shmetrics::detail: creating the writer's segment file (cold path, POSIX).
@@ -1330,6 +1382,8 @@ SHMETRICS_END_NAMESPACE
 // open with O_NOFOLLOW in a directory of our choosing, and the writer needs the fd for
 // its lifetime lock (flock), which readers probe to tell a dead writer from a live one
 // across PID namespaces. So this is open/ftruncate/fallocate/mmap, and nothing more.
+#ifndef SHMETRICS_DETAIL_SEGMENT_FILE_HPP
+#define SHMETRICS_DETAIL_SEGMENT_FILE_HPP
 
 #include <sys/file.h>  // flock
 #include <sys/stat.h>  // fchmod
@@ -1379,9 +1433,13 @@ inline result<mapped_segment> create_segment_file(const std::string& path, std::
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_SEGMENT_FILE_HPP
 // ---- end shmetrics/detail/segment_file.hpp ----
 // ---- begin shmetrics/detail/validate.hpp ----
 // shmetrics::detail: name and string validation for registration (cold path).
+#ifndef SHMETRICS_DETAIL_VALIDATE_HPP
+#define SHMETRICS_DETAIL_VALIDATE_HPP
 
 
 
@@ -1463,6 +1521,8 @@ constexpr bool valid_utf8(std::string_view s) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_VALIDATE_HPP
 // ---- end shmetrics/detail/validate.hpp ----
 
 SHMETRICS_BEGIN_NAMESPACE
@@ -2532,6 +2592,8 @@ class registry {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_REGISTRY_HPP
 // ---- end shmetrics/registry.hpp ----
 // ---- begin shmetrics/process_metrics.hpp ----
 // shmetrics: the writer process's own process_* families (CPU time, memory, file
@@ -2558,6 +2620,8 @@ SHMETRICS_END_NAMESPACE
 // Everything here is the cold path: sample() reads three files under /proc (tens of
 // microseconds). Thread-safe: sample() may be called from any thread, concurrently with
 // the sampling thread.
+#ifndef SHMETRICS_PROCESS_METRICS_HPP
+#define SHMETRICS_PROCESS_METRICS_HPP
 
 
 
@@ -2721,5 +2785,9 @@ class process_metrics {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_PROCESS_METRICS_HPP
 // ---- end shmetrics/process_metrics.hpp ----
+
+#endif  // SHMETRICS_SHMETRICS_HPP
 // ---- end shmetrics/shmetrics.hpp ----

@@ -20,6 +20,7 @@ SHMETRICS_BEGIN_NAMESPACE
 
 namespace {
 
+using catalog_detail::version_ok;  // catalog_core.cpp
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
@@ -77,22 +78,6 @@ bool parse_numbers(element e, std::vector<double>& out) {
     if (!get_number(x, v)) return false;
     out.push_back(v);
   }
-  return true;
-}
-
-bool version_ok(std::string_view v) {
-  auto dot = v.find('.');
-  if (dot == 0 || dot == std::string_view::npos || dot + 1 == v.size()) return false;
-  for (std::size_t i = 0; i < v.size(); ++i)
-    if (i != dot && !detail::is_digit(v[i])) return false;
-  return true;
-}
-
-bool parse_version(std::string_view v, long& major, long& minor) {
-  if (!version_ok(v)) return false;
-  auto dot = v.find('.');
-  major = std::strtol(std::string(v.substr(0, dot)).c_str(), nullptr, 10);
-  minor = std::strtol(std::string(v.substr(dot + 1)).c_str(), nullptr, 10);
   return true;
 }
 
@@ -193,99 +178,6 @@ bool parse_mode(std::string_view s, layout::gauge_mode& m) {
 }
 
 }  // namespace
-
-std::vector<double> buckets_1_2_5(std::uint64_t max_value) {
-  std::vector<double> out;
-  for (std::uint64_t scale = 1;; scale *= 10)
-    for (std::uint64_t m : {1u, 2u, 5u}) {
-      if (m * scale > max_value) return out;
-      out.push_back(static_cast<double>(m * scale));
-    }
-}
-
-bool deprecated_family_visible(std::string_view deprecated_in, std::string_view version,
-                               std::string_view show_hidden) {
-  long dmaj, dmin, vmaj, vmin;
-  if (!parse_version(deprecated_in, dmaj, dmin) || !parse_version(version, vmaj, vmin))
-    return false;
-  if (vmaj != dmaj) return vmaj < dmaj;  // a new major has removed it
-  if (vmin <= dmin) return true;         // deprecated in this release: still shown
-  if (vmin == dmin + 1)                  // hidden: shown only for the previous minor
-    return show_hidden == std::to_string(vmaj) + "." + std::to_string(vmin - 1);
-  return false;  // X.Y+2 and later: removed
-}
-
-std::string_view listing_status(const family_def& d, std::string_view version) {
-  if (d.when == "deprecated") {
-    if (deprecated_family_visible(d.deprecated_in, version, "")) return "deprecated";
-    long vmaj, vmin;
-    if (parse_version(version, vmaj, vmin) && vmin > 0 &&
-        deprecated_family_visible(d.deprecated_in, version,
-                                  std::to_string(vmaj) + "." + std::to_string(vmin - 1)))
-      return "hidden";
-    return "removed";
-  }
-  if (d.status == "removed") return "removed";
-  if (d.status == "deprecated") return "deprecated";
-  if (!d.seeds.empty()) return "seed";
-  return "upstream";
-}
-
-std::string catalog::default_path() {
-  if (const char* env = std::getenv("SHMETRICS_CATALOG"); env && *env) return env;
-  return SHMETRICS_CATALOG_DIR "/vllm_catalog.json";
-}
-
-const family_def* catalog::find(std::string_view key) const noexcept {
-  for (auto& f : families_)
-    if (f.key == key) return &f;
-  return nullptr;
-}
-
-const family_def* catalog::find_name(std::string_view name) const noexcept {
-  for (auto& f : families_)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
-const std::vector<double>* catalog::bucket_set(std::string_view name) const noexcept {
-  for (auto& [n, b] : bucket_sets_)
-    if (n == name) return &b;
-  return nullptr;
-}
-
-namespace {
-
-// "catalog JSON file PATH (where it came from, how to point at another)": a missing file is
-// most often the installed default in a build tree, so say what to set.
-std::string open_detail(const std::string& path) {
-  std::string d = "catalog JSON file " + path;
-  const char* env = std::getenv("SHMETRICS_CATALOG");
-  if (env && *env && path == env)
-    d += " (from $SHMETRICS_CATALOG)";
-  else if (path == catalog::default_path())
-    d += " (the installed default; set $SHMETRICS_CATALOG to the catalog's path, e.g. "
-         "data/vllm_catalog.json in the source tree)";
-  else
-    d += " (set $SHMETRICS_CATALOG to the catalog's path)";
-  return d;
-}
-
-}  // namespace
-
-result<catalog> catalog::load(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rbe");
-  if (!f) return error{errc::open_failed, errno, open_detail(path)};
-  std::string text;
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    text.append(buf, n);
-  bool bad = std::ferror(f);
-  std::fclose(f);
-  if (bad) return error{errc::open_failed, EIO, open_detail(path)};
-  return parse(text, path);
-}
 
 result<catalog> catalog::parse(std::string_view json, std::string_view origin) {
   where w{std::string(origin), {}};

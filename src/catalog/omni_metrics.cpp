@@ -12,11 +12,11 @@ using catalog_detail::bound_family;
 using catalog_detail::label_map;
 using layout::metric_type;
 
-struct typed {
+struct omni_typed {
   std::string_view key;
   metric_type type;
 };
-constexpr typed typed_families[] = {
+constexpr omni_typed omni_typed_families[] = {
     {"omni/num_requests_running", metric_type::gauge},
     {"omni/num_requests_waiting", metric_type::gauge},
     {"omni/requests_success_total", metric_type::counter},
@@ -33,7 +33,7 @@ constexpr typed typed_families[] = {
     {"omni/transfer_rx_s", metric_type::histogram},
     {"omni/transfer_in_flight_s", metric_type::histogram},
 };
-static_assert(std::size(typed_families) == static_cast<std::size_t>(omni_family::count_));
+static_assert(std::size(omni_typed_families) == static_cast<std::size_t>(omni_family::count_));
 
 bool has(const std::vector<std::string>& v, std::string_view x) {
   for (auto& s : v)
@@ -45,7 +45,7 @@ bool has(const std::vector<std::string>& v, std::string_view x) {
 
 std::string_view catalog_key(omni_family f) noexcept {
   auto i = static_cast<std::size_t>(f);
-  return i < std::size(typed_families) ? typed_families[i].key : std::string_view{};
+  return i < std::size(omni_typed_families) ? omni_typed_families[i].key : std::string_view{};
 }
 
 result<omni_metrics> omni_metrics::create(registry& reg, const catalog& cat,
@@ -53,8 +53,9 @@ result<omni_metrics> omni_metrics::create(registry& reg, const catalog& cat,
   auto fail = [&](const std::string& what) {
     return error{errc::corrupt_record, 0, "catalog " + cat.origin() + ": " + what};
   };
-  for (auto& t : typed_families) {
+  for (auto& t : omni_typed_families) {
     const family_def* d = cat.find(t.key);
+    if (!d && cat.is_selection()) continue;  // not picked: its record calls do nothing
     if (!d) return fail("typed family " + std::string(t.key) + " is missing");
     if (d->type != t.type || d->when != "seed")
       return fail(d->name + ": type or \"when\" differs from the typed API (want a seed family)");
@@ -73,7 +74,7 @@ result<omni_metrics> omni_metrics::create(registry& reg, const catalog& cat,
   m.threshold_s_ = opt.continuity_threshold_s;
   m.log_stats_ = opt.log_stats;
   m.model_name_ = opt.model_name;
-  m.index_.assign(std::size(typed_families), -1);
+  m.index_.assign(std::size(omni_typed_families), -1);
 
   // Base children, by the shape of the label set. Without log_stats there are none:
   // the families are placeholders with nothing written.
@@ -131,8 +132,8 @@ result<omni_metrics> omni_metrics::create(registry& reg, const catalog& cat,
     m.bound_.push_back(std::move(*b));
   }
   for (std::size_t i = 0; i < m.bound_.size(); ++i)
-    for (std::size_t t = 0; t < std::size(typed_families); ++t)
-      if (m.bound_[i].def->key == typed_families[t].key) m.index_[t] = static_cast<int>(i);
+    for (std::size_t t = 0; t < std::size(omni_typed_families); ++t)
+      if (m.bound_[i].def->key == omni_typed_families[t].key) m.index_[t] = static_cast<int>(i);
 
   // vllm:* exists only with --log-stats, and only for LLM stages, reshaped.
   if (opt.log_stats && !m.engines_.empty()) {

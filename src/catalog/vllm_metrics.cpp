@@ -119,11 +119,13 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
   // The typed API and the catalog must agree before anything is registered.
   for (auto& t : typed_families) {
     const family_def* d = cat.find(t.key);
+    if (!d && cat.is_selection()) continue;  // not picked: its record calls do nothing
     if (!d) return fail("typed family " + std::string(t.key) + " is missing");
     if (d->type != t.type) return fail(d->name + ": type differs from the typed API");
   }
   for (auto& fv : fixed) {
     const family_def* d = cat.find(catalog_key(fv.family));
+    if (!d) continue;  // not picked (a selection)
     const auto* v = d->values_of(fv.label);
     bool same = v && v->size() == fv.values.size();
     for (std::size_t i = 0; same && i < fv.values.size(); ++i)

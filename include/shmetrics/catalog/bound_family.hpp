@@ -1,7 +1,8 @@
 // shmetrics catalog: one catalog family registered in a registry, with its children
 // resolved into hot-path handles at construction. Shared by vllm_metrics and
 // omni_metrics; engine code uses those classes, not this.
-#pragma once
+#ifndef SHMETRICS_CATALOG_BOUND_FAMILY_HPP
+#define SHMETRICS_CATALOG_BOUND_FAMILY_HPP
 
 #include <cstdint>  // child counts
 #include <string>   // exposed name
@@ -67,3 +68,5 @@ std::vector<std::string> reshape_engine(const std::vector<std::string>& labels, 
 
 }  // namespace catalog_detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CATALOG_BOUND_FAMILY_HPP

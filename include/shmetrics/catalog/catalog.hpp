@@ -7,10 +7,15 @@
 // simdjson and validates every entry; engine code then goes through the typed API
 // (vllm_metrics.hpp, omni_metrics.hpp) and never spells a metric name.
 //
+// The same families are compiled in (catalog::builtin(), generated from the JSON file by
+// scripts/gen-catalog-header): no file and no simdjson at run time.
+//
 // This header does not include simdjson: parsing lives in the shmetrics_catalog library.
-#pragma once
+#ifndef SHMETRICS_CATALOG_CATALOG_HPP
+#define SHMETRICS_CATALOG_CATALOG_HPP
 
 #include <cstdint>      // max_model_len
+#include <functional>   // select_if
 #include <string>       // names
 #include <string_view>  // lookups
 #include <utility>      // pair
@@ -32,6 +37,8 @@ struct upstream_source {
   std::string repo{};  ///< "vllm-project/vllm", "vllm-project/vllm-omni"
   std::string path{};  ///< file in that repository: "vllm/v1/metrics/loggers.py"
   std::string ref{};
+
+  bool operator==(const upstream_source&) const = default;
 };
 
 /// Which revision of one upstream the catalog matches (top-level "upstream_releases").
@@ -40,6 +47,8 @@ struct upstream_release {
   std::string repo{};     ///< "vllm-project/vllm"
   std::string release{};  ///< "0.32", or prose such as "main after v0.24.0"
   std::string ref{};      ///< as upstream_source::ref
+
+  bool operator==(const upstream_release&) const = default;
 };
 
 /// One family as the catalog defines it.
@@ -67,6 +76,9 @@ struct family_def {
   /// families only upstream defines.
   std::vector<std::string> seeds{};
 
+  /// Every field equal (the builtin catalog against the JSON file, in a test).
+  bool operator==(const family_def&) const = default;
+
   /// The values of `label` to pre-create, or nullptr.
   const std::vector<std::string>* values_of(std::string_view label) const noexcept {
     for (auto& [l, v] : label_values)
@@ -89,6 +101,23 @@ class catalog {
   /// <datadir>/shmetrics/vllm_catalog.json.
   static std::string default_path();
 
+  /// data/vllm_catalog.json as compiled into shmetrics (src/catalog/builtin_catalog.cpp,
+  /// generated): the same catalog as load() of that file, without the file or simdjson.
+  /// Built on first use; origin() is "builtin".
+  static const catalog& builtin();
+
+  /// A copy with only the families listed, each by key ("vllm/time_to_first_token_seconds")
+  /// or by exposed name ("vllm:time_to_first_token_seconds"). The typed classes
+  /// (vllm_metrics, omni_metrics) register only these (if their condition holds); their
+  /// record calls for the others do nothing. Fails with invalid_options naming the first
+  /// entry that matches no family.
+  result<catalog> select(const std::vector<std::string>& keys_or_names) const;
+  /// A copy with only the families `keep` accepts; as select().
+  catalog select_if(const std::function<bool(const family_def&)>& keep) const;
+  /// True for a catalog made by select()/select_if(): the typed classes do not require
+  /// their families in it.
+  bool is_selection() const noexcept { return selection_; }
+
   const std::vector<family_def>& families() const noexcept { return families_; }
   /// The entry with this key, or nullptr.
   const family_def* find(std::string_view key) const noexcept;
@@ -96,6 +125,10 @@ class catalog {
   const family_def* find_name(std::string_view name) const noexcept;
   /// A bucket constant (REQUEST_LATENCY, SECONDS, SECONDS_FAST, RTF, BYTES, ...), or nullptr.
   const std::vector<double>* bucket_set(std::string_view name) const noexcept;
+  /// Every bucket constant, in catalog order.
+  const std::vector<std::pair<std::string, std::vector<double>>>& bucket_sets() const noexcept {
+    return bucket_sets_;
+  }
 
   /// The vLLM version whose metric set the catalog describes ("0.32"); the default
   /// version for the deprecation policy.
@@ -116,6 +149,7 @@ class catalog {
   std::string omni_seed_prefix_, omni_upstream_prefix_;
   std::vector<std::pair<std::string, std::vector<double>>> bucket_sets_;
   std::vector<family_def> families_;
+  bool selection_ = false;
 };
 
 /// vLLM's build_1_2_5_buckets(max_value): 1, 2, 5, 10, 20, 50, ... while <= max_value.
@@ -139,4 +173,11 @@ bool deprecated_family_visible(std::string_view deprecated_in, std::string_view 
 ///   "upstream"    any other: defined upstream only
 std::string_view listing_status(const family_def& d, std::string_view version);
 
+namespace catalog_detail {
+/// "X.Y" with digits only (vllm_version, deprecated_in).
+bool version_ok(std::string_view v);
+}  // namespace catalog_detail
+
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CATALOG_CATALOG_HPP

@@ -11,7 +11,8 @@
 // Gating, as the seed says: without log_stats no vllm:* family is registered and the
 // 15 Omni families are registered with no series (HELP/TYPE only) and nothing is
 // written; with it every family is registered and its children pre-created.
-#pragma once
+#ifndef SHMETRICS_CATALOG_OMNI_METRICS_HPP
+#define SHMETRICS_CATALOG_OMNI_METRICS_HPP
 
 #include <cstdint>   // stage ids
 #include <optional>  // vllm_metrics for the LLM stages
@@ -121,3 +122,5 @@ class omni_metrics {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CATALOG_OMNI_METRICS_HPP

@@ -5,7 +5,8 @@
 // Overall Summary, printed as vLLM-Omni prints them (| Field | Value | tables, thousands
 // separators, 3 decimals). omni_metrics::record_request() feeds the same events into the
 // Prometheus families, so the log and /metrics never disagree.
-#pragma once
+#ifndef SHMETRICS_CATALOG_PIPELINE_STATS_HPP
+#define SHMETRICS_CATALOG_PIPELINE_STATS_HPP
 
 #include <cstdint>  // counts
 #include <string>   // ids, tables
@@ -109,3 +110,5 @@ std::string format_summary(const overall_summary& s);
 std::string format_request(const request_record& r);
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CATALOG_PIPELINE_STATS_HPP

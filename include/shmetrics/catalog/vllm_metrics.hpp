@@ -9,7 +9,8 @@
 // buckets from the catalog) and pre-creates every child vLLM pre-creates, so a scrape
 // shows zero-valued series from start-up. Recording is the hot path: no allocation, no
 // lock, no lookup; only handle operations.
-#pragma once
+#ifndef SHMETRICS_CATALOG_VLLM_METRICS_HPP
+#define SHMETRICS_CATALOG_VLLM_METRICS_HPP
 
 #include <array>        // per-reason tables
 #include <cstdint>      // counts
@@ -226,3 +227,5 @@ class vllm_metrics {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CATALOG_VLLM_METRICS_HPP

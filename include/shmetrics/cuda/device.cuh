@@ -24,7 +24,8 @@
 //
 // Requires nvcc (or clang CUDA) and compute capability >= 6.0 (system-scope atomics and
 // f64 atomicAdd).
-#pragma once
+#ifndef SHMETRICS_CUDA_DEVICE_CUH
+#define SHMETRICS_CUDA_DEVICE_CUH
 
 #include <cstdint>      // cells
 #include <cuda/atomic>  // cuda::atomic_ref (relaxed system-scope stores)
@@ -282,3 +283,5 @@ class block_histogram {
 
 }  // namespace cuda
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CUDA_DEVICE_CUH

@@ -16,7 +16,8 @@
 //
 // Thread-safe: the handles are immutable values. Allocates: never. Fails: never; an
 // empty (default) handle makes every device call a no-op.
-#pragma once
+#ifndef SHMETRICS_CUDA_HANDLES_HPP
+#define SHMETRICS_CUDA_HANDLES_HPP
 
 #include <cstdint>      // cell pointers
 #include <type_traits>  // trivially-copyable checks
@@ -55,3 +56,5 @@ static_assert(std::is_trivially_copyable_v<d_gauge> && std::is_standard_layout_v
 
 }  // namespace cuda
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CUDA_HANDLES_HPP

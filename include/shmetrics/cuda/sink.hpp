@@ -23,7 +23,8 @@
 // set_gauge_*) take a stream, return a cudaError_t, and never synchronize.
 //
 // Host-only header (includes <cuda_runtime_api.h>); link libshmetrics_cuda.
-#pragma once
+#ifndef SHMETRICS_CUDA_SINK_HPP
+#define SHMETRICS_CUDA_SINK_HPP
 
 #include <cstddef>             // size_t
 #include <cstdint>             // cells
@@ -152,3 +153,5 @@ cudaError_t set_gauge_count_at_least(void* d_temp_storage, std::size_t& temp_sto
 
 }  // namespace cuda
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_CUDA_SINK_HPP

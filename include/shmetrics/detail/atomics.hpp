@@ -1,6 +1,7 @@
 // shmetrics::detail: the only ways the segment's cells are touched. Every access is a
 // naturally aligned 8-byte atomic; names say the memory order.
-#pragma once
+#ifndef SHMETRICS_DETAIL_ATOMICS_HPP
+#define SHMETRICS_DETAIL_ATOMICS_HPP
 
 #include <atomic>   // std::atomic_ref
 #include <bit>      // std::bit_cast
@@ -53,3 +54,5 @@ inline void add_shared(std::uint64_t* p, double v) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_ATOMICS_HPP

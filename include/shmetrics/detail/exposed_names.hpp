@@ -1,6 +1,7 @@
 // shmetrics::detail: the names a family takes on a scrape page, for the collision rule
 // that the writer (at registration) and the exporter (at merge) both apply.
-#pragma once
+#ifndef SHMETRICS_DETAIL_EXPOSED_NAMES_HPP
+#define SHMETRICS_DETAIL_EXPOSED_NAMES_HPP
 
 #include <string>  // names
 #include <vector>  // the list
@@ -32,3 +33,5 @@ inline std::vector<std::string> exposed_names(layout::metric_type type, const st
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_EXPOSED_NAMES_HPP

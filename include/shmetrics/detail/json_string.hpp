@@ -1,6 +1,7 @@
 // shmetrics::detail: one JSON string escaper for every JSON this project writes (the
 // exporter's /segments, the engine simulator's OpenAI responses, shmetrics-inspect --json).
-#pragma once
+#ifndef SHMETRICS_DETAIL_JSON_STRING_HPP
+#define SHMETRICS_DETAIL_JSON_STRING_HPP
 
 #include <cstddef>      // sizes
 #include <string>       // output
@@ -70,3 +71,5 @@ inline std::string json_string(std::string_view s) {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_JSON_STRING_HPP

@@ -5,7 +5,8 @@
 //
 // Cold path: each call opens and reads files under /proc. Never fails: a field that
 // cannot be read is 0.
-#pragma once
+#ifndef SHMETRICS_DETAIL_PROC_SELF_HPP
+#define SHMETRICS_DETAIL_PROC_SELF_HPP
 
 #include <cstdint>         // tick counts
 #include <cstdio>          // fopen /proc files
@@ -121,3 +122,5 @@ inline process_figures read_process_figures(double boot_time_s) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_PROC_SELF_HPP

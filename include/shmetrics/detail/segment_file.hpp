@@ -4,7 +4,8 @@
 // open with O_NOFOLLOW in a directory of our choosing, and the writer needs the fd for
 // its lifetime lock (flock), which readers probe to tell a dead writer from a live one
 // across PID namespaces. So this is open/ftruncate/fallocate/mmap, and nothing more.
-#pragma once
+#ifndef SHMETRICS_DETAIL_SEGMENT_FILE_HPP
+#define SHMETRICS_DETAIL_SEGMENT_FILE_HPP
 
 #include <cerrno>      // errno
 #include <cstdint>     // sizes
@@ -62,3 +63,5 @@ inline result<mapped_segment> create_segment_file(const std::string& path, std::
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_SEGMENT_FILE_HPP

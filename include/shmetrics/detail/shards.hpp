@@ -7,7 +7,8 @@
 //
 // A thread returns its shard when it exits, with the values intact: the next thread to
 // lease it keeps adding on top, so the sum a reader computes never goes backwards.
-#pragma once
+#ifndef SHMETRICS_DETAIL_SHARDS_HPP
+#define SHMETRICS_DETAIL_SHARDS_HPP
 
 #include <atomic>   // free mask
 #include <bit>      // std::countr_zero
@@ -145,3 +146,5 @@ SHMETRICS_ALWAYS_INLINE std::uint64_t this_thread_shard(shard_pool* pool) noexce
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_SHARDS_HPP

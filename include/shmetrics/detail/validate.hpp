@@ -1,5 +1,6 @@
 // shmetrics::detail: name and string validation for registration (cold path).
-#pragma once
+#ifndef SHMETRICS_DETAIL_VALIDATE_HPP
+#define SHMETRICS_DETAIL_VALIDATE_HPP
 
 #include <cstdint>      // std::uint8_t
 #include <string_view>  // names
@@ -84,3 +85,5 @@ constexpr bool valid_utf8(std::string_view s) noexcept {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_DETAIL_VALIDATE_HPP

@@ -13,7 +13,8 @@
 //
 // One collection runs at a time; concurrent collect() calls share it. The collector logs
 // through a callback (collector_options::log), rate limited per problem.
-#pragma once
+#ifndef SHMETRICS_READER_COLLECTOR_HPP
+#define SHMETRICS_READER_COLLECTOR_HPP
 
 #include <chrono>       // gc and timing
 #include <cstdint>      // counters
@@ -189,3 +190,5 @@ class body_cache {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_COLLECTOR_HPP

@@ -1,5 +1,6 @@
 // shmetrics reader: finding segments in a directory.
-#pragma once
+#ifndef SHMETRICS_READER_DISCOVERY_HPP
+#define SHMETRICS_READER_DISCOVERY_HPP
 
 #include <cstdint>  // pid, instance
 #include <string>   // paths
@@ -24,3 +25,5 @@ bool parse_segment_name(const std::string& file, const std::string& prefix, segm
 result<std::vector<segment_name>> list_segments(const std::string& dir, const std::string& prefix);
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_DISCOVERY_HPP

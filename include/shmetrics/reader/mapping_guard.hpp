@@ -8,7 +8,8 @@
 // damaged; the reader sees the mark after its read and reports the segment as `shrunk`.
 // Faults anywhere else go to the handler that was installed before ours, or kill the
 // process as SIGBUS always did.
-#pragma once
+#ifndef SHMETRICS_READER_MAPPING_GUARD_HPP
+#define SHMETRICS_READER_MAPPING_GUARD_HPP
 
 #include <cstddef>  // size_t
 
@@ -42,3 +43,5 @@ class mapping_guard {
 
 }  // namespace detail
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_MAPPING_GUARD_HPP

@@ -4,7 +4,8 @@
 // checked against the mapping before use, and the write-once header is copied and
 // validated once at open. Metadata is append-only, so refresh() parses only records
 // published since the last call; values are re-read on every snapshot.
-#pragma once
+#ifndef SHMETRICS_READER_SEGMENT_READER_HPP
+#define SHMETRICS_READER_SEGMENT_READER_HPP
 
 #include <cstddef>      // size_t
 #include <cstdint>      // sizes
@@ -196,3 +197,5 @@ class segment_reader {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_SEGMENT_READER_HPP

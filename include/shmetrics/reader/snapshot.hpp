@@ -1,6 +1,7 @@
 // shmetrics reader: what a snapshot of a segment holds. Owning, plain data; the encoder
 // and the exporter's merge work on these.
-#pragma once
+#ifndef SHMETRICS_READER_SNAPSHOT_HPP
+#define SHMETRICS_READER_SNAPSHOT_HPP
 
 #include <cstdint>  // counts
 #include <string>   // names
@@ -64,3 +65,5 @@ struct segment_snapshot {
 };
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_SNAPSHOT_HPP

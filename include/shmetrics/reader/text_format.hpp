@@ -1,6 +1,7 @@
 // shmetrics reader: the Prometheus text exposition format 0.0.4, printed as
 // prometheus_client (what vLLM runs) prints it.
-#pragma once
+#ifndef SHMETRICS_READER_TEXT_FORMAT_HPP
+#define SHMETRICS_READER_TEXT_FORMAT_HPP
 
 #include <cstddef>      // size_t
 #include <cstdint>      // counts
@@ -102,3 +103,5 @@ void encode_openmetrics(const std::vector<family_snapshot>& families, std::strin
                         const series_columns* columns = nullptr);
 
 SHMETRICS_END_NAMESPACE
+
+#endif  // SHMETRICS_READER_TEXT_FORMAT_HPP
