@@ -104,8 +104,8 @@ const std::set<std::string_view> known_status = {
     "current",    "conditional",   "newer",  "newer-partial",   "deprecated",    "removed",
     "unverified", "inferred-name", "legacy", "library-default", "post-reference"};
 const std::set<std::string_view> vllm_when = {
-    "always", "deprecated",  "never", "compute_nans", "kv_cache_metrics",
-    "lora",   "spec_decode", "nixl",  "kv_offload",   "sleep_mode"};
+    "always",      "deprecated", "never",      "compute_nans", "kv_cache_metrics", "lora",
+    "spec_decode", "nixl",       "kv_offload", "sleep_mode",   "admission_control"};
 const std::set<std::string_view> omni_when = {"seed", "extended", "never"};
 
 bool parse_mode(std::string_view s, layout::gauge_mode& m) {
