@@ -496,6 +496,9 @@ bool engine::step() {
       waiting_.pop_front();
       finish(r, finish_reason::error);
     }
+    // A step whose batch emptied by preemption (the only running request preempted
+    // itself) still counts it, with the next step that has outputs.
+    pending_preemptions_ += step_preemptions_;
     if (cfg_.nixl) record_scheduler_only(st);  // pulls started: queries, the waiting gauge
     // Progress when the head was refused or preempted (the next step may admit); else
     // wait for a pull, a notice, an expiry or a new request.
