@@ -324,6 +324,21 @@ TEST_CASE("--scheduling-policy priority: the pool preempts the lowest-priority r
   CHECK(simtest::sum(s, "vllm:request_success_total", "finished_reason=\"length\"") == 2);
 }
 
+TEST_CASE("a preemption that leaves the step nothing to run is counted", "[engine_sim][preempt]") {
+  // 24 blocks of 4 tokens: one request growing past 96 tokens preempts itself, the only
+  // one running, and is then refused (it can never fit). vllm:num_preemptions_total counts
+  // it with the next step that has outputs, as vllm:request_num_preemptions does.
+  sim_only env(llm({"--block-size", "4", "--num-gpu-blocks", "24"}));
+  auto big = post(env.sim, "/v1/completions",
+                  R"({"prompt":"grows past the pool","max_tokens":120,"ignore_eos":true})");
+  CHECK(big.status == 200);
+  CHECK(post(env.sim, "/v1/completions", R"({"prompt":"next","max_tokens":2})").status == 200);
+  auto s = sim_samples(env.sim);
+  CHECK(simtest::sum(s, "vllm:request_num_preemptions_sum") == 1);
+  CHECK(simtest::sum(s, "vllm:num_preemptions_total") == 1);
+  CHECK(simtest::sum(s, "vllm:request_success_total", "finished_reason=\"error\"") == 1);
+}
+
 TEST_CASE("priority needs --scheduling-policy priority, as vLLM checks it",
           "[engine_sim][priority]") {
   sim_only env(llm({}));
