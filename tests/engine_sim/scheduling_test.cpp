@@ -198,7 +198,7 @@ TEST_CASE("image_url chat parts: data URLs sized and cached, http URLs and bad d
 
 TEST_CASE("--max-num-queued-reqs / --max-num-queued-tokens: 503s counted by reason",
           "[engine_sim][admission]") {
-  // Steps of 4 ms: a 50-token request runs ~0.2 s, so a burst finds the first two in flight.
+  // Steps of 4 ms: a 150-token request runs ~0.6 s, so a burst finds the first two in flight.
   sim_only env(llm(
       {"--time-scale", "0.2", "--max-num-queued-reqs", "2", "--max-num-queued-tokens", "1000"}));
   auto rejections = [&](const char* reason) {
@@ -215,7 +215,7 @@ TEST_CASE("--max-num-queued-reqs / --max-num-queued-tokens: 503s counted by reas
     burst.emplace_back([&, k] {
       auto r = env.sim.client().Post("/v1/completions",
                                      R"({"model":"sim","prompt":"burst )" + std::to_string(k) +
-                                         R"(","max_tokens":50,"ignore_eos":true})",
+                                         R"(","max_tokens":150,"ignore_eos":true})",
                                      "application/json");
       std::lock_guard lk(m);
       answers.push_back(r ? answer{r->status, r->body} : answer{});
@@ -278,7 +278,7 @@ TEST_CASE("--scheduling-policy priority: one running slot serves the queue by pr
     });
   };
   std::vector<std::thread> ts;
-  ts.push_back(run("first", 0, 100));  // holds the slot ~0.4 s
+  ts.push_back(run("first", 0, 250));  // holds the slot ~1 s
   std::this_thread::sleep_for(100ms);
   // Queued behind it, in this arrival order; lower priority values run first, ties by arrival.
   for (auto [name, prio] : {std::pair("low", 5), std::pair("urgent", -1), std::pair("mid-a", 3),
