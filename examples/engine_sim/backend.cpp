@@ -127,6 +127,8 @@ bool backend::init(std::string& err) {
         vo.max_loras = e.max_loras;
         vo.kv_offload = e.offload_cpu_blocks > 0;
         vo.nixl = e.nixl;
+        // No engine label (vLLM counts them in its front end): in the first segment only.
+        vo.admission_control = i == 0 && (opt_.max_num_queued_reqs || opt_.max_num_queued_tokens);
         // The API server's families (no engine label): in the first segment only.
         vo.sleep_mode = e.enable_sleep_mode && i == 0;
         auto m = shmetrics::vllm_metrics::create(*reg, cat_, vo);
@@ -265,8 +267,41 @@ std::vector<std::string> backend::segment_paths() const {
   return out;
 }
 
-std::shared_ptr<request> backend::submit(const api_request& a, std::string id, double arrival) {
+std::shared_ptr<request> backend::submit(const api_request& a, std::string id, double arrival,
+                                         api_error& err) {
+  std::unique_lock admission(admission_m_, std::defer_lock);
+  if (opt_.max_num_queued_reqs || opt_.max_num_queued_tokens) {
+    // vLLM's check_admission (PR #49445): the requests in flight (waiting or running; n
+    // sequences each) first, then the prompt tokens of those still in their prefill.
+    admission.lock();
+    std::uint64_t seqs = 0, tokens = 0;
+    for (auto& e : thinkers_) {
+      seqs += e->inflight_seqs();
+      tokens += e->prefill_tokens();
+    }
+    auto refuse = [&](shmetrics::admission_reason why, std::string msg) {
+      if (!vllm_.empty()) vllm_.front()->record_admission_rejection(why);
+      err = {503, std::move(msg), {}};
+      return nullptr;
+    };
+    if (opt_.max_num_queued_reqs && seqs + a.n > opt_.max_num_queued_reqs)
+      return refuse(shmetrics::admission_reason::max_num_queued_reqs,
+                    "The server is at capacity: " + std::to_string(seqs) +
+                        " sequences in flight and this request's " + std::to_string(a.n) +
+                        " would exceed --max-num-queued-reqs " +
+                        std::to_string(opt_.max_num_queued_reqs) +
+                        ". Retry later or on another instance.");
+    if (opt_.max_num_queued_tokens && tokens + a.prompt.size() > opt_.max_num_queued_tokens)
+      return refuse(shmetrics::admission_reason::max_num_queued_tokens,
+                    "The server is at capacity: " + std::to_string(tokens) +
+                        " prompt tokens waiting for prefill and this request's " +
+                        std::to_string(a.prompt.size()) + " would exceed --max-num-queued-tokens " +
+                        std::to_string(opt_.max_num_queued_tokens) +
+                        ". Retry later or on another instance.");
+  }
   auto r = std::make_shared<request>();
+  r->priority = a.priority;
+  r->images = a.images;
   r->id = std::move(id);
   r->prompt = a.prompt;
   r->max_tokens_set = a.max_tokens_set;

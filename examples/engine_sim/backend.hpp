@@ -36,8 +36,12 @@ class backend {
   static std::unique_ptr<backend> create(const options& opt, std::string& err);
   ~backend();
 
-  /// Starts a request on the least loaded first-stage replica.
-  std::shared_ptr<request> submit(const api_request& a, std::string id, double arrival);
+  /// Starts a request on the least loaded first-stage replica. With --max-num-queued-reqs /
+  /// --max-num-queued-tokens, a request over either limit is refused instead (nullptr,
+  /// `err` a 503, counted in vllm:admission_rejections_total), as vLLM's
+  /// AsyncLLM.check_admission refuses it before it reaches the engine.
+  std::shared_ptr<request> submit(const api_request& a, std::string id, double arrival,
+                                  api_error& err);
   /// The client went away: abort wherever the request is.
   void abort(const std::shared_ptr<request>& r);
   const options& opts() const noexcept { return opt_; }
@@ -81,6 +85,7 @@ class backend {
   void vocode(std::uint32_t replica, std::shared_ptr<request> t);
   void complete(request& r, std::string audio_json);
   std::atomic<std::uint32_t> inflight_{0};
+  std::mutex admission_m_;  // a check and its submit, together: the limits are exact
   void transfer(request& r, std::uint32_t from, std::uint32_t from_replica,
                 std::uint32_t to_replica, double bytes);
   void gauge_loop();

@@ -113,6 +113,8 @@ void engine::submit(std::shared_ptr<request> r) {
   r->generated.assign(r->n, 0);
   r->target_len.assign(r->n, cap);
   load_.fetch_add(1, std::memory_order_relaxed);
+  inflight_seqs_.fetch_add(r->n, std::memory_order_relaxed);
+  prefill_tokens_.fetch_add(r->prompt.size(), std::memory_order_relaxed);
   r->owner = this;
   {
     std::lock_guard lk(m_);
@@ -189,7 +191,8 @@ void engine::run() {
       double t = now();
       for (auto& r : incoming_) {
         r->queued_ts = t;
-        waiting_.push_back(std::move(r));
+        mm_cache_lookup(*r);
+        enqueue(std::move(r), false);
       }
       incoming_.clear();
       abort_pending_ = false;
@@ -259,6 +262,73 @@ void engine::free_blocks(request& r) {
   r.hashed_upto = 0;
   r.computed = 0;
   r.external = 0;
+  r.encoded = 0;  // recomputed, images included
+}
+
+// Into the waiting queue: fcfs, at the back (a preempted request: at the front, first
+// to come back); priority, at its place by (priority, arrival), after its equals.
+void engine::enqueue(std::shared_ptr<request> r, bool front) {
+  if (!cfg_.priority_policy) {
+    if (front)
+      waiting_.push_front(std::move(r));
+    else
+      waiting_.push_back(std::move(r));
+    return;
+  }
+  auto key = [](const request& x) { return std::pair(x.priority, x.arrival); };
+  auto at = std::upper_bound(waiting_.begin(), waiting_.end(), r,
+                             [&](const auto& a, const auto& b) { return key(*a) < key(*b); });
+  waiting_.insert(at, std::move(r));
+}
+
+// The running request to preempt when the pool is out of blocks: fcfs, the newest; priority,
+// the one with the largest (priority, arrival), i.e. the lowest priority, newest of those.
+std::size_t engine::preemption_victim() const {
+  if (!cfg_.priority_policy) return running_.size() - 1;
+  std::size_t v = 0;
+  for (std::size_t i = 1; i < running_.size(); ++i)
+    if (std::pair(running_[i]->priority, running_[i]->arrival) >=
+        std::pair(running_[v]->priority, running_[v]->arrival))
+      v = i;
+  return v;
+}
+
+// The multimodal processor cache, looked up once per image as a request arrives (vLLM
+// looks its P0 cache up while processing the request): a hit refreshes the entry, a miss
+// stores it, evicting the least recently used ones.
+void engine::mm_cache_lookup(const request& r) {
+  if (cfg_.mm_cache_bytes <= 0) return;
+  for (const mm_item& img : r.images) {
+    ++mm_queries_;
+    if (auto it = mm_index_.find(img.hash); it != mm_index_.end()) {
+      ++mm_hits_;
+      mm_lru_.splice(mm_lru_.begin(), mm_lru_, it->second);
+      continue;
+    }
+    double bytes = img.tokens * cfg_.mm_item_bytes_per_token;
+    if (bytes > cfg_.mm_cache_bytes) continue;  // never fits: not stored
+    while (mm_cached_bytes_ + bytes > cfg_.mm_cache_bytes) {
+      mm_cached_bytes_ -= mm_lru_.back().second;
+      mm_index_.erase(mm_lru_.back().first);
+      mm_lru_.pop_back();
+    }
+    mm_lru_.emplace_front(img.hash, bytes);
+    mm_index_[img.hash] = mm_lru_.begin();
+    mm_cached_bytes_ += bytes;
+  }
+}
+
+// The vision encoder's time for the images whose placeholders start in the `tokens` this
+// step computes for `r` (an image wholly in the prefix cache is skipped).
+double engine::encoder_seconds(request& r, std::uint32_t tokens) {
+  double s = 0;
+  const std::uint32_t end = r.computed + tokens;
+  for (; r.encoded < r.images.size() && r.images[r.encoded].offset < end; ++r.encoded) {
+    const mm_item& img = r.images[r.encoded];
+    if (img.offset + img.tokens > r.computed)
+      s += cfg_.encoder_base_s + cfg_.encoder_per_token_s * img.tokens;
+  }
+  return s;
 }
 
 void engine::preempt(request& r) {
@@ -347,10 +417,18 @@ bool engine::step() {
     }
     bool self_preempted = false;
     while (!grow(r, tokens + drafts)) {
-      auto victim = running_.back();
-      running_.pop_back();
+      std::size_t v = preemption_victim();
+      auto victim = running_[v];
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(v));
+      if (v < i) {  // priority: already in this step's batch; it leaves it, as in vLLM
+        auto it =
+            std::find_if(batch.begin(), batch.end(), [&](const item& b) { return b.r == victim; });
+        budget += it->tokens + it->drafts;
+        batch.erase(it);
+        --i;
+      }
       preempt(*victim);
-      waiting_.push_front(victim);
+      enqueue(victim, true);
       if (victim.get() == &r) {
         self_preempted = true;
         break;
@@ -418,6 +496,9 @@ bool engine::step() {
       waiting_.pop_front();
       finish(r, finish_reason::error);
     }
+    // A step whose batch emptied by preemption (the only running request preempted
+    // itself) still counts it, with the next step that has outputs.
+    pending_preemptions_ += step_preemptions_;
     if (cfg_.nixl) record_scheduler_only(st);  // pulls started: queries, the waiting gauge
     // Progress when the head was refused or preempted (the next step may admit); else
     // wait for a pull, a notice, an expiry or a new request.
@@ -430,6 +511,8 @@ bool engine::step() {
     prefill_tokens += b.tokens + b.drafts > 1 ? b.tokens + b.drafts : 0;
   double dt = cfg_.step_base_s + cfg_.per_seq_s * static_cast<double>(batch.size()) +
               cfg_.per_prefill_token_s * prefill_tokens;
+  for (auto& b : batch)  // the vision encoder runs before the forward pass that needs it
+    dt += encoder_seconds(*b.r, b.tokens);
   // The step waits for the KV it loads from the offload tier.
   dt += offload_bytes(step_loaded_blocks_) / cfg_.offload_bytes_per_s;
   std::this_thread::sleep_for(std::chrono::duration<double>(dt * cfg_.time_scale));
@@ -493,6 +576,12 @@ void engine::scheduler_stats(shmetrics::step_stats& st) {
   st.num_waiting_reqs = static_cast<std::uint32_t>(waiting_.size() + pulling_.size());
   st.kv_cache_usage = kv_.usage();
   lora_stats(st);
+  // A request waiting for its KV from a prefill instance is deferred, not waiting for
+  // capacity: vLLM keeps it in skipped_waiting (WAITING_FOR_REMOTE_KVS).
+  st.num_waiting_deferred += static_cast<std::uint32_t>(pulling_.size());
+  st.mm_cache_queries = mm_queries_;
+  st.mm_cache_hits = mm_hits_;
+  mm_queries_ = mm_hits_ = 0;
 }
 
 // A step that ran nothing still updates vLLM's SchedulerStats (as its idle updates do).
@@ -543,6 +632,7 @@ void engine::emit(request& r, double t, bool drafted, shmetrics::step_stats& st)
   st.num_generation_tokens += produced;
   if (first) {
     r.first_token_ts = t;
+    prefill_tokens_.fetch_sub(r.prompt.size(), std::memory_order_relaxed);
     ttfts_.push_back(t - r.arrival);
     st.num_prompt_tokens += r.prompt.size();
     // A pulled prompt counts its recomputed last token as cached (vLLM's PromptTokenStats).
@@ -590,6 +680,9 @@ void engine::finish(std::shared_ptr<request> r, finish_reason why) {
     if (!continues) r->complete = true;
   }
   r->cv.notify_all();
+  inflight_seqs_.fetch_sub(r->n, std::memory_order_relaxed);
+  if (r->first_token_ts == 0)
+    prefill_tokens_.fetch_sub(r->prompt.size(), std::memory_order_relaxed);
   load_.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -714,7 +807,11 @@ void engine::nixl_tick() {
       ++it;
     }
   }
-  waiting_.insert(waiting_.begin(), arrived.begin(), arrived.end());
+  if (cfg_.priority_policy)
+    for (auto& r : arrived)
+      enqueue(r, true);
+  else
+    waiting_.insert(waiting_.begin(), arrived.begin(), arrived.end());
 }
 
 // The bytes of `blocks` whole KV blocks: NIXL moves blocks, not tokens.

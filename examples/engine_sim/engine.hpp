@@ -11,12 +11,14 @@
 #include <cstdint>             // counts
 #include <deque>               // waiting queue
 #include <functional>          // finished hook
+#include <list>                // multimodal cache LRU
 #include <map>                 // KV held for decode instances
 #include <memory>              // shared requests
 #include <mutex>               // queues
 #include <random>              // output lengths
 #include <string>              // ids
 #include <thread>              // engine thread
+#include <unordered_map>       // multimodal cache index
 #include <vector>              // batches
 
 #include <shmetrics/catalog/pipeline_stats.hpp>
@@ -84,6 +86,21 @@ struct engine_config {
   // NIXL reads one descriptor per block per KV region; FlashAttention's layout keeps K and
   // V of each of the 28 layers in their own region.
   std::uint32_t kv_regions = 56;
+  // --scheduling-policy priority: the queue is ordered by (priority, arrival), lower
+  // first, and preemption takes the running request with the largest (priority,
+  // arrival), as vLLM's PriorityRequestQueue and Scheduler do. false: fcfs.
+  bool priority_policy = false;
+  // Multimodal (chat image_url parts). The processor cache (--mm-processor-cache-gb, vLLM's
+  // LRU P0 cache) keeps each image's processed pixel values under its content hash: a
+  // Qwen2.5-VL image of T placeholder tokens is 4T patches of 1176 float32 values. 0: no
+  // cache (vllm:mm_cache_* do not move). The vision encoder runs in the step that prefills
+  // an image's first placeholder token (an image wholly in the prefix cache is not
+  // encoded) and adds encoder_base_s + encoder_per_token_s per placeholder token to it
+  // (a ~0.7B ViT on one GPU).
+  double mm_cache_bytes = 4.0 * (1u << 30);
+  double mm_item_bytes_per_token = 4 * 1176 * 4;
+  double encoder_base_s = 0.001;
+  double encoder_per_token_s = 0.00004;
   // Step timing of a 7B model on one GPU: a decode step costs ~20 ms plus a little per
   // sequence (weights are read once per step; KV reads grow with the batch), a prefill
   // costs per token (compute bound).
@@ -104,6 +121,8 @@ struct request {
   std::uint32_t n = 1;
   bool ignore_eos = false;
   std::string lora;              ///< the LoRA adapter asked for; empty: the base model
+  std::int64_t priority = 0;     ///< lower first, with --scheduling-policy priority
+  std::vector<mm_item> images;   ///< chat images, by prompt offset
   kv_transfer_params kv_params;  ///< P/D disaggregation (NixlConnector); default: none
   double arrival = 0;            ///< seconds, engine clock
   std::atomic<bool> abort_requested{false};
@@ -142,6 +161,7 @@ struct request {
   std::uint32_t hashed_upto = 0;             ///< prompt blocks already looked up or cached
   std::uint32_t external = 0;  ///< tokens of this scheduling loaded from the offload tier
   std::uint32_t num_preemptions = 0;
+  std::uint32_t encoded = 0;      ///< images[0..encoded) encoded in this scheduling
   std::uint32_t pull_blocks = 0;  ///< decode side: blocks being pulled from the prefill side
   double pull_done = 0;           ///< when the pull completes (engine clock)
   bool pull_fails = false;        ///< the pull will fail (drawn when it starts)
@@ -188,6 +208,15 @@ class engine {
   /// Requests submitted and not finished; of them, those in the running batch.
   std::uint32_t load() const noexcept { return load_.load(std::memory_order_relaxed); }
   std::uint32_t running() const noexcept { return running_count_.load(std::memory_order_relaxed); }
+  /// Admission control (--max-num-queued-*): the sequences (n each) of the requests
+  /// submitted and not finished, and the prompt tokens of those not past their prefill
+  /// (no token yet).
+  std::uint64_t inflight_seqs() const noexcept {
+    return inflight_seqs_.load(std::memory_order_relaxed);
+  }
+  std::uint64_t prefill_tokens() const noexcept {
+    return prefill_tokens_.load(std::memory_order_relaxed);
+  }
   const engine_config& config() const noexcept { return cfg_; }
 
  private:
@@ -221,6 +250,10 @@ class engine {
   bool lora_in_batch(const std::string& lora) const;
   void note_lora(const std::string& lora);
   void lora_stats(shmetrics::step_stats& st);
+  void enqueue(std::shared_ptr<request> r, bool front);
+  std::size_t preemption_victim() const;
+  void mm_cache_lookup(const request& r);
+  double encoder_seconds(request& r, std::uint32_t tokens);
 
   engine_config cfg_;
   shmetrics::vllm_metrics* metrics_;
@@ -243,6 +276,14 @@ class engine {
   std::deque<std::shared_ptr<request>> waiting_;
   std::vector<std::shared_ptr<request>> running_;
   std::atomic<std::uint32_t> load_{0}, running_count_{0};
+  std::atomic<std::uint64_t> inflight_seqs_{0}, prefill_tokens_{0};
+  // The multimodal processor cache (engine thread): LRU of (content hash, bytes), and the
+  // lookups not yet recorded (vllm:mm_cache_queries / _hits, with the next step).
+  std::list<std::pair<std::uint64_t, double>> mm_lru_;
+  std::unordered_map<std::uint64_t, std::list<std::pair<std::uint64_t, double>>::iterator>
+      mm_index_;
+  double mm_cached_bytes_ = 0;
+  std::uint64_t mm_queries_ = 0, mm_hits_ = 0;
   std::function<bool(const std::shared_ptr<request>&)> finished_hook_;
   // Per-step scratch, kept to avoid allocating every step.
   std::vector<double> ttfts_, itls_;

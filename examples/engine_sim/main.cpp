@@ -238,7 +238,13 @@ void handle_generate(backend& be, api_kind kind, const httplib::Request& req,
   rep->res.created = unix_seconds();
   rep->sent.assign(in.n, 0);
   rep->role_sent.assign(in.n, false);
-  rep->r = be.submit(in, id, arrival);
+  if (in.priority != 0 && !o.engine.priority_policy)  // vLLM's check, word for word
+    return send_error(res, {400,
+                            "Got priority " + std::to_string(in.priority) +
+                                " but Priority scheduling is not enabled.",
+                            "priority"});
+  rep->r = be.submit(in, id, arrival, err);
+  if (!rep->r) return send_error(res, err);
   res.set_chunked_content_provider(
       in.stream ? "text/event-stream" : "application/json",
       [rep](std::size_t, httplib::DataSink& sink) { return rep->pump(sink); },

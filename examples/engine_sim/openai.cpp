@@ -2,6 +2,9 @@
 
 #include <simdjson.h>
 
+#include <algorithm>  // max
+#include <cmath>      // image resizing
+
 #include "tokenizer.hpp"
 
 namespace engine_sim {
@@ -81,11 +84,150 @@ bool parse_kv_transfer_params(dom::element v, kv_transfer_params& out, api_error
   return get_uint(kp, "remote_port", 1, 65535, out.remote_port, nullptr, err);
 }
 
-// Chat messages through a ChatML template, as Qwen models format them.
-bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
+// Strict base64 (RFC 4648, padded), as vLLM decodes a data URL (pybase64 with
+// validate=True): anything else is refused, never skipped. "" and `why` on failure.
+std::string base64_decode(std::string_view in, std::string& why) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.empty() || in.size() % 4 != 0) {
+    why = "its length (" + std::to_string(in.size()) + ") is not a positive multiple of 4";
+    return {};
+  }
+  std::size_t pad = in.ends_with("==") ? 2 : in.ends_with("=") ? 1 : 0;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  std::uint32_t acc = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    int v = i >= in.size() - pad ? 0 : value(in[i]);
+    if (v < 0) {
+      why = "byte " + std::to_string(i) + " is not a base64 digit";
+      return {};
+    }
+    acc = acc << 6 | static_cast<std::uint32_t>(v);
+    if (i % 4 == 3) {
+      out += static_cast<char>(acc >> 16 & 0xff);
+      out += static_cast<char>(acc >> 8 & 0xff);
+      out += static_cast<char>(acc & 0xff);
+      acc = 0;
+    }
+  }
+  out.resize(out.size() - pad);
+  return out;
+}
+
+// An image's width and height from its header: PNG (IHDR) or JPEG (the first SOF marker).
+bool image_size(std::string_view b, std::uint32_t& w, std::uint32_t& h) {
+  auto u8 = [&](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(b[i]));
+  };
+  auto be16 = [&](std::size_t i) { return u8(i) << 8 | u8(i + 1); };
+  auto be32 = [&](std::size_t i) { return be16(i) << 16 | be16(i + 2); };
+  if (b.size() >= 24 && b.substr(0, 8) == std::string_view("\x89PNG\r\n\x1a\n", 8) &&
+      b.substr(12, 4) == "IHDR") {
+    w = be32(16);
+    h = be32(20);
+    return w > 0 && h > 0;
+  }
+  if (b.size() < 4 || u8(0) != 0xFF || u8(1) != 0xD8) return false;
+  for (std::size_t i = 2; i + 9 < b.size();) {  // JPEG segments: FF marker, 2-byte length
+    if (u8(i) != 0xFF) return false;
+    std::uint32_t marker = u8(i + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    bool sof =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (sof) {
+      h = be16(i + 5);
+      w = be16(i + 7);
+      return w > 0 && h > 0;
+    }
+    i += 2 + be16(i + 2);
+  }
+  return false;
+}
+
+// Qwen2.5-VL's image processor (smart_resize): each side rounded to a multiple of 28
+// pixels (14-pixel patches merged 2x2), the area kept within [56x56, 16384 x 28x28];
+// one placeholder token per 28x28 tile.
+std::uint32_t image_tokens(std::uint32_t width, std::uint32_t height) {
+  constexpr double factor = 28, min_pixels = 56 * 56, max_pixels = 16384 * 28 * 28;
+  double w = std::max(factor, std::round(width / factor) * factor);
+  double h = std::max(factor, std::round(height / factor) * factor);
+  if (w * h > max_pixels) {
+    double beta = std::sqrt(static_cast<double>(width) * height / max_pixels);
+    w = std::max(factor, std::floor(width / beta / factor) * factor);
+    h = std::max(factor, std::floor(height / beta / factor) * factor);
+  } else if (w * h < min_pixels) {
+    double beta = std::sqrt(min_pixels / (static_cast<double>(width) * height));
+    w = std::ceil(width * beta / factor) * factor;
+    h = std::ceil(height * beta / factor) * factor;
+  }
+  return static_cast<std::uint32_t>(w / factor * (h / factor));
+}
+
+// An `image_url` part: the URL must be a base64 data URL of a PNG or JPEG. http(s)
+// URLs are refused: vLLM would download them, and engine-sim has no network.
+bool parse_image_part(dom::element part, mm_item& img, api_error& err) {
+  std::string_view url;
+  if (part["image_url"]["url"].get_string().get(url))
+    return fail(err, "an image_url part needs image_url.url, a string", "messages");
+  if (url.starts_with("http://") || url.starts_with("https://"))
+    return fail(err,
+                "image_url: http(s) URLs are not fetched: this server has no network access "
+                "(vLLM would download the image); send the image inline as a data URL, "
+                "data:image/png;base64,...",
+                "messages");
+  if (url.starts_with("file:"))  // vLLM's answer without --allowed-local-media-path
+    return fail(err, "Cannot load local files without `--allowed-local-media-path`.", "messages");
+  if (!url.starts_with("data:"))
+    return fail(err, "image_url: the URL must be a data URL (data:image/png;base64,...)",
+                "messages");
+  auto comma = url.find(',');
+  std::string_view spec = url.substr(5, comma == std::string_view::npos ? 0 : comma - 5);
+  if (comma == std::string_view::npos || !spec.ends_with(";base64"))
+    return fail(err, "Only base64 data URLs are supported for now.", "messages");
+  if (!spec.starts_with("image/"))
+    return fail(err,
+                "image_url: the data URL's media type must be image/... (got \"" +
+                    std::string(spec.substr(0, spec.size() - 7)) + "\")",
+                "messages");
+  std::string why;
+  std::string bytes = base64_decode(url.substr(comma + 1), why);
+  if (bytes.empty())
+    return fail(err, "image_url: the data URL's base64 payload is invalid: " + why, "messages");
+  if (!image_size(bytes, img.width, img.height))
+    return fail(err,
+                "image_url: cannot identify the image (" + std::to_string(bytes.size()) +
+                    " bytes): PNG and JPEG are read",
+                "messages");
+  img.tokens = image_tokens(img.width, img.height);
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64 of the bytes: the cache key
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  img.hash = h;
+  return true;
+}
+
+// Chat messages through a ChatML template, as Qwen models format them. An image becomes
+// <|vision_start|>, one placeholder token per 28x28 tile (ids drawn from the image's
+// hash, so the same image hits the prefix cache and another one does not, as vLLM's
+// block hashes include the image's) and <|vision_end|>.
+bool chat_prompt(dom::element msgs, std::vector<std::uint32_t>& prompt,
+                 std::vector<mm_item>& images, api_error& err) {
   dom::array arr;
   if (msgs.get_array().get(arr) || arr.size() == 0)
     return fail(err, "messages must be a non-empty array", "messages");
+  std::string text;  // since the last image
   for (dom::element m : arr) {
     dom::object mo;
     std::string_view role;
@@ -112,8 +254,24 @@ bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
           if (p["text"].get_string().get(t))
             return fail(err, "a text part needs a string text", "messages");
           text += t;
+        } else if (type == "image_url") {
+          mm_item img;
+          if (!parse_image_part(p, img, err)) return false;
+          text += "<|vision_start|>";
+          auto ids = tokenizer::encode(text);
+          prompt.insert(prompt.end(), ids.begin(), ids.end());
+          text = "<|vision_end|>";
+          img.offset = static_cast<std::uint32_t>(prompt.size());
+          std::uint64_t x = img.hash;
+          for (std::uint32_t i = 0; i < img.tokens; ++i) {  // splitmix64 over the hash
+            std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            prompt.push_back(static_cast<std::uint32_t>((z ^ (z >> 31)) % tokenizer::vocab_size));
+          }
+          images.push_back(img);
         } else {
-          text += "<|" + std::string(type) + "|>";  // media: one placeholder token
+          text += "<|" + std::string(type) + "|>";  // other media: a placeholder
         }
       }
     } else {
@@ -122,6 +280,8 @@ bool chat_prompt(dom::element msgs, std::string& text, api_error& err) {
     text += "<|im_end|>\n";
   }
   text += "<|im_start|>assistant\n";
+  auto ids = tokenizer::encode(text);
+  prompt.insert(prompt.end(), ids.begin(), ids.end());
   return true;
 }
 
@@ -171,9 +331,7 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
     if (out.prompt.empty()) return fail(err, "prompt must not be empty", "prompt");
   } else {
     if (obj["messages"].get(v)) return fail(err, "messages is required", "messages");
-    std::string text;
-    if (!chat_prompt(v, text, err)) return false;
-    out.prompt = tokenizer::encode(text);
+    if (!chat_prompt(v, out.prompt, out.images, err)) return false;
   }
   const std::uint64_t big = 1u << 30;
   if (!get_uint(obj, "max_tokens", 1, big, out.max_tokens, &out.max_tokens_set, err)) return false;
@@ -196,6 +354,8 @@ bool parse_request(api_kind kind, std::string_view body, api_request& out, api_e
     if (v.get_double().get(t) || t < 0 || t > 2)
       return fail(err, "temperature must be a number between 0 and 2", "temperature");
   }
+  if (!obj["priority"].get(v) && !v.is_null() && v.get_int64().get(out.priority))
+    return fail(err, "priority must be an integer", "priority");
   if (!obj["kv_transfer_params"].get(v) && !v.is_null() &&
       !parse_kv_transfer_params(v, out.kv_params, err))
     return false;

@@ -29,6 +29,15 @@ struct kv_transfer_params {
   }
 };
 
+/// One image of a chat request (an `image_url` part with a base64 data URL): where its
+/// placeholder tokens sit in the prompt and what identifies it.
+struct mm_item {
+  std::uint64_t hash = 0;    ///< of the decoded bytes: the multimodal cache's key
+  std::uint32_t offset = 0;  ///< first placeholder token in the prompt
+  std::uint32_t tokens = 0;  ///< placeholder tokens (the encoder's output length)
+  std::uint32_t width = 0, height = 0;
+};
+
 /// A validated request body.
 struct api_request {
   api_kind kind = api_kind::completion;
@@ -41,7 +50,10 @@ struct api_request {
   bool include_usage = false;  ///< stream_options.include_usage
   bool ignore_eos = false;
   bool audio = false;  ///< "audio" in modalities
+  std::int64_t priority =
+      0;  ///< vLLM's `priority`: lower runs first (--scheduling-policy priority)
   kv_transfer_params kv_params;
+  std::vector<mm_item> images;  ///< chat: the images, in prompt order
 };
 
 /// A validated POST /v1/images/generations body (OpenAI's, plus vLLM-Omni's

@@ -57,6 +57,13 @@ into shared memory (serve them with shmetrics-exporter).
                                    POST /wake_up[?tags=], GET /is_sleeping (vllm:sleep_mode_*)
   --max-loras N                    adapters in one batch (1)
   --lora-modules NAME=PATH ...     the adapters; a request names one as its model
+  --scheduling-policy fcfs|priority  llm: the queue's order; priority: a request's "priority",
+                                   lower first, ties by arrival (fcfs)
+  --max-num-queued-reqs N          llm: refuse (503) a request that would take the sequences
+                                   in flight over N (no limit)
+  --max-num-queued-tokens N        llm: refuse (503) a request that would take the prompt tokens
+                                   waiting for prefill over N (no limit)
+  --mm-processor-cache-gb X        the multimodal processor cache, GiB; 0 = none (4)
 )";
 
 std::vector<std::uint32_t> parse_replicas(flag_parser& p) {
@@ -272,6 +279,17 @@ options parse_options(int argc, char** argv) {
       e.kv_cache_metrics = p.boolean();
     } else if (p.is("--kv-cache-metrics-sample")) {
       e.kv_cache_metrics_sample = p.number(0, 1);
+    } else if (p.is("--scheduling-policy")) {
+      std::string v = p.string();
+      if (v != "fcfs" && v != "priority")
+        p.fail("invalid value for --scheduling-policy: " + v + " (fcfs or priority)");
+      e.priority_policy = v == "priority";
+    } else if (p.is("--max-num-queued-reqs")) {
+      o.max_num_queued_reqs = p.uint(1, std::uint64_t{1} << 32);
+    } else if (p.is("--max-num-queued-tokens")) {
+      o.max_num_queued_tokens = p.uint(1, std::uint64_t{1} << 40);
+    } else if (p.is("--mm-processor-cache-gb")) {
+      e.mm_cache_bytes = p.number(0, 1024) * (1u << 30);
     } else if (p.is("--internal.request-timeout")) {  // seconds; tests shorten it
       o.request_timeout_s = static_cast<std::uint32_t>(p.uint(1, 3600));
     } else {
@@ -296,7 +314,10 @@ options parse_options(int argc, char** argv) {
       {"--kv-cache-metrics", e.kv_cache_metrics},
       {"--kv-transfer-config", e.offload_cpu_blocks > 0 || e.nixl},
       {"--enable-lora", enable_lora},
-      {"--enable-sleep-mode", e.enable_sleep_mode}};
+      {"--enable-sleep-mode", e.enable_sleep_mode},
+      {"--scheduling-policy priority", e.priority_policy},
+      {"--max-num-queued-reqs", o.max_num_queued_reqs > 0},
+      {"--max-num-queued-tokens", o.max_num_queued_tokens > 0}};
   for (auto [flag, on] : llm_features)
     if (on && o.pipeline != pipeline_kind::llm)
       p.fail(std::string(flag) + " is simulated for --pipeline llm only");

@@ -33,6 +33,10 @@ struct options {
   std::uint32_t num_inference_steps = 8;  ///< diffusion: the default when a request gives none
   std::uint64_t max_request_bytes = 32u << 20;  ///< largest request body; more: 413
   std::uint32_t request_timeout_s = 60;  ///< to receive one request (--internal.*, for tests)
+  /// Admission control (vLLM's --max-num-queued-reqs / --max-num-queued-tokens): a request
+  /// that would take the sequences in flight, or the prompt tokens waiting for prefill,
+  /// over the limit gets a 503. 0: no limit.
+  std::uint64_t max_num_queued_reqs = 0, max_num_queued_tokens = 0;
   /// --lora-modules name=path ...: the adapters a request may name as its model.
   std::vector<std::pair<std::string, std::string>> lora_modules;
 

@@ -320,6 +320,9 @@ enum class sleep_state : std::uint8_t { awake, weights_offloaded, discard_all };
 /// (the dev-mode endpoints POST /sleep, /release_kv_cache_memory, /wake_up).
 enum class sleep_operation : std::uint8_t { sleep, release_kv_cache_memory, wake };
 
+/// vllm:admission_rejections_total's reason values: which limit refused a request.
+enum class admission_reason : std::uint8_t { max_num_queued_reqs, max_num_queued_tokens };
+
 /// The typed families, one per vLLM family engine code records.
 enum class vllm_family : std::uint8_t {
   num_requests_running,
@@ -366,6 +369,7 @@ enum class vllm_family : std::uint8_t {
   spec_decode_num_accepted_tokens_per_pos,
   sleep_mode_operation_duration,
   sleep_mode_operations_in_flight,
+  admission_rejections,
   count_
 };
 /// The catalog key behind each typed family (the typed API's only coupling to the data).
@@ -391,6 +395,9 @@ struct vllm_options {
   /// families without model_name/engine labels).
   bool sleep_mode = false;
   bool compute_nans_in_logits = false;  ///< VLLM_COMPUTE_NANS_IN_LOGITS
+  /// --max-num-queued-reqs / --max-num-queued-tokens set: vllm:admission_rejections_total
+  /// (a front-end family without the engine label: one child per reason).
+  bool admission_control = false;
   /// > 0: LoRA enabled (--enable-lora, --max-loras N): vllm:lora_requests_info.
   std::uint32_t max_loras = 0;
 };
@@ -473,6 +480,8 @@ class vllm_metrics {
   void begin_sleep_mode_operation(sleep_operation op) noexcept;
   /// It ended after `seconds`: in flight - 1, one duration observation.
   void end_sleep_mode_operation(sleep_operation op, double seconds) noexcept;
+  /// A request refused by an admission limit: vllm:admission_rejections_total{reason} + 1.
+  void record_admission_rejection(admission_reason why) noexcept;
   /// The MFU counters (they advance only with --enable-mfu-metrics).
   void record_perf(std::size_t engine, double flops, double read_bytes,
                    double write_bytes) noexcept;
@@ -935,6 +944,9 @@ std::vector<family_def> builtin_families() {
     d.when = "always";
     d.mode = layout::gauge_mode::live_latest;
     d.label_values = {{"reason", {"capacity", "deferred"}}};
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -1098,6 +1110,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "current";
     d.when = "always";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -1109,6 +1124,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "current";
     d.when = "always";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -2158,11 +2176,15 @@ std::vector<family_def> builtin_families() {
     d.key = "vllm/admission_rejections_total";
     d.name = "vllm:admission_rejections_total";
     d.type = layout::metric_type::counter;
-    d.labels = {"model_name", "engine", "reason"};
+    d.labels = {"model_name", "reason"};
     d.help = "Number of admission attempts rejected (full HELP not retrieved).";
     d.source = family_source::vllm;
     d.status = "newer-partial";
-    d.when = "never";
+    d.when = "admission_control";
+    d.label_values = {{"reason", {"max_num_queued_reqs", "max_num_queued_tokens"}}};
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#55812";
   }
   {
     family_def& d = f.emplace_back();
@@ -2174,6 +2196,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "newer-partial";
     d.when = "never";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#58078";
   }
   {
     family_def& d = f.emplace_back();
@@ -2186,6 +2211,9 @@ std::vector<family_def> builtin_families() {
     d.status = "newer-partial";
     d.when = "never";
     d.mode = layout::gauge_mode::live_latest;
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#58078";
   }
   {
     family_def& d = f.emplace_back();
@@ -3510,6 +3538,7 @@ constexpr typed typed_families[] = {
     {"vllm/spec_decode_num_accepted_tokens_per_pos_total", metric_type::counter},
     {"vllm/sleep_mode_operation_duration_seconds", metric_type::histogram},
     {"vllm/sleep_mode_operations_in_flight", metric_type::gauge},
+    {"vllm/admission_rejections_total", metric_type::counter},
 };
 static_assert(std::size(typed_families) == static_cast<std::size_t>(vllm_family::count_));
 
@@ -3534,6 +3563,7 @@ const fixed_values fixed[] = {
     {vllm_family::sleep_mode_operations_in_flight,
      "operation",
      {"sleep", "release_kv_cache_memory", "wake"}},
+    {vllm_family::admission_rejections, "reason", {"max_num_queued_reqs", "max_num_queued_tokens"}},
 };
 
 constexpr std::size_t idx(vllm_family f) {
@@ -3621,6 +3651,8 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
       on = opt.kv_offload;
     else if (d.when == "sleep_mode")
       on = opt.sleep_mode;
+    else if (d.when == "admission_control")
+      on = opt.admission_control;
     else if (d.when == "compute_nans")
       on = opt.compute_nans_in_logits;
     else if (d.when == "lora")  // no child up front: its labels are the adapters of the moment
@@ -3639,6 +3671,8 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
     // The API server's sleep-mode families have no model_name/engine: one base child.
     if (d.when == "sleep_mode")
       req.base_children.emplace_back();
+    else if (d.when == "admission_control")  // model_name only: one child per reason
+      req.base_children.assign(engines.begin(), engines.begin() + (engines.empty() ? 0 : 1));
     else
       req.base_children = engines;
     if (d.key == catalog_key(vllm_family::spec_decode_num_accepted_tokens_per_pos)) {
@@ -3815,6 +3849,10 @@ void vllm_metrics::end_sleep_mode_operation(sleep_operation op, double seconds) 
 void vllm_metrics::record_sleep_state(std::size_t engine, sleep_state s) noexcept {
   for (std::size_t i = 0; i < 3; ++i)
     set(vllm_family::engine_sleep_state, engine, i == static_cast<std::size_t>(s) ? 1.0 : 0.0, i);
+}
+
+void vllm_metrics::record_admission_rejection(admission_reason why) noexcept {
+  add(vllm_family::admission_rejections, 0, 1, static_cast<std::size_t>(why));
 }
 
 void vllm_metrics::record_perf(std::size_t engine, double flops, double read_bytes,
@@ -4352,7 +4390,8 @@ const std::set<std::string_view> known_status = {
 const std::set<std::string_view> vllm_when = {
     "always",           "deprecated", "never",         "compute_nans",
     "kv_cache_metrics", "lora",       "spec_decode",   "nixl",
-    "kv_offload",       "sleep_mode", "worker_timing", "kv_offload_tiered"};
+    "kv_offload",       "sleep_mode", "worker_timing", "kv_offload_tiered",
+    "admission_control"};
 const std::set<std::string_view> omni_when = {"seed", "extended", "never"};
 
 // "" when `ref` names a revision as the catalog spells them, else what is wrong.

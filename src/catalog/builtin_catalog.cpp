@@ -56,6 +56,9 @@ std::vector<family_def> builtin_families() {
     d.when = "always";
     d.mode = layout::gauge_mode::live_latest;
     d.label_values = {{"reason", {"capacity", "deferred"}}};
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -219,6 +222,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "current";
     d.when = "always";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -230,6 +236,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "current";
     d.when = "always";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "ea5790cc6efbdd8a36a5e9050bca679d552cd1f6";
   }
   {
     family_def& d = f.emplace_back();
@@ -1279,11 +1288,15 @@ std::vector<family_def> builtin_families() {
     d.key = "vllm/admission_rejections_total";
     d.name = "vllm:admission_rejections_total";
     d.type = layout::metric_type::counter;
-    d.labels = {"model_name", "engine", "reason"};
+    d.labels = {"model_name", "reason"};
     d.help = "Number of admission attempts rejected (full HELP not retrieved).";
     d.source = family_source::vllm;
     d.status = "newer-partial";
-    d.when = "never";
+    d.when = "admission_control";
+    d.label_values = {{"reason", {"max_num_queued_reqs", "max_num_queued_tokens"}}};
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#55812";
   }
   {
     family_def& d = f.emplace_back();
@@ -1295,6 +1308,9 @@ std::vector<family_def> builtin_families() {
     d.source = family_source::vllm;
     d.status = "newer-partial";
     d.when = "never";
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#58078";
   }
   {
     family_def& d = f.emplace_back();
@@ -1307,6 +1323,9 @@ std::vector<family_def> builtin_families() {
     d.status = "newer-partial";
     d.when = "never";
     d.mode = layout::gauge_mode::live_latest;
+    d.upstream.repo = "vllm-project/vllm";
+    d.upstream.path = "vllm/v1/metrics/loggers.py";
+    d.upstream.ref = "#58078";
   }
   {
     family_def& d = f.emplace_back();

@@ -94,7 +94,8 @@ const std::set<std::string_view> known_status = {
 const std::set<std::string_view> vllm_when = {
     "always",           "deprecated", "never",         "compute_nans",
     "kv_cache_metrics", "lora",       "spec_decode",   "nixl",
-    "kv_offload",       "sleep_mode", "worker_timing", "kv_offload_tiered"};
+    "kv_offload",       "sleep_mode", "worker_timing", "kv_offload_tiered",
+    "admission_control"};
 const std::set<std::string_view> omni_when = {"seed", "extended", "never"};
 
 // "" when `ref` names a revision as the catalog spells them, else what is wrong.

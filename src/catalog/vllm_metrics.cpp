@@ -61,6 +61,7 @@ constexpr typed typed_families[] = {
     {"vllm/spec_decode_num_accepted_tokens_per_pos_total", metric_type::counter},
     {"vllm/sleep_mode_operation_duration_seconds", metric_type::histogram},
     {"vllm/sleep_mode_operations_in_flight", metric_type::gauge},
+    {"vllm/admission_rejections_total", metric_type::counter},
 };
 static_assert(std::size(typed_families) == static_cast<std::size_t>(vllm_family::count_));
 
@@ -85,6 +86,7 @@ const fixed_values fixed[] = {
     {vllm_family::sleep_mode_operations_in_flight,
      "operation",
      {"sleep", "release_kv_cache_memory", "wake"}},
+    {vllm_family::admission_rejections, "reason", {"max_num_queued_reqs", "max_num_queued_tokens"}},
 };
 
 constexpr std::size_t idx(vllm_family f) {
@@ -172,6 +174,8 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
       on = opt.kv_offload;
     else if (d.when == "sleep_mode")
       on = opt.sleep_mode;
+    else if (d.when == "admission_control")
+      on = opt.admission_control;
     else if (d.when == "compute_nans")
       on = opt.compute_nans_in_logits;
     else if (d.when == "lora")  // no child up front: its labels are the adapters of the moment
@@ -190,6 +194,8 @@ result<vllm_metrics> vllm_metrics::create(registry& reg, const catalog& cat,
     // The API server's sleep-mode families have no model_name/engine: one base child.
     if (d.when == "sleep_mode")
       req.base_children.emplace_back();
+    else if (d.when == "admission_control")  // model_name only: one child per reason
+      req.base_children.assign(engines.begin(), engines.begin() + (engines.empty() ? 0 : 1));
     else
       req.base_children = engines;
     if (d.key == catalog_key(vllm_family::spec_decode_num_accepted_tokens_per_pos)) {
@@ -366,6 +372,10 @@ void vllm_metrics::end_sleep_mode_operation(sleep_operation op, double seconds) 
 void vllm_metrics::record_sleep_state(std::size_t engine, sleep_state s) noexcept {
   for (std::size_t i = 0; i < 3; ++i)
     set(vllm_family::engine_sleep_state, engine, i == static_cast<std::size_t>(s) ? 1.0 : 0.0, i);
+}
+
+void vllm_metrics::record_admission_rejection(admission_reason why) noexcept {
+  add(vllm_family::admission_rejections, 0, 1, static_cast<std::size_t>(why));
 }
 
 void vllm_metrics::record_perf(std::size_t engine, double flops, double read_bytes,

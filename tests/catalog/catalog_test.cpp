@@ -317,17 +317,10 @@ TEST_CASE("the shipped catalog says where each family comes from", "[catalog][so
   REQUIRE(cat.upstream_releases()[0].release == cat.vllm_version());
   REQUIRE(cat.upstream_releases()[1].name == "vllm-omni");
   REQUIRE(cat.upstream_releases()[1].repo == "vllm-project/vllm-omni");
-  // Every family names its upstream file, in the repository of its source. The six
-  // entries engine-sim's admission/priority/multimodal work owns (h25-sim) get theirs
-  // with that work.
-  const std::set<std::string> pending = {
-      "vllm/admission_rejections_total", "vllm/request_priority",
-      "vllm/scheduler_policy_info",      "vllm/mm_cache_queries_total",
-      "vllm/mm_cache_hits_total",        "vllm/num_requests_waiting_by_reason"};
+  // Every family names its upstream file, in the repository of its source.
   std::size_t seeded = 0;
   for (auto& f : cat.families()) {
     INFO(f.key);
-    if (pending.count(f.key)) continue;
     REQUIRE_FALSE(f.upstream.path.empty());
     REQUIRE(f.upstream.repo ==
             (f.source == family_source::vllm ? "vllm-project/vllm" : "vllm-project/vllm-omni"));

@@ -13,6 +13,11 @@ V1 engine, reading the exporter's /metrics (what Prometheus scrapes); engine-sim
           (the hidden deprecated ones are skipped, as vLLM does without
           --show-hidden-metrics-for-version; our spec marks them removed, so they must
           be absent), every vllm:* series carries model_name = the served model;
+  mm      test_metrics_exist with vLLM's multimodal model: a chat with an image_url part
+          (inline as a data URL: vLLM's test serves the JPEG over http, which engine-sim
+          does not fetch), then EXPECTED_METRICS_V1 + EXPECTED_METRICS_MM; and vLLM's
+          tests/entrypoints/llm/test_mm_cache_stats.py: images A, B, A give
+          (mm_cache_queries, mm_cache_hits) = (1, 0), (2, 0), (3, 1);
   abort   vLLM's test_abort_metrics_reset: long requests (3 non-streamed as vLLM, 3
           streamed) are started, their connections dropped, and num_requests_running,
           num_requests_waiting and kv_cache_usage_perc go back to 0 before a deadline;
@@ -25,6 +30,7 @@ Exit 0: pass; 1: a check failed (the message names the metric or relationship);
 77: a required tool (prometheus_client, a binary) is missing.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -35,7 +41,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import struct
 import time
+import zlib
 
 SKIP = 77
 MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"  # vLLM's test model; the served name
@@ -50,6 +58,7 @@ MAX_TOKENS = 10
 EXPECTED_METRICS_V1 = [
     "vllm:num_requests_running",
     "vllm:num_requests_waiting",
+    "vllm:num_requests_waiting_by_reason",  # in newer vLLM's list
     "vllm:gpu_cache_usage_perc",
     "vllm:gpu_prefix_cache_queries",
     "vllm:gpu_prefix_cache_hits",
@@ -366,6 +375,62 @@ def test_metrics_exist(st):
                       f"{s.labels.get('model_name')!r}, not the served model {MODEL!r}")
 
 
+def png_data_url(width, height, seed):
+    """A real RGB PNG (deflated rows of a pattern from `seed`) as a base64 data URL."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data)))
+    raw = b"".join(b"\x00" + bytes((x * 7 + y * 3 + seed * 31) & 255 for x in range(width * 3))
+                   for y in range(height))
+    png = (b"\x89PNG\r\n\x1a\n" +
+           chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+           chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def image_chat(url):
+    """vLLM's multimodal request of test_metrics_exist (its image inline)."""
+    return {"model": MODEL, "max_tokens": 5, "temperature": 0.0, "messages": [{
+        "role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": "What's in this image?"}]}]}
+
+
+def mm_cache_stats(st):
+    sums = sample_sums(st.families()[1])
+    return (sums.get(("vllm:mm_cache_queries", "vllm:mm_cache_queries_total"), 0.0),
+            sums.get(("vllm:mm_cache_hits", "vllm:mm_cache_hits_total"), 0.0))
+
+
+def test_metrics_exist_multimodal(st):
+    before = mm_cache_stats(st)
+    resp = st.post("/v1/chat/completions", image_chat(png_data_url(448, 448, 0)))
+    check(resp["usage"]["prompt_tokens"] > 256,
+          f"mm: a 448x448 image (256 placeholder tokens) gave a prompt of "
+          f"{resp['usage']['prompt_tokens']} tokens")
+    text, fams = st.families()
+    served = {f.name for f in fams.values()} | {s.name for f in fams.values() for s in f.samples}
+    for metric in EXPECTED_METRICS_V1 + EXPECTED_METRICS_MM:
+        if metric in HIDDEN_DEPRECATED_METRICS:
+            continue
+        check(metric in text and metric in served, f"mm: {metric} is not in /metrics")
+    queries, hits = mm_cache_stats(st)
+    check((queries - before[0], hits - before[1]) == (1, 0),
+          f"mm: one new image gave mm_cache (queries, hits) growth "
+          f"({queries - before[0]:g}, {hits - before[1]:g}), not (1, 0)")
+
+
+def test_mm_cache_stats(st):
+    """vLLM's test_mm_cache_stats: A, B, A -> (1, 0), (2, 0), (3, 1)."""
+    before = mm_cache_stats(st)
+    urls = [png_data_url(224, 224, 1), png_data_url(224, 224, 2)]
+    for url, want in ((urls[0], (1, 0)), (urls[1], (2, 0)), (urls[0], (3, 1))):
+        st.post("/v1/chat/completions", image_chat(url))
+        q, h = mm_cache_stats(st)
+        got = (q - before[0], h - before[1])
+        check(got == want, f"mm cache: (queries, hits) grew by {got}, vLLM expects {want}")
+
+
 def running_metrics(st):
     """vLLM's _get_running_metrics_from_api: (running, waiting, kv_cache_usage)."""
     _, fams = st.families()
@@ -475,6 +540,8 @@ def main(argv):
         st = Stack(sim_bin, exp_bin, tmpdir, prefix + "a", 0.02)
         stacks.append(st)
         for name, fn in (("counts", test_metrics_counts), ("exist", test_metrics_exist),
+                         ("exist (multimodal)", test_metrics_exist_multimodal),
+                         ("mm cache", test_mm_cache_stats),
                          ("api port", test_api_port_metrics)):
             fn(st)
             print(f"ok: {name} ({time.monotonic() - t0:.1f} s)")
@@ -497,7 +564,7 @@ def main(argv):
         for s in stacks:
             s.stop()
         shutil.rmtree(tmpdir, ignore_errors=True)
-    print(f"PASS: vLLM's test_metrics (counts, exist, api port, abort, lint) in {time.monotonic() - t0:.1f} s")
+    print(f"PASS: vLLM's test_metrics (counts, exist, mm, mm cache, api port, abort, lint) in {time.monotonic() - t0:.1f} s")
     return 0
 
 

@@ -39,6 +39,9 @@ enum class sleep_state : std::uint8_t { awake, weights_offloaded, discard_all };
 /// (the dev-mode endpoints POST /sleep, /release_kv_cache_memory, /wake_up).
 enum class sleep_operation : std::uint8_t { sleep, release_kv_cache_memory, wake };
 
+/// vllm:admission_rejections_total's reason values: which limit refused a request.
+enum class admission_reason : std::uint8_t { max_num_queued_reqs, max_num_queued_tokens };
+
 /// The typed families, one per vLLM family engine code records.
 enum class vllm_family : std::uint8_t {
   num_requests_running,
@@ -85,6 +88,7 @@ enum class vllm_family : std::uint8_t {
   spec_decode_num_accepted_tokens_per_pos,
   sleep_mode_operation_duration,
   sleep_mode_operations_in_flight,
+  admission_rejections,
   count_
 };
 /// The catalog key behind each typed family (the typed API's only coupling to the data).
@@ -110,6 +114,9 @@ struct vllm_options {
   /// families without model_name/engine labels).
   bool sleep_mode = false;
   bool compute_nans_in_logits = false;  ///< VLLM_COMPUTE_NANS_IN_LOGITS
+  /// --max-num-queued-reqs / --max-num-queued-tokens set: vllm:admission_rejections_total
+  /// (a front-end family without the engine label: one child per reason).
+  bool admission_control = false;
   /// > 0: LoRA enabled (--enable-lora, --max-loras N): vllm:lora_requests_info.
   std::uint32_t max_loras = 0;
 };
@@ -192,6 +199,8 @@ class vllm_metrics {
   void begin_sleep_mode_operation(sleep_operation op) noexcept;
   /// It ended after `seconds`: in flight - 1, one duration observation.
   void end_sleep_mode_operation(sleep_operation op, double seconds) noexcept;
+  /// A request refused by an admission limit: vllm:admission_rejections_total{reason} + 1.
+  void record_admission_rejection(admission_reason why) noexcept;
   /// The MFU counters (they advance only with --enable-mfu-metrics).
   void record_perf(std::size_t engine, double flops, double read_bytes,
                    double write_bytes) noexcept;
