@@ -21,6 +21,7 @@ from ._shmetrics import (  # noqa: F401  (re-exported)
     Family,
     GaugeChild,
     HistogramChild,
+    PID,
     Registry,
     SegmentFullError,
     __version__,
@@ -30,7 +31,7 @@ from . import _shmetrics
 __all__ = [
     "configure", "default_registry", "Registry", "Family", "CounterChild", "GaugeChild",
     "HistogramChild", "Error", "SegmentFullError", "generate_latest", "collect_samples",
-    "process_metrics", "settings", "GAUGE_MODES",
+    "process_metrics", "settings", "GAUGE_MODES", "PID",
 ]
 
 GAUGE_MODES = ("sum", "max", "min", "latest", "live_sum", "live_max", "live_min", "live_latest")

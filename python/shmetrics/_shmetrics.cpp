@@ -114,6 +114,7 @@ struct child_object {
   shmetrics::histogram h;
   // Where get() finds the other shards: the segment header (shard count and stride).
   const shmetrics::layout::segment_header* hdr;
+  py_registry* reg;      // the registry whose list holds this child (alive: family_ref)
   py_family* fam;        // owned by family_ref
   PyObject* family_ref;  // strong: keeps the family, hence the registry and its segment
   PyObject* values;      // tuple of str: the label values
@@ -379,6 +380,12 @@ PyTypeObject* make_child_type(const char* name, PyMethodDef* methods) {
 
 // ---- registries and families (pybind11) -------------------------------------------------
 
+// shmetrics.PID as a constant label's value: the writing process's pid, taken again when a
+// forked child registers the family in its own segment (prometheus_client's per-process
+// gauges, multiprocess_mode "all"/"liveall", carry a pid label).
+PyObject* pid_sentinel = nullptr;  // never freed: read until the module goes
+const std::string pid_marker("\0pid", 4);
+
 struct family_def {
   kind k = kind::counter;
   std::string name, help;
@@ -435,8 +442,9 @@ struct py_family {
   void add_to(shmetrics::registry& r) {
     std::vector<std::string_view> labels(def.labelnames.begin(), def.labelnames.end());
     std::vector<shmetrics::const_label> consts;
+    const std::string pid = std::to_string(getpid());  // shmetrics.PID, as of now
     for (auto& [n, v] : def.const_labels)
-      consts.push_back({n, v});
+      consts.push_back({n, v == pid_marker ? std::string_view(pid) : std::string_view(v)});
     switch (def.k) {
       case kind::counter:
         cf = take(r.add_counter(
@@ -463,7 +471,16 @@ struct py_family {
     }
   }
   const std::string& stored_name() const {
-    return def.k == kind::counter ? cf.name() : def.k == kind::histogram ? hf.name() : gf.name();
+    if (def.k == kind::counter) return cf ? cf.name() : def.name;
+    if (def.k == kind::histogram) return hf ? hf.name() : def.name;
+    return gf ? gf.name() : def.name;
+  }
+  // No registry behind the family any more (its re-registration after fork failed):
+  // labels() then raises instead of reaching a registry that is gone.
+  void detach() {
+    cf = {};
+    gf = {};
+    hf = {};
   }
   // Points `ch` at the series of its label values in this family's current registry.
   void bind(child_object* ch) {
@@ -507,7 +524,7 @@ void make_inert(child_object* ch) {
 void child_dealloc(PyObject* self_) {
   auto* self = reinterpret_cast<child_object*>(self_);
   PyTypeObject* tp = Py_TYPE(self_);
-  unlink_child(self, self->fam ? self->fam->reg : nullptr);
+  unlink_child(self, self->reg);
   Py_XDECREF(self->values);
   Py_XDECREF(self->family_ref);
   tp->tp_free(self_);
@@ -552,7 +569,10 @@ void py_registry::rebind_after_fork() {
   if (!reg || !reg->inherited_across_fork()) return;
   std::unique_ptr<shmetrics::registry> old = std::move(reg);
   const bool had_pm = pm != nullptr;
-  pm.reset();  // its destructor knows about fork (the parent's thread is not joined)
+  // Left undestroyed (leaked): the parent's sampling thread was waiting on its condition
+  // variable at fork, and pthread_cond_destroy() in this child would wait for that waiter
+  // forever (process_metrics::release() destroys its state there).
+  (void)pm.release();
   auto r = shmetrics::registry::create(opt);
   if (!r) {
     // Not raised (a fork handler): the handles stay inert, as the C++ registry leaves them.
@@ -566,8 +586,10 @@ void py_registry::rebind_after_fork() {
     try {
       f->add_to(*reg);
     } catch (py::error_already_set& e) {
+      f->detach();
       e.discard_as_unraisable("shmetrics: re-registering a family after fork");
     } catch (std::exception& e) {
+      f->detach();
       PyErr_WarnEx(PyExc_RuntimeWarning, e.what(), 1);
     }
   }
@@ -652,7 +674,8 @@ std::vector<std::pair<std::string, std::string>> const_labels_of(py::handle d) {
   std::vector<std::pair<std::string, std::string>> out;
   if (d.is_none()) return out;
   for (auto [k, v] : d.cast<py::dict>())
-    out.emplace_back(py::str(k).cast<std::string>(), py::str(v).cast<std::string>());
+    out.emplace_back(py::str(k).cast<std::string>(),
+                     v.ptr() == pid_sentinel ? pid_marker : py::str(v).cast<std::string>());
   return out;
 }
 
@@ -678,6 +701,14 @@ py::object add_family(py::object self, family_def def) {
   return obj;
 }
 
+// The family's registry, open; RuntimeError when it is closed or the family unregistered.
+py_registry& registered(py_family& f) {
+  if (!f.reg) throw std::runtime_error("shmetrics: " + f.def.name + " was unregistered");
+  if (!f.reg->reg)
+    throw std::runtime_error("shmetrics: " + f.def.name + ": its registry is closed");
+  return *f.reg;
+}
+
 py::object make_child(py_family& f, py::handle family_obj, py::tuple values) {
   PyTypeObject* tp = f.def.k == kind::counter     ? counter_child_type
                      : f.def.k == kind::histogram ? histogram_child_type
@@ -689,6 +720,7 @@ py::object make_child(py_family& f, py::handle family_obj, py::tuple values) {
   new (&ch->h) shmetrics::histogram();
   ch->hdr = nullptr;
   ch->fam = &f;
+  ch->reg = f.reg;
   ch->family_ref = family_obj.ptr();
   Py_INCREF(ch->family_ref);
   ch->values = values.ptr();
@@ -1091,6 +1123,35 @@ PYBIND11_MODULE(_shmetrics, m) {
                  take(shmetrics::process_metrics::create(r.get())));
              r.pm->sample_every(std::chrono::seconds(1));
            })
+      .def(
+          "unregister",
+          [](py_registry& r, py_family& f) {
+            auto it = std::find(r.families.begin(), r.families.end(), &f);
+            if (it == r.families.end())
+              throw py::value_error("shmetrics: " + f.def.name + " is not registered here");
+            if (r.reg) {
+              if (f.def.k == kind::counter)
+                take(f.cf.clear());
+              else if (f.def.k == kind::histogram)
+                take(f.hf.clear());
+              else
+                take(f.gf.clear());
+            }
+            for (auto [k, v] : f.children)
+              reinterpret_cast<child_object*>(v.ptr())->live = false;
+            f.children.clear();
+            r.families.erase(it);
+            f.reg = nullptr;  // labels() on it raises from now on
+            py::object keep;  // the registry's reference goes last
+            for (auto o = r.family_objs.begin(); o != r.family_objs.end(); ++o)
+              if (&o->cast<py_family&>() == &f) {
+                keep = std::move(*o);
+                r.family_objs.erase(o);
+                break;
+              }
+          },
+          "Removes every series of the family from the merged view and forgets the family: "
+          "its name may be registered again (with the same definition).")
       .def("families", [](py_registry& r) {
         py::list l;
         for (py_family* f : r.families)
@@ -1121,8 +1182,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           "_labels",
           [](py::object self, py::args args, py::kwargs kw) -> py::object {
             auto& f = self.cast<py_family&>();
-            if (!f.reg || !f.reg->reg)
-              throw std::runtime_error("shmetrics: " + f.def.name + ": its registry is closed");
+            registered(f);
             py::tuple key = label_values(f, "labels", args, kw);
             if (PyObject* hit = PyDict_GetItem(f.children.ptr(), key.ptr()))
               return py::reinterpret_borrow<py::object>(hit);
@@ -1139,8 +1199,7 @@ PYBIND11_MODULE(_shmetrics, m) {
             for (py::handle h : key)
               own.push_back(h.cast<std::string>());
             std::vector<std::string_view> v(own.begin(), own.end());
-            auto& r = f.reg->get();
-            (void)r;
+            registered(f);
             bool removed = f.def.k == kind::counter     ? take(f.cf.remove(v))
                            : f.def.k == kind::histogram ? take(f.hf.remove(v))
                                                         : take(f.gf.remove(v));
@@ -1153,7 +1212,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           "Removes the series of these label values; True when it existed.")
       .def("clear",
            [](py_family& f) {
-             f.reg->get();
+             registered(f);
              std::size_t n = f.def.k == kind::counter     ? take(f.cf.clear())
                              : f.def.k == kind::histogram ? take(f.hf.clear())
                                                           : take(f.gf.clear());
@@ -1256,4 +1315,9 @@ PYBIND11_MODULE(_shmetrics, m) {
   m.attr("HAVE_CATALOG") = false;
 #endif
   m.attr("__version__") = SHMETRICS_VERSION_STRING;
+  {
+    py::object pid = py::module_::import("types").attr("SimpleNamespace")();
+    pid_sentinel = pid.inc_ref().ptr();
+    m.attr("PID") = pid;
+  }
 }

@@ -353,3 +353,37 @@ print(shmetrics.default_registry().prefix)
     out = run_python("import shmetrics; s = shmetrics.settings(); print(s['dir'], s['prefix'])",
                      env=env)
     assert out.split() == ["/dev/shm", "shmetrics"]
+
+
+def test_unregister(shm):
+    d, p = shm
+    reg = shmetrics.Registry(d, p)
+    fam = reg.counter("u", labelnames=("a",))
+    c = fam.labels("x")
+    c.inc()
+    reg.unregister(fam)
+    assert value(d, p, "u_total", a="x") is None and not c.live
+    c.inc()  # safe: writes where nobody reads
+    with pytest.raises(RuntimeError, match="u was unregistered"):
+        fam.labels("y")
+    with pytest.raises(RuntimeError, match="u was unregistered"):
+        fam.remove("x")
+    with pytest.raises(ValueError, match="u is not registered here"):
+        reg.unregister(fam)
+    again = reg.counter("u", labelnames=("a",))  # the name is free again
+    again.labels("x").inc(2)
+    assert value(d, p, "u_total", a="x") == 2
+    del c, fam  # the unregistered family and its child go away cleanly
+    import gc
+    gc.collect()
+    reg.counter("v").labels().inc()
+    assert value(d, p, "v_total") == 1
+
+
+def test_pid_constant_label(shm):
+    d, p = shm
+    reg = shmetrics.Registry(d, p)
+    g = reg.gauge("per_process", labelnames=("a",), const_labels={"pid": shmetrics.PID},
+                  mode="sum")
+    g.labels("x").set(1)
+    assert value(d, p, "per_process", a="x", pid=str(os.getpid())) == 1
