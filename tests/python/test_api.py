@@ -387,3 +387,16 @@ def test_pid_constant_label(shm):
                   mode="sum")
     g.labels("x").set(1)
     assert value(d, p, "per_process", a="x", pid=str(os.getpid())) == 1
+
+
+def test_child_types_take_python_methods(shm):
+    # shmetrics.prometheus_client adds prometheus_client's conveniences (time(),
+    # count_exceptions(), ...) to the child types: the hot methods stay C.
+    d, p = shm
+    reg = shmetrics.Registry(d, p)
+    h = reg.histogram("h", labelnames=("a",), buckets=(1,)).labels("q")
+    shmetrics.HistogramChild._test_method = lambda self, v: self.observe(v) or self.labelvalues
+    try:
+        assert h._test_method(0.5) == ("q",) and h.get() == (1, 0.5)
+    finally:
+        del shmetrics.HistogramChild._test_method
