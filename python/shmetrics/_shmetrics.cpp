@@ -851,6 +851,9 @@ std::size_t merged_count(const shmetrics::collection& c) {
   return std::min(c.families.size(), c.columns.families.size());
 }
 
+// A hint for the next body's reservation (growing a 700 KB body by doubling copies it).
+std::atomic<std::size_t> last_body_size{std::size_t{1} << 16};
+
 py::bytes generate_latest(const std::string& dir, const std::string& prefix, bool openmetrics,
                           bool self_metrics) {
   std::string out;
@@ -860,18 +863,38 @@ py::bytes generate_latest(const std::string& dir, const std::string& prefix, boo
     auto c = coll.collect();
     const auto fmt = openmetrics ? shmetrics::exposition_format::openmetrics
                                  : shmetrics::exposition_format::text;
-    if (self_metrics) {
-      shmetrics::encode(*c, fmt, out);
-    } else {
-      std::vector<shmetrics::family_snapshot> merged(
-          c->families.begin(), c->families.begin() + static_cast<std::ptrdiff_t>(merged_count(*c)));
-      if (openmetrics) {
-        shmetrics::encode_openmetrics(merged, out, c->labels.get(), &c->columns);
-        out += "# EOF\n";
+    out.reserve(last_body_size);
+    shmetrics::encode(*c, fmt, out);  // exactly the exporter's body
+    if (!self_metrics) {
+      // Without the collector's own families (the last ones, a few KiB): encoded alone they
+      // are the same bytes (they print from their own series), so they are cut off the
+      // end rather than the merged families copied to encode them apart (0.1 ms at 10k
+      // series). Checked; where the bytes differ, the merged families are encoded apart.
+      const auto first_self = static_cast<std::ptrdiff_t>(merged_count(*c));
+      std::vector<shmetrics::family_snapshot> own(c->families.begin() + first_self,
+                                                  c->families.end());
+      std::string tail;
+      if (openmetrics)
+        shmetrics::encode_openmetrics(own, tail);
+      else
+        shmetrics::encode_text(own, tail);
+      const std::size_t eof = openmetrics ? 6 : 0;  // "# EOF\n" stays
+      if (out.size() >= tail.size() + eof &&
+          std::string_view(out).substr(out.size() - eof - tail.size(), tail.size()) == tail) {
+        out.erase(out.size() - eof - tail.size(), tail.size());
       } else {
-        shmetrics::encode_text(merged, out, c->labels.get(), &c->columns);
+        std::vector<shmetrics::family_snapshot> merged(c->families.begin(),
+                                                       c->families.begin() + first_self);
+        out.clear();
+        if (openmetrics) {
+          shmetrics::encode_openmetrics(merged, out, c->labels.get(), &c->columns);
+          out += "# EOF\n";
+        } else {
+          shmetrics::encode_text(merged, out, c->labels.get(), &c->columns);
+        }
       }
     }
+    last_body_size = out.size() + out.size() / 16;
   }
   return py::bytes(out);
 }
