@@ -31,9 +31,9 @@ def family(kind, name, documentation, labelnames, **extra):
         return fam
 
 
-def generate_latest(openmetrics=False):
+def generate_latest(openmetrics=False, self_metrics=False):
     refresh_functions()
-    return shmetrics.generate_latest(openmetrics=openmetrics)
+    return shmetrics.generate_latest(openmetrics=openmetrics, self_metrics=self_metrics)
 
 
 def collect_samples():

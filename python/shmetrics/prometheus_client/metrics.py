@@ -7,7 +7,7 @@ metric without labels has the native child's bound methods as its own `inc`/`set
 `observe`..., so that recording costs one native call with no Python in between.
 """
 import os
-import time
+import sys
 import threading
 
 from . import _native
@@ -447,8 +447,14 @@ class Summary(MetricWrapperBase):
     _reserved_labelnames = ['quantile']
 
     def _native_family(self):
-        return _native.family('histogram', self._name, self._documentation, self._labelnames,
-                              buckets=(INF,))
+        try:
+            return _native.family('histogram', self._name, self._documentation, self._labelnames,
+                                  buckets=(INF,))
+        except ValueError:
+            # A native module that takes no +Inf-only histogram: one bucket no observation
+            # passes (served as le="1.7976931348623157e+308", the same count as +Inf).
+            return _native.family('histogram', self._name, self._documentation, self._labelnames,
+                                  buckets=(sys.float_info.max,))
 
     def _bind(self, child):
         _patch_child_type(child, _HISTOGRAM_CHILD_METHODS)

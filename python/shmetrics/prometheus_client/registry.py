@@ -118,7 +118,9 @@ class CollectorRegistry(Collector):
         from .exposition import _render_metrics, _filter_text
         whole, names, ti, own = self._snapshot()
         if whole or names:
-            body = _native.generate_latest(openmetrics=openmetrics)
+            # The whole view is the exporter's body: its own families (shmetrics_exporter_*,
+            # process_*) included, as prometheus_client's REGISTRY serves process_*.
+            body = _native.generate_latest(openmetrics=openmetrics, self_metrics=whole)
             if not whole:
                 body = _filter_text(body, family_names=names)
         else:
