@@ -163,7 +163,8 @@ class MetricWrapperBase(Collector):
             raise ValueError('Invalid metric name: ' + self._name)
 
         if self._labelvalues:
-            # A Python-level child (Info, Enum, gauges labelled by pid): set up by the class.
+            # A Python-level child (Info, Enum): set up by the class.
+            self._metrics = {}
             return
 
         self._lock = threading.Lock()
@@ -185,9 +186,7 @@ class MetricWrapperBase(Collector):
         raise NotImplementedError
 
     def _bind_single(self):
-        child = self._make_child(())
-        self._metrics[()] = child
-        self._bind(child)
+        self._bind(self._make_child(()))
 
     def _bind(self, child):  # pragma: no cover
         raise NotImplementedError
@@ -197,6 +196,12 @@ class MetricWrapperBase(Collector):
 
     def labels(self, *labelvalues, **labelkwargs):
         """The child for the given label values (the native child: cache it)."""
+        if not labelkwargs:
+            # Known label values given as str: one dict lookup (_metrics is keyed by the
+            # str() of the values, and only a labelled parent has entries).
+            child = self._metrics.get(labelvalues)
+            if child is not None:
+                return child
         if not self._labelnames:
             raise ValueError('No label names were set when constructing %s' % self)
 
@@ -394,7 +399,6 @@ class Gauge(MetricWrapperBase):
 
     def _bind_single(self):
         child = self._make_child(())
-        self._metrics[()] = child
         if self._pid_label:
             self._single = child
             _native.track_pid_bound(self)
@@ -545,7 +549,6 @@ class _PyChildMixin:
     def _bind_single(self):
         self._init_py(self)
         self._metric_init()
-        self._metrics[()] = self
 
 
 class Info(_PyChildMixin, MetricWrapperBase):
