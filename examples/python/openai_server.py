@@ -108,6 +108,11 @@ class Metrics:
                                 labelnames, buckets=REQUEST_LATENCY).labels(*labelvalues)
 
 
+def compact_json(doc):
+    # As vLLM writes its responses: no spaces (clients look for '"finish_reason":null').
+    return json.dumps(doc, separators=(',', ':')).encode()
+
+
 def count_tokens(text):
     return max(1, len(text.split()))
 
@@ -128,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code, body, content_type='application/json'):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else compact_json(body)
         self.send_response(code)
         self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(data)))
@@ -222,7 +227,7 @@ class Server(ThreadingMixIn, HTTPServer):
                 handler.end_headers()
 
             def event(payload):
-                data = b'data: ' + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b'\n\n'
+                data = b'data: ' + (payload if isinstance(payload, bytes) else compact_json(payload)) + b'\n\n'
                 handler.wfile.write(b'%x\r\n%s\r\n' % (len(data), data))
                 handler.wfile.flush()
 
@@ -279,6 +284,11 @@ def worker_main(sock, args, worker):
         server.serve_forever()
     finally:
         server.server_close()
+        if args.prometheus_client == 'shmetrics':
+            # A clean stop removes the worker's segment (the exporter folds its counters
+            # into its retired totals); a crash leaves it for the exporter to read.
+            import shmetrics
+            shmetrics.default_registry().close()
 
 
 def main(argv=None):
