@@ -393,7 +393,10 @@ struct py_registry {
   shmetrics::registry_options opt;
   std::unique_ptr<shmetrics::registry> reg;  // null once closed
   std::vector<py_family*> families;          // live family objects (raw: each unlinks itself)
-  child_object* children = nullptr;          // every child made here (each unlinks itself)
+  // The families' Python objects, held as prometheus_client's registry holds its collectors:
+  // a family stays registered when the caller drops it. close() lets them go.
+  std::vector<py::object> family_objs;
+  child_object* children = nullptr;  // every child made here (each unlinks itself)
   std::unique_ptr<shmetrics::process_metrics> pm;
 
   explicit py_registry(shmetrics::registry_options o);
@@ -538,6 +541,9 @@ void py_registry::close() {
     f->children.clear();  // drops the family <-> child cycles
   pm.reset();
   reg.reset();
+  // Last: letting the families go may free this registry (they hold it).
+  std::vector<py::object> objs = std::move(family_objs);
+  objs.clear();
 }
 
 // In a child of fork(): a new segment of this process's own, every family registered
@@ -668,7 +674,9 @@ py::object add_family(py::object self, family_def def) {
   f->registry_ref = self;
   f->reg = &r;
   r.families.push_back(f.get());
-  return py::cast(std::move(f));
+  py::object obj = py::cast(std::move(f));
+  r.family_objs.push_back(obj);
+  return obj;
 }
 
 py::object make_child(py_family& f, py::handle family_obj, py::tuple values) {
@@ -1117,49 +1125,63 @@ PYBIND11_MODULE(_shmetrics, m) {
       });
 
   m.def("_after_fork_child", &after_fork_child);
-  m.def("_options", &options_from, py::arg("dir") = py::none(), py::arg("prefix") = py::none());
+  m.def(
+      "_options",
+      [](py::object dir, py::object prefix, py::kwargs opts) {
+        return options_dict(options_from(dir, prefix, opts));
+      },
+      py::arg("dir") = py::none(), py::arg("prefix") = py::none());
   m.def("_generate_latest", &generate_latest, py::arg("dir"), py::arg("prefix"),
         py::arg("openmetrics") = false, py::arg("self_metrics") = false);
   m.def("_collect_samples", &collect_samples, py::arg("dir"), py::arg("prefix"));
 
 #if SHMETRICS_PY_CATALOG
-  m.def("_catalog_entry", [](const std::string& name, std::uint64_t max_model_len) -> py::object {
-    static std::unique_ptr<shmetrics::catalog> cat;
-    static std::string origin;
-    if (!cat) {
-      origin = shmetrics::catalog::default_path();
-      cat = std::make_unique<shmetrics::catalog>(take(shmetrics::catalog::load(origin)));
-    }
-    if (name.empty()) {
-      py::list l;
-      for (auto& f : cat->families())
-        l.append(py::make_tuple(
-            f.name, f.source == shmetrics::family_source::omni ? "omni" : "vllm", f.status));
-      return l;
-    }
-    const shmetrics::family_def* f = cat->find_name(name);
-    if (!f) return py::none();
-    py::dict d;
-    d["name"] = f->name;
-    d["key"] = f->key;
-    d["source"] = f->source == shmetrics::family_source::omni ? "omni" : "vllm";
-    d["type"] = f->type == metric_type::counter     ? "counter"
-                : f->type == metric_type::histogram ? "histogram"
-                : f->type == metric_type::info      ? "info"
-                                                    : "gauge";
-    d["help"] = f->help;
-    d["labels"] = f->labels;
-    d["buckets"] = f->buckets_1_2_5 ? shmetrics::buckets_1_2_5(max_model_len) : f->buckets;
-    d["buckets_1_2_5"] = f->buckets_1_2_5;
-    d["mode"] = mode_word(f->mode);
-    d["status"] = f->status;
-    d["when"] = f->when;
-    d["deprecated_in"] = f->deprecated_in;
-    d["omni_seed_prefix"] = cat->omni_seed_prefix();
-    d["omni_upstream_prefix"] = cat->omni_upstream_prefix();
-    d["origin"] = origin;
-    return d;
-  });
+  // The catalog at `path` (loaded once per path): an entry by exposed name, or with an
+  // empty name the list of (name, source, status).
+  m.def("_catalog_entry",
+        [](const std::string& path, const std::string& name,
+           std::uint64_t max_model_len) -> py::object {
+          static auto* loaded = new std::map<std::string, std::unique_ptr<shmetrics::catalog>>;
+          auto& cat = (*loaded)[path];
+          if (!cat) {
+            auto c = shmetrics::catalog::load(path);
+            if (!c) {
+              loaded->erase(path);
+              raise(c.error());
+            }
+            cat = std::make_unique<shmetrics::catalog>(std::move(*c));
+          }
+          const std::string& origin = path;
+          if (name.empty()) {
+            py::list l;
+            for (auto& f : cat->families())
+              l.append(py::make_tuple(
+                  f.name, f.source == shmetrics::family_source::omni ? "omni" : "vllm", f.status));
+            return l;
+          }
+          const shmetrics::family_def* f = cat->find_name(name);
+          if (!f) return py::none();
+          py::dict d;
+          d["name"] = f->name;
+          d["key"] = f->key;
+          d["source"] = f->source == shmetrics::family_source::omni ? "omni" : "vllm";
+          d["type"] = f->type == metric_type::counter     ? "counter"
+                      : f->type == metric_type::histogram ? "histogram"
+                      : f->type == metric_type::info      ? "info"
+                                                          : "gauge";
+          d["help"] = f->help;
+          d["labels"] = f->labels;
+          d["buckets"] = f->buckets_1_2_5 ? shmetrics::buckets_1_2_5(max_model_len) : f->buckets;
+          d["buckets_1_2_5"] = f->buckets_1_2_5;
+          d["mode"] = mode_word(f->mode);
+          d["status"] = f->status;
+          d["when"] = f->when;
+          d["deprecated_in"] = f->deprecated_in;
+          d["omni_seed_prefix"] = cat->omni_seed_prefix();
+          d["omni_upstream_prefix"] = cat->omni_upstream_prefix();
+          d["origin"] = origin;
+          return d;
+        });
   m.attr("HAVE_CATALOG") = true;
 #else
   m.attr("HAVE_CATALOG") = false;

@@ -26,15 +26,20 @@ def names(prefix=SEED_PREFIX):
 
 
 def definition(name, max_model_len=0):
+    if _base(name) == name and ":" in name:  # another prefix: vLLM's own, say
+        raise ValueError("%r is not a vLLM-Omni family (want %r or %r names)"
+                         % (name, SEED_PREFIX, UPSTREAM_PREFIX))
     e = _catalog.entry(SEED_PREFIX + _base(name), max_model_len)
     if e["source"] != "omni":
         raise ValueError("%r is not a vLLM-Omni family: use shmetrics.vllm.family" % (name,))
     return e
 
 
-def family(reg, name, prefix=SEED_PREFIX, max_model_len=0, labelnames=None, const_labels=None):
+def family(reg, name, prefix=SEED_PREFIX, max_model_len=0, labelnames=None, const_labels=None,
+           buckets=None):
     """Registers the vLLM-Omni family `name` in `reg` as `prefix` + its base name."""
     if prefix not in (SEED_PREFIX, UPSTREAM_PREFIX):
         raise ValueError("prefix %r: want %r or %r" % (prefix, SEED_PREFIX, UPSTREAM_PREFIX))
     e = definition(name, max_model_len)
-    return _catalog.register(reg, e, prefix + _base(name), labelnames, const_labels)
+    return _catalog.register(reg, e, prefix + _base(name), labelnames, const_labels,
+                             buckets)

@@ -23,7 +23,10 @@ def definition(name, max_model_len=0):
     return e
 
 
-def family(reg, name, max_model_len=0, labelnames=None, const_labels=None):
+def family(reg, name, max_model_len=0, labelnames=None, const_labels=None,
+           buckets=None):
     """Registers the vLLM family `name` in `reg` (a shmetrics.Registry) with the
-    catalog's help, labels, buckets and gauge mode; returns the family."""
-    return _catalog.register(reg, definition(name, max_model_len), name, labelnames, const_labels)
+    catalog's help, labels, buckets and gauge mode; returns the family. labelnames,
+    const_labels and buckets= override the catalog's."""
+    return _catalog.register(reg, definition(name, max_model_len), name, labelnames, const_labels,
+                             buckets)
