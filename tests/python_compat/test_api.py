@@ -104,6 +104,7 @@ def test_decorators_and_context_managers():
         with child.count_exceptions(ValueError):
             raise KeyError('not counted')
     assert REGISTRY.get_sample_value('api_dec_errors_total', {'kind': 'value'}) == 1.0
+    assert child._value.get() == 1.0  # as tests written for prometheus_client read it
 
     timed = Histogram('api_dec_labelled_seconds', 'x', ['op'])
     t = timed.time()
@@ -201,3 +202,20 @@ def test_exporter_serves_what_generate_latest_serves():
     finally:
         exporter.close()
     assert own_families(scraped) == own_families(generate_latest())
+
+
+def test_readme_python_program_runs():
+    """The README's Python section starts with a complete program: it runs as is."""
+    import os
+    import subprocess
+    import sys
+    readme = os.path.join(compat_util.HERE, '..', '..', 'README.md')
+    text = open(readme).read()
+    section = text[text.index('\n## Python\n'):]
+    program = section[section.index('```python\n') + len('```python\n'):]
+    program = program[:program.index('```')]
+    prefix = os.environ['SHMETRICS_SHM_PREFIX'] + 'readme'
+    out = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, SHMETRICS_SHM_PREFIX=prefix)).stdout
+    assert 'app_requests_total{route="/v1/completions"} 3.0' in out
+    assert 'app_latency_seconds_count 3.0' in out

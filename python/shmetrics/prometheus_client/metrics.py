@@ -108,9 +108,12 @@ def _patch_child_type(child, methods):
                 pass
 
 
-_COUNTER_CHILD_METHODS = {'count_exceptions': _child_count_exceptions}
+# `child._value.get()`, as tests written for prometheus_client read a child's value.
+_child_value = property(lambda self: self)
+
+_COUNTER_CHILD_METHODS = {'count_exceptions': _child_count_exceptions, '_value': _child_value}
 _GAUGE_CHILD_METHODS = {'track_inprogress': _child_track_inprogress, 'time': _child_time_set,
-                        'set_function': _child_set_function}
+                        'set_function': _child_set_function, '_value': _child_value}
 _HISTOGRAM_CHILD_METHODS = {'time': _child_time_observe}
 
 
