@@ -219,3 +219,25 @@ def test_readme_python_program_runs():
                          env=dict(os.environ, SHMETRICS_SHM_PREFIX=prefix)).stdout
     assert 'app_requests_total{route="/v1/completions"} 3.0' in out
     assert 'app_latency_seconds_count 3.0' in out
+
+
+def test_custom_collector_after_the_merged_families():
+    from shmetrics.prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class QueueCollector:
+        def collect(self):
+            g = GaugeMetricFamily('api_custom_queue_depth', 'Queue depth', labels=['queue'])
+            g.add_metric(['high'], 3)
+            yield g
+            yield CounterMetricFamily('api_custom_jobs_total', 'Jobs', value=7)
+
+    collector = QueueCollector()
+    REGISTRY.register(collector)
+    try:
+        body = generate_latest().decode()
+        assert 'api_custom_queue_depth{queue="high"} 3.0' in body
+        assert 'api_custom_jobs_total 7.0' in body
+        assert REGISTRY.get_sample_value('api_custom_jobs_total') == 7.0
+        prometheus_client.disable_created_metrics()
+    finally:
+        REGISTRY.unregister(collector)

@@ -8,7 +8,7 @@ recorded by the native writer (no lock, no file, no Python on the hot path); eve
 process writes its own segment and generate_latest() / shmetrics-exporter serve their
 merged view. See docs/prometheus-client-compat.md for what is supported and what differs.
 """
-from . import exposition, metrics, metrics_core, multiprocess, registry
+from . import core, exposition, metrics, metrics_core, multiprocess, registry
 from .exposition import (
     CONTENT_TYPE_LATEST, generate_latest, make_asgi_app, make_wsgi_app, MetricsHandler,
     start_http_server, start_wsgi_server, write_to_textfile,
@@ -31,6 +31,14 @@ class _ServedByTheExporter:
 
     def __repr__(self):
         return f'<{self._name}: served by shmetrics>'
+
+
+def disable_created_metrics():
+    """Accepted: shmetrics serves no `_created` samples."""
+
+
+def enable_created_metrics():
+    """Accepted: shmetrics serves no `_created` samples."""
 
 
 PROCESS_COLLECTOR = _ServedByTheExporter('ProcessCollector')
@@ -61,4 +69,6 @@ __all__ = (
     'PROCESS_COLLECTOR',
     'PLATFORM_COLLECTOR',
     'GC_COLLECTOR',
+    'disable_created_metrics',
+    'enable_created_metrics',
 )

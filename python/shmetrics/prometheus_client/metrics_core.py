@@ -53,3 +53,65 @@ class Metric:
             m.samples = samples
             return m
         return None
+
+
+class _Family(Metric):
+    """Families for custom collectors (prometheus_client.core's): a value or label names."""
+
+    _type = 'unknown'
+
+    def __init__(self, name, documentation, value=None, labels=None, unit=''):
+        Metric.__init__(self, name, documentation, self._type, unit)
+        if labels is not None and value is not None:
+            raise ValueError('Can only specify at most one of value and labels.')
+        self._labelnames = tuple(labels or ())
+        if value is not None:
+            self.add_metric([], value)
+
+    def add_metric(self, labels, value, timestamp=None):
+        self.samples.append(Sample(self.name, dict(zip(self._labelnames, labels)), value, timestamp))
+
+
+class UnknownMetricFamily(_Family):
+    _type = 'unknown'
+
+
+UntypedMetricFamily = UnknownMetricFamily
+
+
+class GaugeMetricFamily(_Family):
+    _type = 'gauge'
+
+
+class CounterMetricFamily(_Family):
+    _type = 'counter'
+
+    def __init__(self, name, documentation, value=None, labels=None, created=None, unit=''):
+        if name.endswith('_total'):
+            name = name[:-6]
+        _Family.__init__(self, name, documentation, None, labels, unit)
+        if labels is not None and value is not None:
+            raise ValueError('Can only specify at most one of value and labels.')
+        if value is not None:
+            self.add_metric([], value, created)
+
+    def add_metric(self, labels, value, created=None, timestamp=None):
+        labels = dict(zip(self._labelnames, labels))
+        self.samples.append(Sample(self.name + '_total', labels, value, timestamp))
+        if created is not None:
+            self.samples.append(Sample(self.name + '_created', labels, created, timestamp))
+
+
+class InfoMetricFamily(_Family):
+    _type = 'info'
+
+    def __init__(self, name, documentation, value=None, labels=None):
+        _Family.__init__(self, name, documentation, None, labels)
+        if labels is not None and value is not None:
+            raise ValueError('Can only specify at most one of value and labels.')
+        if value is not None:
+            self.add_metric([], value)
+
+    def add_metric(self, labels, value, timestamp=None):
+        self.samples.append(Sample(self.name + '_info', dict(dict(zip(self._labelnames, labels)), **value),
+                                   1, timestamp))
