@@ -245,6 +245,14 @@ class Server(ThreadingMixIn, HTTPServer):
                     event({'id': rid, 'object': obj + '.chunk' if chat else obj, 'created': created,
                            'model': args.model,
                            'choices': [choice(word, reason if i == n_out - 1 else None)]})
+            # The request is finished: recorded before its last bytes go out, so that a
+            # client that has its answer finds it counted.
+            m.prompt_tokens.inc(prompt_tokens)
+            m.generation_tokens.inc(n_out)
+            m.success[reason].inc()
+            m.request_prompt_tokens.observe(prompt_tokens)
+            m.request_generation_tokens.observe(n_out)
+            m.e2e.observe(time.monotonic() - start)
             if stream:
                 if include_usage:
                     event({'id': rid, 'object': obj + '.chunk' if chat else obj, 'created': created,
@@ -255,13 +263,6 @@ class Server(ThreadingMixIn, HTTPServer):
             else:
                 handler._send(200, {'id': rid, 'object': obj, 'created': created, 'model': args.model,
                                     'choices': [choice(''.join(words), reason)], 'usage': usage})
-            # Recorded once the response is out, as vLLM records a finished request.
-            m.prompt_tokens.inc(prompt_tokens)
-            m.generation_tokens.inc(n_out)
-            m.success[reason].inc()
-            m.request_prompt_tokens.observe(prompt_tokens)
-            m.request_generation_tokens.observe(n_out)
-            m.e2e.observe(time.monotonic() - start)
         finally:
             with self.lock:
                 self.inflight -= 1
