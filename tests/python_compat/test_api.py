@@ -241,3 +241,15 @@ def test_custom_collector_after_the_merged_families():
         prometheus_client.disable_created_metrics()
     finally:
         REGISTRY.unregister(collector)
+
+
+def test_collect_parses_the_merged_view():
+    """REGISTRY.collect() gives prometheus_client-style Metric objects from the merged view:
+    a counter's family name without _total, escaped help and label values restored."""
+    c = Counter('api_parse_requests', 'Help with \\ backslash\nand newline', ['path'])
+    c.labels('a"b\\c\nd}{').inc(2)
+    fams = {m.name: m for m in REGISTRY.collect()}
+    m = fams['api_parse_requests']
+    assert m.type == 'counter' and m.documentation == 'Help with \\ backslash\nand newline'
+    assert [(s.name, s.labels, s.value) for s in m.samples] == [
+        ('api_parse_requests_total', {'path': 'a"b\\c\nd}{'}, 2.0)]

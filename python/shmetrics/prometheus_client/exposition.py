@@ -8,6 +8,7 @@ make_wsgi_app(), make_asgi_app() and MetricsHandler serve it as prometheus_clien
 import gzip
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import os
+import re
 import socket
 import threading
 from urllib.parse import parse_qs, urlparse
@@ -326,6 +327,10 @@ def _parse_labels(text):
     return labels
 
 
+def _unescape_help(s):
+    return re.sub(r'\\(.)', lambda m: '\n' if m.group(1) == 'n' else m.group(1), s)
+
+
 def _parse_text(text):
     """The text format 0.0.4 (the merged view) as Metric objects: a counter's name without
     `_total`, as prometheus_client's families are named."""
@@ -335,7 +340,7 @@ def _parse_text(text):
     for line in text.splitlines():
         if line.startswith('# HELP '):
             parts = line.split(' ', 3)
-            helps[parts[2]] = (parts[3] if len(parts) > 3 else '').replace(r'\n', '\n').replace(r'\\', '\\')
+            helps[parts[2]] = _unescape_help(parts[3] if len(parts) > 3 else '')
             continue
         if line.startswith('# TYPE '):
             _, _, name, typ = line.split(' ', 3)
