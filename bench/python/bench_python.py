@@ -75,6 +75,12 @@ def percall_in_this_process(api, calls, reps, tmp):
     out["labels_inc"] = best_ns("fam.labels('x').inc()", env, max(1, calls // 10), reps)
     out["observe"] = best_ns("obs(0.3)", env, calls, reps)
     out["set"] = best_ns("set(1.5)", env, calls, reps)
+    if api == "native":  # the same C++ calls through pybind11's dispatcher (docs/python.md)
+        pc = shmetrics._shmetrics._pybind_handle(child)
+        ph = shmetrics._shmetrics._pybind_handle(h.labels("x"))
+        penv = {"inc": pc.inc, "obs": ph.observe}
+        out["pybind11_inc"] = best_ns("inc()", penv, calls, reps)
+        out["pybind11_observe"] = best_ns("obs(0.3)", penv, calls, reps)
     return out
 
 
@@ -153,7 +159,7 @@ def scrape(series, procs, reps, exporter):
         out["exporter_ms"] = None
         if exporter:
             p = subprocess.Popen([exporter, "--web.listen-address=127.0.0.1:0", "--shm.dir=" + d,
-                                  "--shm.prefix=bench", "--log.level=warn"],
+                                  "--shm.prefix=bench", "--log.level=error"],
                                  stdout=subprocess.PIPE, text=True)
             try:
                 m = re.search(r"listening on (http://\S+)", p.stdout.readline())
@@ -229,6 +235,8 @@ def main():
             v = result["per_call_ns"][api]
             row += "%14s" % ("-" if v is None else "%.1f" % v[op])
         print(row)
+    print("(the native hot path through pybind11 instead: inc %.1f, observe %.1f ns)"
+          % (nat["pybind11_inc"], nat["pybind11_observe"]))
     print("\nscrape of %d series written by %d processes (ms, best of %d)"
           % (s["series"], s["procs"], reps))
     print("  shmetrics.generate_latest  %10.2f   (first: %.2f; %d bytes)"

@@ -263,6 +263,11 @@ def test_process_metrics(shm):
     s = samples(d, p)
     assert s[("process_cpu_seconds_total", frozenset())] >= 0
     assert s[("process_resident_memory_bytes", frozenset())] > 0
+    other = shmetrics.Registry(d, p + "2")
+    with pytest.raises(shmetrics.Error, match="already recorded for this process"):
+        other.process_metrics()
+    reg.close()  # lets another registry record them
+    other.process_metrics()
 
 
 def test_vllm_catalog(shm):

@@ -19,6 +19,8 @@ def test_bench_quick_json_has_every_key():
     for api in ("native", "pc", "pc_mp"):
         for op in ("inc", "labels_inc", "observe", "set"):
             assert out["per_call_ns"][api][op] > 0, (api, op)
+    assert out["per_call_ns"]["native"]["pybind11_inc"] > 0
+    assert out["per_call_ns"]["native"]["pybind11_observe"] > 0
     assert "shim" in out["per_call_ns"]  # None until shmetrics.prometheus_client exists
     for k in ("generate_latest_ms", "generate_latest_first_ms", "generate_latest_bytes",
               "exporter_ms", "pc_mp_ms", "pc_mp_bytes", "series", "procs"):

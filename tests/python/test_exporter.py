@@ -3,6 +3,7 @@
 import os
 
 import shmetrics
+from prometheus_client.utils import floatToGoString
 from conftest import Exporter  # noqa: F401  (the fixture's class)
 
 SELF = b"# HELP shmetrics_exporter_build_info "
@@ -45,17 +46,23 @@ def test_byte_identical_to_the_exporter(shm, exporter):
     assert om.endswith(b"# EOF\n")
     stem = om[:-len(b"# EOF\n")]
     assert body[:len(stem)] == stem and body[len(stem):].startswith(b"# TYPE shmetrics_exporter")
+    reg.close()
 
 
 def test_collect_samples_match_the_exporter(shm, exporter):
     d, p = shm
-    _fill(d, p)
+    reg, _ = _fill(d, p)
     text = exporter.get().decode()
-    for name, labels, value in shmetrics.collect_samples(d, p):
-        if not labels:
-            line = name
-        else:
-            line = None  # labels print sorted; check the value is served under the name
-        if line is not None:
-            assert "\n%s %r\n" % (name, value) in "\n" + text or name.startswith("process_")
-        assert name in text
+    got = shmetrics.collect_samples(d, p)
+    names = {n for n, _, _ in got}
+    assert {"vllm:prompt_tokens_total", "vllm:e2e_request_latency_seconds_bucket",
+            "vllm:e2e_request_latency_seconds_count", "vllm:e2e_request_latency_seconds_sum",
+            "vllm:num_requests_running", "build_info"} <= names
+    esc = lambda v: v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    for name, labels, value in got:
+        if name.startswith("process_"):  # sampled every second: may move between the reads
+            continue
+        block = ",".join('%s="%s"' % (k, esc(v)) for k, v in sorted(labels.items()))
+        line = "%s%s %s\n" % (name, "{%s}" % block if block else "", floatToGoString(value))
+        assert line in text, line
+    reg.close()
