@@ -2,8 +2,9 @@
 
 generate_latest(REGISTRY) is shmetrics.generate_latest(): the merged view of every
 writer under the prefix, the exporter's body (its own families with this process's
-values). start_http_server(), make_wsgi_app(), make_asgi_app() and MetricsHandler serve it as prometheus_client's do
-(text format 0.0.4, OpenMetrics when Accept asks for it, gzip when allowed, `name[]`).
+values). start_http_server(), make_wsgi_app(), make_asgi_app() and MetricsHandler serve
+it as prometheus_client's do (text format 0.0.4, OpenMetrics when Accept asks for it,
+gzip when allowed, `name[]`).
 """
 import gzip
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
