@@ -253,3 +253,19 @@ def test_collect_parses_the_merged_view():
     assert m.type == 'counter' and m.documentation == 'Help with \\ backslash\nand newline'
     assert [(s.name, s.labels, s.value) for s in m.samples] == [
         ('api_parse_requests_total', {'path': 'a"b\\c\nd}{'}, 2.0)]
+
+
+def test_mixed_with_the_real_prometheus_client():
+    """What prometheus_fastapi_instrumentator does in vLLM: real prometheus_client metrics
+    registered in our registry, and real prometheus_client's generate_latest() run on it."""
+    import prometheus_client as real
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    Counter('api_mixed_tokens', 'Tokens', ['model_name']).labels('m').inc(5)
+    real_counter = real.Counter('api_mixed_http_requests', 'HTTP requests', ['handler'], registry=registry)
+    real_counter.labels('/v1/completions').inc(3)
+    ours = compat_util.samples_of(generate_latest(registry).decode())
+    theirs = compat_util.samples_of(real.generate_latest(registry).decode())
+    assert ours == theirs
+    assert ours[('api_mixed_tokens_total', frozenset({('model_name', 'm')}))] == 5.0
+    assert ours[('api_mixed_http_requests_total', frozenset({('handler', '/v1/completions')}))] == 3.0
