@@ -269,3 +269,38 @@ def test_mixed_with_the_real_prometheus_client():
     assert ours == theirs
     assert ours[('api_mixed_tokens_total', frozenset({('model_name', 'm')}))] == 5.0
     assert ours[('api_mixed_http_requests_total', frozenset({('handler', '/v1/completions')}))] == 3.0
+
+
+FULL_SEGMENT = '''
+import shmetrics
+shmetrics.configure(max_series=8)
+import shmetrics.prometheus_client as pc
+c = pc.Counter("full_c", "x", ["i"])
+for i in range(8):
+    c.labels(str(i)).inc()
+try:
+    c.labels("8")
+except shmetrics.SegmentFullError as e:
+    print("labels:", e)
+try:
+    pc.Gauge("full_g", "x")
+except shmetrics.SegmentFullError as e:
+    print("gauge:", e)
+c.labels("0").inc()  # the known children keep recording
+print(pc.REGISTRY.get_sample_value("full_c_total", {"i": "0"}), "full_g" in pc.REGISTRY._names_to_collectors)
+'''
+
+
+def test_full_segment_is_an_error_at_registration():
+    """A full segment: SegmentFullError from labels() or the constructor (the cold path),
+    the metric is not left registered, the children already made keep recording."""
+    import os
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', FULL_SEGMENT], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, SHMETRICS_SHM_PREFIX=os.environ['SHMETRICS_SHM_PREFIX'] + 'full'))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith('labels: full_c: segment full'), lines
+    assert lines[1].startswith('gauge: full_g: segment full'), lines
+    assert lines[2] == '2.0 False', lines
