@@ -302,6 +302,9 @@ def main(argv=None):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.listen(1024)
+    # Non-blocking: the workers woken for one connection that another took go back to
+    # their select() instead of blocking in accept().
+    sock.setblocking(False)
     host, port = sock.getsockname()[:2]
     print(f'listening on http://{host}:{port} ({args.api_server_count} API server processes, '
           f'shm prefix {args.shm_prefix})', flush=True)
