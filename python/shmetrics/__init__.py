@@ -137,4 +137,10 @@ def process_metrics(reg=None):
 
 # A forked child records into a segment of its own: every registry made before the fork
 # gets a new one (same dir and prefix) and every family and child is pointed at it.
-_os.register_at_fork(after_in_child=_shmetrics._after_fork_child)
+def _after_fork_in_child():
+    global _lock
+    _lock = _threading.RLock()  # another thread may have held it at fork
+    _shmetrics._after_fork_child()
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)

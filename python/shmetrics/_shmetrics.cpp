@@ -822,9 +822,10 @@ std::size_t merged_count(const shmetrics::collection& c) {
 py::bytes generate_latest(const std::string& dir, const std::string& prefix, bool openmetrics,
                           bool self_metrics) {
   std::string out;
+  shmetrics::collector& coll = collector_for(dir, prefix);  // the map: under the GIL
   {
     py::gil_scoped_release nogil;
-    auto c = collector_for(dir, prefix).collect();
+    auto c = coll.collect();
     const auto fmt = openmetrics ? shmetrics::exposition_format::openmetrics
                                  : shmetrics::exposition_format::text;
     if (self_metrics) {
@@ -870,9 +871,10 @@ void parse_block(std::string_view s, py::dict& d) {
 
 py::list collect_samples(const std::string& dir, const std::string& prefix) {
   std::shared_ptr<const shmetrics::collection> c;
+  shmetrics::collector& coll = collector_for(dir, prefix);  // the map: under the GIL
   {
     py::gil_scoped_release nogil;
-    c = collector_for(dir, prefix).collect();
+    c = coll.collect();
   }
   py::list out;
   const std::size_t n = merged_count(*c);
@@ -912,6 +914,48 @@ py::list collect_samples(const std::string& dir, const std::string& prefix) {
   }
   return out;
 }
+
+PyObject* family_labels(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                        PyObject* kwnames) {
+  if (kwnames == nullptr) {
+    py_family* f = nullptr;
+    try {
+      f = &py::handle(self).cast<py_family&>();
+    } catch (...) {
+      f = nullptr;  // not a Family: _labels says so
+    }
+    bool all_str = f != nullptr;
+    for (Py_ssize_t i = 0; all_str && i < nargs; ++i)
+      all_str = PyUnicode_CheckExact(args[i]);
+    if (all_str) {
+      PyObject* key = PyTuple_New(nargs);
+      if (!key) return nullptr;
+      for (Py_ssize_t i = 0; i < nargs; ++i) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(key, i, args[i]);
+      }
+      PyObject* hit = PyDict_GetItemWithError(f->children.ptr(), key);
+      Py_DECREF(key);
+      if (hit) {
+        Py_INCREF(hit);
+        return hit;
+      }
+      if (PyErr_Occurred()) return nullptr;
+    }
+  }
+  static PyObject* slow = PyUnicode_InternFromString("_labels");
+  const Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  std::vector<PyObject*> all(static_cast<std::size_t>(1 + nargs + nk));
+  all[0] = self;
+  for (Py_ssize_t i = 0; i < nargs + nk; ++i)
+    all[static_cast<std::size_t>(1 + i)] = args[i];
+  return PyObject_VectorcallMethod(slow, all.data(), static_cast<std::size_t>(1 + nargs), kwnames);
+}
+
+PyMethodDef family_labels_def = {
+    "labels", as_cfunc(family_labels), METH_FASTCALL | METH_KEYWORDS,
+    "labels(*values) or labels(**{name: value}): the child of these label values, created on "
+    "the first call and the same object after (cache it)."};
 
 }  // namespace
 
@@ -1074,7 +1118,7 @@ PYBIND11_MODULE(_shmetrics, m) {
                              })
       .def_property_readonly("registry", [](py_family& f) { return f.registry_ref; })
       .def(
-          "labels",
+          "_labels",
           [](py::object self, py::args args, py::kwargs kw) -> py::object {
             auto& f = self.cast<py_family&>();
             if (!f.reg || !f.reg->reg)
@@ -1086,7 +1130,7 @@ PYBIND11_MODULE(_shmetrics, m) {
             f.children[key] = ch;
             return ch;
           },
-          "The child of these label values (created on the first call; cache it).")
+          "labels() without its fast path: any arguments.")
       .def(
           "remove",
           [](py_family& f, py::args args, py::kwargs kw) {
@@ -1122,6 +1166,17 @@ PYBIND11_MODULE(_shmetrics, m) {
         return "<shmetrics " + std::string(kind_word(f.def.k)) + " family " + f.def.name + "(" +
                join(f.def.labelnames) + ")>";
       });
+
+  // Family.labels: a METH_FASTCALL method in front of _labels (pybind11's *args/**kwargs
+  // dispatch costs ~300 ns): label values that are all str and already seen are one dict
+  // lookup; anything else goes to _labels.
+  {
+    py::object fam_cls = m.attr("Family");
+    PyObject* descr =
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(fam_cls.ptr()), &family_labels_def);
+    if (!descr) throw py::error_already_set();
+    fam_cls.attr("labels") = py::reinterpret_steal<py::object>(descr);
+  }
 
   // The same hot path bound with pybind11, for bench/python/bench_python.py only (the
   // figure that chose the C API above: docs/python.md). A copy of the child's handle: valid
