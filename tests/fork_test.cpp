@@ -261,3 +261,22 @@ TEST_CASE("a fork() during another thread's registry::create leaves the child no
   ::close(release[1]);  // the Gs exit (init's children now, not ours)
   REQUIRE(alive == 0);
 }
+
+TEST_CASE("a forked child destroys an inherited sampling process_metrics without waiting",
+          "[fork][process]") {
+  test::unique_prefix up;
+  auto reg = registry::create(up.options()).value();
+  auto pm = process_metrics::create(reg).value();
+  // The sampling thread waits on a condition variable most of the time: a fork() then
+  // copies that variable with a waiter the child will never see leave.
+  pm.sample_every(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int rc = in_child([&] {
+    ::alarm(5);  // a hang in the destructor ends as SIGALRM, not as a stuck test
+    process_metrics gone = std::move(pm);
+    gone = process_metrics{};  // release(): must neither join nor destroy the copies
+    return 0;
+  });
+  CHECK(rc == 0);  // 128 + SIGALRM (142) when release() waited on the copied variable
+  pm.sample();     // the parent's sampler is untouched
+}

@@ -569,10 +569,9 @@ void py_registry::rebind_after_fork() {
   if (!reg || !reg->inherited_across_fork()) return;
   std::unique_ptr<shmetrics::registry> old = std::move(reg);
   const bool had_pm = pm != nullptr;
-  // Left undestroyed (leaked): the parent's sampling thread was waiting on its condition
-  // variable at fork, and pthread_cond_destroy() in this child would wait for that waiter
-  // forever (process_metrics::release() destroys its state there).
-  (void)pm.release();
+  // Safe in this child: process_metrics::release() leaves the state inherited from the
+  // parent (its sampling thread's condition variable) alone (tests/fork_test.cpp).
+  pm.reset();
   auto r = shmetrics::registry::create(opt);
   if (!r) {
     // Not raised (a fork handler): the handles stay inert, as the C++ registry leaves them.

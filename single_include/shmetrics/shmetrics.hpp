@@ -2762,15 +2762,17 @@ class process_metrics {
 
   void release() noexcept {
     if (!state_) return;
-    if (getpid() == state_->owner) {
-      state_->stop_thread();
-    } else if (state_->thread.joinable()) {
-      // A child of fork() holds a copy of the parent's std::thread, but no such thread
-      // runs here: joining it would wait forever, destroying it would terminate. Leak
-      // the handle (a few bytes, once per child).
-      new std::thread(std::move(state_->thread));
-    }
     pid_t mine = state_->owner;
+    if (getpid() != mine) {
+      // A child of fork(): its copy of the state holds the parent's std::thread (no such
+      // thread runs here: joining would wait forever, destroying would terminate) and a
+      // condition variable that thread was waiting on (destroying it waits for a waiter
+      // that never leaves). Leak the copy, once per child.
+      owner_pid().compare_exchange_strong(mine, 0);
+      (void)state_.release();
+      return;
+    }
+    state_->stop_thread();
     owner_pid().compare_exchange_strong(mine, 0);
     state_.reset();
   }
