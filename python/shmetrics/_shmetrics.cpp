@@ -166,6 +166,23 @@ inline bool one_arg(const char* method, const char* name, PyObject* const* args,
   return true;
 }
 
+// The one required argument of set()/observe() as a double: the fast path for a lone
+// positional argument, else one_arg() and a TypeError naming what is missing.
+inline bool required_double(const char* method, const char* name, PyObject* const* args,
+                            Py_ssize_t nargs, PyObject* kwnames, double& v) {
+  PyObject* a;
+  if (nargs == 1 && kwnames == nullptr) [[likely]] {
+    a = args[0];
+  } else {
+    if (!one_arg(method, name, args, nargs, kwnames, &a)) return false;
+    if (a == nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", method, name);
+      return false;
+    }
+  }
+  return to_double(a, v);
+}
+
 PyObject* counter_inc(PyObject* self_, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   auto* self = reinterpret_cast<child_object*>(self_);
   if (nargs == 0 && kwnames == nullptr) [[likely]] {
@@ -227,20 +244,9 @@ PyObject* counter_get(PyObject* self_, PyObject*) {
 }
 
 PyObject* gauge_set(PyObject* self_, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  auto* self = reinterpret_cast<child_object*>(self_);
-  PyObject* a;
-  if (nargs == 1 && kwnames == nullptr) [[likely]] {
-    a = args[0];
-  } else {
-    if (!one_arg("set", "value", args, nargs, kwnames, &a)) return nullptr;
-    if (a == nullptr) {
-      PyErr_SetString(PyExc_TypeError, "set() missing required argument 'value'");
-      return nullptr;
-    }
-  }
   double v;
-  if (!to_double(a, v)) return nullptr;
-  self->g.set(v);
+  if (!required_double("set", "value", args, nargs, kwnames, v)) return nullptr;
+  reinterpret_cast<child_object*>(self_)->g.set(v);
   Py_RETURN_NONE;
 }
 
@@ -266,20 +272,9 @@ PyObject* gauge_get(PyObject* self_, PyObject*) {
 
 PyObject* histogram_observe(PyObject* self_, PyObject* const* args, Py_ssize_t nargs,
                             PyObject* kwnames) {
-  auto* self = reinterpret_cast<child_object*>(self_);
-  PyObject* a;
-  if (nargs == 1 && kwnames == nullptr) [[likely]] {
-    a = args[0];
-  } else {
-    if (!one_arg("observe", "amount", args, nargs, kwnames, &a)) return nullptr;
-    if (a == nullptr) {
-      PyErr_SetString(PyExc_TypeError, "observe() missing required argument 'amount'");
-      return nullptr;
-    }
-  }
   double v;
-  if (!to_double(a, v)) return nullptr;
-  self->h.observe(v);
+  if (!required_double("observe", "amount", args, nargs, kwnames, v)) return nullptr;
+  reinterpret_cast<child_object*>(self_)->h.observe(v);
   Py_RETURN_NONE;
 }
 
