@@ -393,6 +393,70 @@ const httplib::Headers prometheus_headers = {
      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"},
     {"Accept-Encoding", "gzip"}};
 
+// CPU a server process spends per scrape as Prometheus scrapes it: `scrapes` GETs with
+// its headers (gzip) at 10 Hz over one kept-alive connection; ms of the process's CPU
+// time (its CPU-time clock) per scrape over the window, or -1 if a scrape failed.
+double cpu_ms_per_gzip_scrape(pid_t pid, httplib::Client& cli, int scrapes, long* bytes) {
+  const double c0 = bench::proc_cpu_seconds(pid);
+  auto next = clock_type::now();
+  for (int i = 0; i < scrapes; ++i) {
+    const long b = http_get(cli, prometheus_headers);
+    if (b <= 0) return -1;
+    *bytes = b;
+    next += std::chrono::milliseconds(100);
+    std::this_thread::sleep_until(next);
+  }
+  return (bench::proc_cpu_seconds(pid) - c0) * 1000 / scrapes;
+}
+
+#ifdef SHMETRICS_BENCH_EXPOSER
+// prometheus-cpp's Exposer serving `preg` from a child process of its own, so that its CPU
+// time is its own as the exporter's is (two server threads and keep-alive, as in the wrk
+// part). The child waits for SIGTERM; ~exposer_child sends it.
+struct exposer_child {
+  pid_t pid = -1;
+  int port = 0;
+  exposer_child() = default;
+  exposer_child(const exposer_child&) = delete;
+  exposer_child& operator=(const exposer_child&) = delete;
+  ~exposer_child() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
+
+bool start_exposer(const std::shared_ptr<prometheus::Registry>& preg, exposer_child& e) {
+  int fds[2];
+  if (::pipe(fds) != 0) return false;
+  // The child runs only prometheus-cpp (its registry was built before) and malloc, which
+  // glibc keeps usable after fork() whatever the registry's heartbeat thread was doing.
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return false;
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    prometheus::Exposer exposer(std::vector<std::string>{
+        "listening_ports", "127.0.0.1:0", "num_threads", "2", "enable_keep_alive", "yes"});
+    exposer.RegisterCollectable(preg);
+    auto ports = exposer.GetListeningPorts();
+    int port = ports.empty() ? 0 : ports[0];
+    if (::write(fds[1], &port, sizeof port) != sizeof port) ::_exit(1);
+    ::close(fds[1]);
+    for (;;)
+      ::pause();
+  }
+  ::close(fds[1]);
+  e.pid = pid;
+  const bool ok = ::read(fds[0], &e.port, sizeof e.port) == sizeof e.port && e.port > 0;
+  ::close(fds[0]);
+  return ok;
+}
+#endif
+
 #endif
 
 // wrk -t1 -c4 against `url` for `seconds`: requests per second, or -1.
@@ -763,6 +827,41 @@ void bench_scrape_10k(const options& o, results& r) {
   }
 #endif
 
+#if defined(SHMETRICS_BENCH_EXPORTER) && defined(SHMETRICS_BENCH_EXPOSER)
+  // CPU per gzip scrape at 10 Hz, as Prometheus scrapes: the exporter and prometheus-cpp's
+  // Exposer (which gzips with zlib when the client accepts it) over the same 10k series,
+  // in turns (windows of 10 scrapes); the best window of each. Nothing writes meanwhile
+  // (the engine part's exporter_cpu_ms_per_scrape_10k_series_gzip is scraped while written).
+  if (!o.exporter.empty()) {
+    note(o, "shmetrics-bench: %s\n", "CPU per gzip scrape: exporter vs prometheus-cpp's Exposer");
+    auto e = start_exporter(o.exporter, so.dir, so.prefix);
+    exposer_child x;
+    if (e && start_exposer(preg, x)) {
+      auto ecli = make_client(e->port), xcli = make_client(x.port);
+      long ebytes = 0, xbytes = 0;
+      (void)http_get(ecli, prometheus_headers);  // the exporter's first parse
+      (void)http_get(xcli, prometheus_headers);
+      double ebest = 1e300, xbest = 1e300;
+      for (int w = 0; w < (o.quick ? 3 : 6); ++w) {
+        const double ems = cpu_ms_per_gzip_scrape(e->proc->pid(), ecli, 10, &ebytes);
+        const double xms = cpu_ms_per_gzip_scrape(x.pid, xcli, 10, &xbytes);
+        if (ems > 0) ebest = std::min(ebest, ems);
+        if (xms > 0) xbest = std::min(xbest, xms);
+      }
+      if (ebest < 1e300) {
+        r["exporter_cpu_ms_per_scrape_10k_series_gzip_static"] = ebest;
+        r["exporter_gzip_bytes_10k_series"] = static_cast<double>(ebytes);
+      }
+      if (xbest < 1e300) {
+        r["promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip"] = xbest;
+        r["promcpp_exposer_gzip_bytes_10k_series"] = static_cast<double>(xbytes);
+      }
+    } else {
+      std::fprintf(stderr, "shmetrics-bench: no exporter or Exposer for the CPU per scrape\n");
+    }
+  }
+#endif
+
   // HTTP scrapes per second, wrk -t1 -c4, same 10k series, plain text both.
   if (o.wrk.empty()) return;
   const int secs = o.quick ? 2 : 5;
@@ -1089,6 +1188,8 @@ void print_table(const options& o, const results& r) {
       "promcpp_scrape_10k_series_ms", "python_mp_scrape_10k_series_ms");
   row("exporter 10k merged from 4 writers (ms)", "exporter_scrape_10k_series_4writers_ms", "",
       "python_mp_scrape_10k_series_ms");
+  row("CPU per gzip scrape at 10 Hz, 10k (ms)", "exporter_cpu_ms_per_scrape_10k_series_gzip_static",
+      "promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip", "");
   {
     // Higher is better: the ratio is ours / theirs.
     double a = get("exporter_http_scrapes_per_s_10k_series"),

@@ -35,6 +35,9 @@ POSITIVE = [
     "exporter_http_scrape_ms_100k_series",
     "segment_bytes_per_series_100k", "exporter_rss_mb_100k_series",
     "engine_step_ns", "exporter_cpu_ms_per_scrape_10k_series_gzip",
+    "exporter_cpu_ms_per_scrape_10k_series_gzip_static",
+    "promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip",
+    "exporter_gzip_bytes_10k_series", "promcpp_exposer_gzip_bytes_10k_series",
 ]
 # Differences: any finite number (noise can make a slowdown negative).
 FINITE = ["hot_path_slowdown_pct_scraped_10hz", "engine_wall_slowdown_pct_scraped_10hz"]
