@@ -438,16 +438,21 @@ bool start_exposer(const std::shared_ptr<prometheus::Registry>& preg, exposer_ch
     return false;
   }
   if (pid == 0) {
-    ::close(fds[0]);
-    prometheus::Exposer exposer(std::vector<std::string>{
-        "listening_ports", "127.0.0.1:0", "num_threads", "2", "enable_keep_alive", "yes"});
-    exposer.RegisterCollectable(preg);
-    auto ports = exposer.GetListeningPorts();
-    int port = ports.empty() ? 0 : ports[0];
-    if (::write(fds[1], &port, sizeof port) != sizeof port) ::_exit(1);
-    ::close(fds[1]);
-    for (;;)
-      ::pause();
+    // Never returns: a throw here would otherwise run the rest of the bench in the child.
+    try {
+      ::close(fds[0]);
+      prometheus::Exposer exposer(std::vector<std::string>{
+          "listening_ports", "127.0.0.1:0", "num_threads", "2", "enable_keep_alive", "yes"});
+      exposer.RegisterCollectable(preg);
+      auto ports = exposer.GetListeningPorts();
+      int port = ports.empty() ? 0 : ports[0];
+      if (::write(fds[1], &port, sizeof port) != sizeof port) ::_exit(1);
+      ::close(fds[1]);
+      for (;;)
+        ::pause();
+    } catch (...) {
+      ::_exit(1);
+    }
   }
   ::close(fds[1]);
   e.pid = pid;
