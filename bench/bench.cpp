@@ -1,8 +1,9 @@
 // shmetrics-bench: hot-path and scrape costs, side by side with prometheus-cpp and Python's
 // prometheus_client in multiprocess mode, in one run on one machine.
 //
-//   shmetrics-bench [--quick] [--json] [--exporter PATH] [--python PATH] [--wrk PATH]
-//                   [--engine-threads N] [--max-series N] [--shm.dir DIR] [--shm.prefix NAME]
+//   shmetrics-bench [--quick] [--json] [--check-goals] [--exporter PATH] [--python PATH]
+//                   [--wrk PATH] [--engine-threads N] [--max-series N] [--shm.dir DIR]
+//                   [--shm.prefix NAME]
 //
 // Figures are wall-clock ns per operation per thread (two threads: both hit the SAME
 // series, the contended case) and ms per scrape. Ratios from one run are what matter;
@@ -392,6 +393,75 @@ const httplib::Headers prometheus_headers = {
      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"},
     {"Accept-Encoding", "gzip"}};
 
+// CPU a server process spends per scrape as Prometheus scrapes it: `scrapes` GETs with
+// its headers (gzip) at 10 Hz over one kept-alive connection; ms of the process's CPU
+// time (its CPU-time clock) per scrape over the window, or -1 if a scrape failed.
+double cpu_ms_per_gzip_scrape(pid_t pid, httplib::Client& cli, int scrapes, long* bytes) {
+  const double c0 = bench::proc_cpu_seconds(pid);
+  auto next = clock_type::now();
+  for (int i = 0; i < scrapes; ++i) {
+    const long b = http_get(cli, prometheus_headers);
+    if (b <= 0) return -1;
+    *bytes = b;
+    next += std::chrono::milliseconds(100);
+    std::this_thread::sleep_until(next);
+  }
+  return (bench::proc_cpu_seconds(pid) - c0) * 1000 / scrapes;
+}
+
+#ifdef SHMETRICS_BENCH_EXPOSER
+// prometheus-cpp's Exposer serving `preg` from a child process of its own, so that its CPU
+// time is its own as the exporter's is (two server threads and keep-alive, as in the wrk
+// part). The child waits for SIGTERM; ~exposer_child sends it.
+struct exposer_child {
+  pid_t pid = -1;
+  int port = 0;
+  exposer_child() = default;
+  exposer_child(const exposer_child&) = delete;
+  exposer_child& operator=(const exposer_child&) = delete;
+  ~exposer_child() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
+
+bool start_exposer(const std::shared_ptr<prometheus::Registry>& preg, exposer_child& e) {
+  int fds[2];
+  if (::pipe(fds) != 0) return false;
+  // The child runs only prometheus-cpp (its registry was built before) and malloc, which
+  // glibc keeps usable after fork() whatever the registry's heartbeat thread was doing.
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return false;
+  }
+  if (pid == 0) {
+    // Never returns: a throw here would otherwise run the rest of the bench in the child.
+    try {
+      ::close(fds[0]);
+      prometheus::Exposer exposer(std::vector<std::string>{
+          "listening_ports", "127.0.0.1:0", "num_threads", "2", "enable_keep_alive", "yes"});
+      exposer.RegisterCollectable(preg);
+      auto ports = exposer.GetListeningPorts();
+      int port = ports.empty() ? 0 : ports[0];
+      if (::write(fds[1], &port, sizeof port) != sizeof port) ::_exit(1);
+      ::close(fds[1]);
+      for (;;)
+        ::pause();
+    } catch (...) {
+      ::_exit(1);
+    }
+  }
+  ::close(fds[1]);
+  e.pid = pid;
+  const bool ok = ::read(fds[0], &e.port, sizeof e.port) == sizeof e.port && e.port > 0;
+  ::close(fds[0]);
+  return ok;
+}
+#endif
+
 #endif
 
 // wrk -t1 -c4 against `url` for `seconds`: requests per second, or -1.
@@ -486,7 +556,7 @@ throughput engine_throughput(const engine_metrics& m, int threads,
 }
 
 struct options {
-  bool quick = false, json = false;
+  bool quick = false, json = false, check_goals = false;
   shmetrics::registry_options reg;
   std::string exporter, python = "/usr/bin/python3", python_script, wrk;
   int engine_threads = 0;
@@ -516,6 +586,8 @@ const char* usage_text =
     "flags (--flag value or --flag=value):\n"
     "  --quick                fewer repetitions, shorter windows\n"
     "  --json                 one JSON object of every figure instead of the table\n"
+    "  --check-goals          then one line per goal of issue 24 (to stderr under --json);\n"
+    "                         exit 3 when a measured goal is missed\n"
     "  --exporter PATH        shmetrics-exporter to run (default: next to this binary)\n"
     "  --python PATH          Python with prometheus_client (default /usr/bin/python3)\n"
     "  --python-script PATH   python_mp_scrape.py (default: next to this binary)\n"
@@ -537,6 +609,8 @@ options parse_flags(int argc, char** argv) {
       o.quick = true;
     else if (a == "--json")
       o.json = true;
+    else if (a == "--check-goals")
+      o.check_goals = true;
     else if (flag_is(a, "--shm.dir"))
       o.reg.dir = flag_value(argc, argv, i, a);
     else if (flag_is(a, "--shm.prefix"))
@@ -755,6 +829,41 @@ void bench_scrape_10k(const options& o, results& r) {
       out.clear();
       shmetrics::encode_text(c->families, out, c->labels.get(), &c->columns);
     });
+  }
+#endif
+
+#if defined(SHMETRICS_BENCH_EXPORTER) && defined(SHMETRICS_BENCH_EXPOSER)
+  // CPU per gzip scrape at 10 Hz, as Prometheus scrapes: the exporter and prometheus-cpp's
+  // Exposer (which gzips with zlib when the client accepts it) over the same 10k series,
+  // in turns (windows of 10 scrapes); the best window of each. Nothing writes meanwhile
+  // (the engine part's exporter_cpu_ms_per_scrape_10k_series_gzip is scraped while written).
+  if (!o.exporter.empty()) {
+    note(o, "shmetrics-bench: %s\n", "CPU per gzip scrape: exporter vs prometheus-cpp's Exposer");
+    auto e = start_exporter(o.exporter, so.dir, so.prefix);
+    exposer_child x;
+    if (e && start_exposer(preg, x)) {
+      auto ecli = make_client(e->port), xcli = make_client(x.port);
+      long ebytes = 0, xbytes = 0;
+      (void)http_get(ecli, prometheus_headers);  // the exporter's first parse
+      (void)http_get(xcli, prometheus_headers);
+      double ebest = 1e300, xbest = 1e300;
+      for (int w = 0; w < (o.quick ? 3 : 6); ++w) {
+        const double ems = cpu_ms_per_gzip_scrape(e->proc->pid(), ecli, 10, &ebytes);
+        const double xms = cpu_ms_per_gzip_scrape(x.pid, xcli, 10, &xbytes);
+        if (ems > 0) ebest = std::min(ebest, ems);
+        if (xms > 0) xbest = std::min(xbest, xms);
+      }
+      if (ebest < 1e300) {
+        r["exporter_cpu_ms_per_scrape_10k_series_gzip_static"] = ebest;
+        r["exporter_gzip_bytes_10k_series"] = static_cast<double>(ebytes);
+      }
+      if (xbest < 1e300) {
+        r["promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip"] = xbest;
+        r["promcpp_exposer_gzip_bytes_10k_series"] = static_cast<double>(xbytes);
+      }
+    } else {
+      std::fprintf(stderr, "shmetrics-bench: no exporter or Exposer for the CPU per scrape\n");
+    }
   }
 #endif
 
@@ -1084,6 +1193,8 @@ void print_table(const options& o, const results& r) {
       "promcpp_scrape_10k_series_ms", "python_mp_scrape_10k_series_ms");
   row("exporter 10k merged from 4 writers (ms)", "exporter_scrape_10k_series_4writers_ms", "",
       "python_mp_scrape_10k_series_ms");
+  row("CPU per gzip scrape at 10 Hz, 10k (ms)", "exporter_cpu_ms_per_scrape_10k_series_gzip_static",
+      "promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip", "");
   {
     // Higher is better: the ratio is ours / theirs.
     double a = get("exporter_http_scrapes_per_s_10k_series"),
@@ -1158,6 +1269,93 @@ void print_table(const options& o, const results& r) {
          "%");
 }
 
+// --check-goals: issue 24's goals, one line each, from this run's figures:
+//   goal KEY: WHAT: goal OP WANT; measured VALUE: met|missed|not measured (WHY)
+// A goal whose figures this run did not produce (a part left out by --only, the 1M
+// point under --quick, or a figure the bench has no key for) is "not measured", not a
+// failure. Returns the number of goals missed.
+int check_goals(const options& o, const results& r, std::FILE* out) {
+  auto has = [&](const std::string& k) { return r.count(k) && std::isfinite(r.at(k)); };
+  auto get = [&](const std::string& k) { return has(k) ? r.at(k) : 0.0; };
+  int missed = 0, measured = 0, total = 0;
+  // higher: the figure must be >= want; otherwise <= want. `keys`: the figures it needs.
+  auto goal = [&](const char* key, const char* what, std::initializer_list<std::string> keys,
+                  bool higher, double want, const char* unit, auto value) {
+    ++total;
+    std::string absent;
+    for (const auto& k : keys)
+      if (!has(k) || (k.find("slowdown") == std::string::npos && get(k) <= 0))
+        absent += (absent.empty() ? "" : ", ") + k;
+    std::fprintf(out, "goal %s: %s: goal %s %.2f%s; ", key, what, higher ? ">=" : "<=", want, unit);
+    if (!absent.empty()) {
+      std::fprintf(out, "measured -: not measured (no %s)\n", absent.c_str());
+      return;
+    }
+    const double v = value();
+    const bool met = higher ? v >= want : v <= want;
+    ++measured;
+    if (!met) ++missed;
+    std::fprintf(out, "measured %.2f%s: %s\n", v, unit, met ? "met" : "missed");
+  };
+  auto speedup = [&](const char* ours, const char* theirs) {
+    return [&get, ours, theirs] { return get(theirs) / get(ours); };
+  };
+  std::fprintf(out, "goals of issue 24 (%s run%s):\n", o.quick ? "quick" : "full",
+               o.only.empty() ? "" : (", --only " + o.only).c_str());
+  goal("histogram_observe_walk_1t",
+       "histogram observe (22 bounds, walk) vs prometheus-cpp, 1 thread",
+       {"histogram_observe_ns_1t", "promcpp_histogram_observe_ns_1t"}, true, 4, "x",
+       speedup("histogram_observe_ns_1t", "promcpp_histogram_observe_ns_1t"));
+  goal("histogram_observe_random_1t",
+       "histogram observe (22 bounds, random latencies) vs prometheus-cpp, 1 thread",
+       {"histogram_observe_random_ns_1t", "promcpp_histogram_observe_random_ns_1t"}, true, 5, "x",
+       speedup("histogram_observe_random_ns_1t", "promcpp_histogram_observe_random_ns_1t"));
+  goal("histogram_observe_walk_2t",
+       "histogram observe (walk) vs prometheus-cpp, 2 threads on one series",
+       {"histogram_observe_ns_2t", "promcpp_histogram_observe_ns_2t"}, true, 10, "x",
+       speedup("histogram_observe_ns_2t", "promcpp_histogram_observe_ns_2t"));
+  goal("histogram_observe_random_2t",
+       "histogram observe (random latencies) vs prometheus-cpp, 2 threads on one series",
+       {"histogram_observe_random_ns_2t", "promcpp_histogram_observe_random_ns_2t"}, true, 10, "x",
+       speedup("histogram_observe_random_ns_2t", "promcpp_histogram_observe_random_ns_2t"));
+  goal("counter_inc_vs_plain_store", "counter inc, 1 thread, over the plain-store floor",
+       {"counter_inc_ns_1t", "plain_store_ns_1t"}, false, 1.5, "x",
+       [&] { return get("counter_inc_ns_1t") / get("plain_store_ns_1t"); });
+  goal("exporter_cpu_gzip_10k", "exporter CPU per gzip scrape of 10k series",
+       {"exporter_cpu_ms_per_scrape_10k_series_gzip"}, false, 1.5, " ms",
+       [&] { return get("exporter_cpu_ms_per_scrape_10k_series_gzip"); });
+  goal("scrape_10k_vs_promcpp", "scrape 10k series in-process vs prometheus-cpp",
+       {"scrape_10k_series_ms", "promcpp_scrape_10k_series_ms"}, true, 20, "x",
+       speedup("scrape_10k_series_ms", "promcpp_scrape_10k_series_ms"));
+  goal("exporter_http_1m_warm", "exporter over HTTP, 1M series, warm scrape",
+       {"exporter_http_scrape_ms_1m_series"}, false, 150, " ms",
+       [&] { return get("exporter_http_scrape_ms_1m_series"); });
+  // RSS (MiB, from /proc) over the segment it maps (capacity) plus one scrape's text.
+  goal("exporter_rss_1m", "exporter RSS at 1M series over (segment bytes + one scrape's text)",
+       {"exporter_rss_mb_1m_series", "segment_bytes_per_series_1m",
+        "exporter_http_scrape_bytes_1m_series"},
+       false, 1.2, "x", [&] {
+         return get("exporter_rss_mb_1m_series") * 1024 * 1024 /
+                (get("segment_bytes_per_series_1m") * 1e6 +
+                 get("exporter_http_scrape_bytes_1m_series"));
+       });
+  goal("with_labels_vs_promcpp_add", "register a new series (with_labels) vs prometheus-cpp Add",
+       {"with_labels_ns", "promcpp_family_add_ns"}, true, 3, "x",
+       speedup("with_labels_ns", "promcpp_family_add_ns"));
+  goal("register_100k_series", "a registry of 100k series (1,000 families) built",
+       {"build_ms_100k_series"}, false, 100, " ms", [&] { return get("build_ms_100k_series"); });
+  goal("hot_path_slowdown_10hz", "step-cost slowdown scraped at 10 Hz (absolute)",
+       {"hot_path_slowdown_pct_scraped_10hz"}, false, 0.5, " %",
+       [&] { return std::abs(get("hot_path_slowdown_pct_scraped_10hz")); });
+  goal("engine_wall_slowdown_10hz",
+       "wall-clock slowdown scraped at 10 Hz, exporter on other CPUs (absolute)",
+       {"engine_wall_slowdown_pct_scraped_10hz"}, false, 1, " %",
+       [&] { return std::abs(get("engine_wall_slowdown_pct_scraped_10hz")); });
+  std::fprintf(out, "goals: %d met, %d missed, %d not measured\n", measured - missed, missed,
+               total - measured);
+  return missed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1180,5 +1378,7 @@ int main(int argc, char** argv) {
     print_json(r);
   else
     print_table(o, r);
+  // Exit 3 (not 1, a failed run) when a goal is missed: the run itself worked.
+  if (o.check_goals && check_goals(o, r, o.json ? stderr : stdout) > 0) return 3;
   return 0;
 }

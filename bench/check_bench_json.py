@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The bench test: runs `shmetrics-bench --quick --json` and checks that it printed one
-JSON object with every figure issue 9 asks for, each a finite number (positive where a
-cost or a rate). Figures are printed, not judged: this machine's noise is no verdict.
+"""The bench test: runs `shmetrics-bench --quick --json --check-goals` and checks that it
+printed one JSON object with every figure issue 9 asks for, each a finite number
+(positive where a cost or a rate), and on stderr one verdict line per goal of issue 24
+(met, missed or not measured). Figures are printed, not judged: this machine's noise is
+no verdict, so a missed goal (exit 3) passes here too.
 
 usage: check_bench_json.py BENCH [bench flags...]
 """
@@ -9,6 +11,7 @@ usage: check_bench_json.py BENCH [bench flags...]
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,9 +35,44 @@ POSITIVE = [
     "exporter_http_scrape_ms_100k_series",
     "segment_bytes_per_series_100k", "exporter_rss_mb_100k_series",
     "engine_step_ns", "exporter_cpu_ms_per_scrape_10k_series_gzip",
+    "exporter_cpu_ms_per_scrape_10k_series_gzip_static",
+    "promcpp_exposer_cpu_ms_per_scrape_10k_series_gzip",
+    "exporter_gzip_bytes_10k_series", "promcpp_exposer_gzip_bytes_10k_series",
 ]
 # Differences: any finite number (noise can make a slowdown negative).
 FINITE = ["hot_path_slowdown_pct_scraped_10hz", "engine_wall_slowdown_pct_scraped_10hz"]
+
+# --check-goals: issue 24's goals, each on one line of stderr (bench.cpp's check_goals).
+GOALS = [
+    "histogram_observe_walk_1t", "histogram_observe_random_1t",
+    "histogram_observe_walk_2t", "histogram_observe_random_2t",
+    "counter_inc_vs_plain_store", "exporter_cpu_gzip_10k", "scrape_10k_vs_promcpp",
+    "exporter_http_1m_warm", "exporter_rss_1m", "with_labels_vs_promcpp_add",
+    "register_100k_series", "hot_path_slowdown_10hz", "engine_wall_slowdown_10hz",
+]
+GOAL_LINE = re.compile(r"^goal (\w+): .*: goal (>=|<=) [0-9.]+.*; measured .*: "
+                       r"(met|missed|not measured \(.*\))$")
+# Exit status of a run whose goals were checked and some missed.
+GOALS_MISSED = 3
+
+
+def check_goal_lines(stderr):
+    """Problems with the goal lines: a goal without its line, twice, or an odd line."""
+    seen, bad = {}, []
+    for line in stderr.splitlines():
+        if not line.startswith("goal "):
+            continue
+        m = GOAL_LINE.match(line)
+        if not m:
+            bad.append(f"malformed goal line: {line!r}")
+            continue
+        seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+    for g in GOALS:
+        if seen.get(g, 0) != 1:
+            bad.append(f"goal {g}: {seen.get(g, 0)} lines (want 1)")
+    for g in sorted(set(seen) - set(GOALS)):
+        bad.append(f"goal {g}: not a goal this test knows (add it to GOALS)")
+    return bad
 
 
 def has_python_client():
@@ -50,12 +88,12 @@ def main():
     if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
         print("usage: check_bench_json.py BENCH [flags]; BENCH not executable", file=sys.stderr)
         return 2
-    cmd = [sys.argv[1], "--quick", "--json"] + sys.argv[2:]
+    cmd = [sys.argv[1], "--quick", "--json", "--check-goals"] + sys.argv[2:]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     wall = time.monotonic() - t0
     sys.stderr.write(r.stderr)
-    if r.returncode != 0:
+    if r.returncode not in (0, GOALS_MISSED):
         print(f"FAIL: {' '.join(cmd)} exited {r.returncode}")
         return 1
     try:
@@ -82,13 +120,18 @@ def main():
             bad.append(f"{k}: {v!r} (missing or not a number)")
         elif k in positive and v <= 0:
             bad.append(f"{k}: {v} (must be > 0)")
+    bad += check_goal_lines(r.stderr)
+    if (r.returncode == GOALS_MISSED) != any(
+            line.startswith("goal ") and line.endswith(": missed") for line in r.stderr.splitlines()):
+        bad.append(f"exit status {r.returncode} does not match the goal lines' verdicts")
     for k in sorted(figures):
         print(f"{k} = {figures[k]}")
     print(f"bench wall time: {wall:.1f} s")
     if bad:
         print("FAIL:\n  " + "\n  ".join(bad))
         return 1
-    print(f"OK: {len(positive) + len(FINITE)} required figures present")
+    print(f"OK: {len(positive) + len(FINITE)} required figures present, "
+          f"{len(GOALS)} goal lines printed (verdicts not judged)")
     return 0
 
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>       // fdopen, fgets
+#include <ctime>        // clock_getcpuclockid
 #include <cstdlib>      // getenv
 #include <fstream>      // /proc files
 #include <sstream>      // /proc/<pid>/stat fields
@@ -112,8 +113,13 @@ inline double proc_status_kb(pid_t pid, std::string_view field) {
   return -1;
 }
 
-/// User + system CPU seconds a process has used so far (/proc/<pid>/stat fields 14, 15).
+/// User + system CPU seconds a process has used so far: its CPU-time clock (ns), else
+/// /proc/<pid>/stat fields 14, 15 (clock ticks: 10 ms, too coarse for a few scrapes).
 inline double proc_cpu_seconds(pid_t pid) {
+  clockid_t clk;
+  timespec ts{};
+  if (::clock_getcpuclockid(pid, &clk) == 0 && ::clock_gettime(clk, &ts) == 0)
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = s.rfind(')');  // the command name may hold spaces

@@ -573,6 +573,57 @@ TEST_CASE("segments owned by another user are refused unless allowed",
   CHECK(allowed.samples()["req_total{k=\"a\"}"] == 1002);
 }
 
+// The gzip body as sent (not inflated by httplib): RFC 1952 as Python's gzip module and
+// gzip(1) read it (header, deflate stream, CRC-32 and size trailer), for both formats,
+// with a body of a few hundred KB (several deflate blocks). The compressor is libdeflate
+// or zlib, whichever the build found (src/meson.build): run in both builds.
+TEST_CASE("a gzip body is valid gzip that gzip -d and Python inflate", "[exporter][http]") {
+  test::unique_prefix up;
+  writer w(up, true, "1048576");
+  w.run({"wide wide_total 240 1000", "counter req_total a 2", "hist lat 0.5"});
+  exporter e(up);
+  httplib::Client c("127.0.0.1", e.port);
+  c.set_read_timeout(10, 0);
+  c.set_decompress(false);
+  for (const char* accept : {"text/plain", "application/openmetrics-text;version=1.0.0"}) {
+    INFO(accept);
+    auto plain = c.Get("/metrics", {{"Accept", accept}, {"Accept-Encoding", "identity"}});
+    auto gz = c.Get("/metrics", {{"Accept", accept}, {"Accept-Encoding", "gzip"}});
+    REQUIRE(plain);
+    REQUIRE(gz);
+    REQUIRE(gz->get_header_value("Content-Encoding") == "gzip");
+    REQUIRE(gz->body.size() > 18);
+    CHECK(gz->body.size() < plain->body.size() / 4);
+    // ID1 ID2 CM=8 (deflate)
+    CHECK(gz->body.substr(0, 3) == std::string("\x1f\x8b\x08"));
+    std::string z = write_tmp(up.prefix + ".gz", gz->body);
+    auto [py_rc, py] = test::run(
+        "/usr/bin/python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.decompress("
+        "open(sys.argv[1],\"rb\").read()))' " +
+        z + " 2>&1");
+    auto [gz_rc, gzd] = test::run("gzip -t " + z + " 2>&1 && gzip -dc " + z + " 2>&1");
+    std::remove(z.c_str());
+    REQUIRE(py_rc == 0);
+    REQUIRE(gz_rc == 0);
+    CHECK(py == gzd);
+    // The same exposition as the identity body (another collection: the exporter's own
+    // metrics differ, the writer's series do not).
+    auto writers = [](const std::string& body) {
+      std::string kept;
+      std::istringstream in(body);
+      for (std::string l; std::getline(in, l);)
+        if (l.starts_with("wide_total") || l.starts_with("req_total") || l.starts_with("lat_") ||
+            l.starts_with("# EOF"))
+          kept += l + "\n";
+      return kept;
+    };
+    CHECK(std::count(py.begin(), py.end(), '\n') > 240);
+    CHECK(writers(py) == writers(plain->body));
+    CHECK(writers(py).find("wide_total{k=\"239") != std::string::npos);
+    if (std::string(accept).starts_with("application/openmetrics")) CHECK(py.ends_with("# EOF\n"));
+  }
+}
+
 TEST_CASE("content negotiation, gzip, HEAD and the other endpoints", "[exporter][http]") {
   test::unique_prefix up;
   writer w(up);

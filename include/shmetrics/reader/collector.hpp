@@ -166,7 +166,8 @@ bool accepts_gzip(std::string_view accept_encoding);
 void encode(const collection& c, exposition_format f, std::string& out);
 
 /// gzip (RFC 1952) of `in` into `out` (replaced), at a fast level: scrapes are frequent
-/// and bodies compress well. False (and `out` empty) if zlib fails.
+/// and bodies compress well. With libdeflate where the build found it, else zlib. False
+/// (and `out` empty) if compression fails.
 bool gzip(std::string_view in, std::string& out);
 
 /// The encoded bodies of the latest collection, one per format and encoding: callers
