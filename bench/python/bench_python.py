@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import timeit
-import urllib.request
+import http.client
 
 OPS = ("inc", "labels_inc", "observe", "set")
 APIS = ("native", "shim", "pc", "pc_mp")
@@ -157,19 +157,45 @@ def scrape(series, procs, reps, exporter):
         out["generate_latest_ms"] = min(ts)
         out["generate_latest_bytes"] = len(body)
         out["exporter_ms"] = None
+        out["exporter_cpu_ms"] = None
         if exporter:
             p = subprocess.Popen([exporter, "--web.listen-address=127.0.0.1:0", "--shm.dir=" + d,
                                   "--shm.prefix=bench", "--log.level=error"],
                                  stdout=subprocess.PIPE, text=True)
             try:
-                m = re.search(r"listening on (http://\S+)", p.stdout.readline())
-                url = m.group(1)
-                urllib.request.urlopen(url, timeout=30).read()  # its first collection
+                m = re.search(r"listening on http://([^/\s]+)(\S*)", p.stdout.readline())
+                # One kept-alive connection, as Prometheus scrapes: the time is the
+                # exporter's answer and the transfer, not a TCP handshake per scrape.
+                conn = http.client.HTTPConnection(m.group(1), timeout=30)
+                path = m.group(2) or "/metrics"
+
+                def get():
+                    conn.request("GET", path)
+                    r = conn.getresponse()
+                    data = r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"exporter answered {r.status}")
+                    return data
+
+                def cpu_ns():  # the exporter's time on a CPU (ns), summed over its threads
+                    total = 0   # (its HTTP pool's threads live as long as it does)
+                    for t in os.listdir(f"/proc/{p.pid}/task"):
+                        try:
+                            with open(f"/proc/{p.pid}/task/{t}/schedstat") as f:
+                                total += int(f.read().split()[0])
+                        except OSError:
+                            pass  # a thread that ended between listdir and open
+                    return total
+
+                get()  # its first collection
                 ts = []
+                c0 = cpu_ns()
                 for _ in range(reps):
                     t0 = time.perf_counter()
-                    urllib.request.urlopen(url, timeout=30).read()
+                    get()
                     ts.append((time.perf_counter() - t0) * 1e3)
+                out["exporter_cpu_ms"] = (cpu_ns() - c0) / 1e6 / reps
+                conn.close()
                 out["exporter_ms"] = min(ts)
             finally:
                 p.terminate()
@@ -223,6 +249,8 @@ def main():
     ratios["scrape_pc_mp_vs_generate_latest"] = s["pc_mp_ms"] / s["generate_latest_ms"]
     ratios["scrape_pc_mp_vs_exporter"] = (s["pc_mp_ms"] / s["exporter_ms"]
                                           if s["exporter_ms"] else None)
+    ratios["scrape_pc_mp_vs_exporter_cpu"] = (s["pc_mp_ms"] / s["exporter_cpu_ms"]
+                                              if s["exporter_cpu_ms"] else None)
     result["ratios"] = ratios
 
     if a.json:
@@ -245,6 +273,8 @@ def main():
           % (s["generate_latest_ms"], s["generate_latest_first_ms"], s["generate_latest_bytes"]))
     print("  shmetrics-exporter GET     %10s" % ("-" if s["exporter_ms"] is None
                                                   else "%.2f" % s["exporter_ms"]))
+    print("  shmetrics-exporter CPU     %10s   (the exporter's own CPU per GET)"
+          % ("-" if s["exporter_cpu_ms"] is None else "%.2f" % s["exporter_cpu_ms"]))
     print("  prometheus_client mp       %10.2f   (%d bytes)" % (s["pc_mp_ms"], s["pc_mp_bytes"]))
     print("\nratios: " + ", ".join("%s %.1fx" % (k, v) for k, v in ratios.items() if v))
 

@@ -23,11 +23,12 @@ def test_bench_quick_json_has_every_key():
     assert out["per_call_ns"]["native"]["pybind11_observe"] > 0
     assert "shim" in out["per_call_ns"]  # None until shmetrics.prometheus_client exists
     for k in ("generate_latest_ms", "generate_latest_first_ms", "generate_latest_bytes",
-              "exporter_ms", "pc_mp_ms", "pc_mp_bytes", "series", "procs"):
+              "exporter_ms", "exporter_cpu_ms", "pc_mp_ms", "pc_mp_bytes", "series", "procs"):
         assert k in out["scrape"], k
     assert out["scrape"]["generate_latest_bytes"] > 0 and out["scrape"]["pc_mp_ms"] > 0
     if exporter:
         assert out["scrape"]["exporter_ms"] > 0
+        assert out["scrape"]["exporter_cpu_ms"] > 0
     for k in ("inc_vs_pc", "inc_vs_pc_mp", "observe_vs_pc", "observe_vs_pc_mp",
               "scrape_pc_mp_vs_generate_latest", "scrape_pc_mp_vs_exporter"):
         assert k in out["ratios"], k
