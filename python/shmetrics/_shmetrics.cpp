@@ -91,20 +91,8 @@ T take(shmetrics::result<T>&& r) {
 struct py_registry;
 struct py_family;
 
-enum class kind : int { counter, gauge, histogram, info };
-
-const char* kind_word(kind k) {
-  switch (k) {
-    case kind::counter:
-      return "counter";
-    case kind::gauge:
-      return "gauge";
-    case kind::histogram:
-      return "histogram";
-    default:
-      return "info";
-  }
-}
+// The family kinds are the segment's own (counter, gauge, histogram, info).
+using kind = metric_type;
 
 // ---- children: the hot path, in the CPython C API ---------------------------------------
 
@@ -530,7 +518,8 @@ PyObject* child_repr(PyObject* self_) {
   auto* self = reinterpret_cast<child_object*>(self_);
   const char* name = self->fam ? self->fam->def.name.c_str() : "?";
   return PyUnicode_FromFormat("<shmetrics %s child %s%R>",
-                              self->fam ? kind_word(self->fam->def.k) : "?", name, self->values);
+                              self->fam ? shmetrics::detail::type_word(self->fam->def.k) : "?",
+                              name, self->values);
 }
 
 py_registry::py_registry(shmetrics::registry_options o) : opt(std::move(o)) {
@@ -675,6 +664,18 @@ std::vector<std::pair<std::string, std::string>> const_labels_of(py::handle d) {
 
 // Registers a family in `self` (a Registry object); ValueError on a name this registry
 // already has (as prometheus_client refuses a duplicate in one CollectorRegistry).
+// The fields every family registration fills the same way.
+family_def family_of(kind k, const std::string& name, const std::string& documentation,
+                     py::handle labelnames, py::handle const_labels) {
+  family_def d;
+  d.k = k;
+  d.name = name;
+  d.help = documentation;
+  d.labelnames = str_list(labelnames, "labelnames", name);
+  d.const_labels = const_labels_of(const_labels);
+  return d;
+}
+
 py::object add_family(py::object self, family_def def) {
   auto& r = self.cast<py_registry&>();
   auto f = std::make_unique<py_family>();
@@ -685,8 +686,8 @@ py::object add_family(py::object self, family_def def) {
   for (py_family* o : r.families)
     if (o->stored_name() == stored)
       throw py::value_error("shmetrics: duplicated family name '" + f->def.name +
-                            "' in this registry (already registered as " + kind_word(o->def.k) +
-                            " '" + o->def.name + "')");
+                            "' in this registry (already registered as " +
+                            shmetrics::detail::type_word(o->def.k) + " '" + o->def.name + "')");
   f->registry_ref = self;
   f->reg = &r;
   r.families.push_back(f.get());
@@ -1063,12 +1064,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           "counter",
           [](py::object self, const std::string& name, const std::string& documentation,
              py::object labelnames, py::object const_labels) {
-            family_def d;
-            d.k = kind::counter;
-            d.name = name;
-            d.help = documentation;
-            d.labelnames = str_list(labelnames, "labelnames", name);
-            d.const_labels = const_labels_of(const_labels);
+            family_def d = family_of(kind::counter, name, documentation, labelnames, const_labels);
             return add_family(self, std::move(d));
           },
           py::arg("name"), py::arg("documentation") = "", py::arg("labelnames") = py::tuple(),
@@ -1077,12 +1073,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           "gauge",
           [](py::object self, const std::string& name, const std::string& documentation,
              py::object labelnames, py::object const_labels, const std::string& mode) {
-            family_def d;
-            d.k = kind::gauge;
-            d.name = name;
-            d.help = documentation;
-            d.labelnames = str_list(labelnames, "labelnames", name);
-            d.const_labels = const_labels_of(const_labels);
+            family_def d = family_of(kind::gauge, name, documentation, labelnames, const_labels);
             d.mode = parse_mode(mode);
             return add_family(self, std::move(d));
           },
@@ -1092,12 +1083,8 @@ PYBIND11_MODULE(_shmetrics, m) {
           "histogram",
           [](py::object self, const std::string& name, const std::string& documentation,
              py::object labelnames, py::object buckets, py::object const_labels) {
-            family_def d;
-            d.k = kind::histogram;
-            d.name = name;
-            d.help = documentation;
-            d.labelnames = str_list(labelnames, "labelnames", name);
-            d.const_labels = const_labels_of(const_labels);
+            family_def d =
+                family_of(kind::histogram, name, documentation, labelnames, const_labels);
             for (py::handle b : buckets) {
               double v;
               if (!to_double(b.ptr(), v)) {
@@ -1123,12 +1110,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           "info",
           [](py::object self, const std::string& name, const std::string& documentation,
              py::object labelnames, py::object const_labels) {
-            family_def d;
-            d.k = kind::info;
-            d.name = name;
-            d.help = documentation;
-            d.labelnames = str_list(labelnames, "labelnames", name);
-            d.const_labels = const_labels_of(const_labels);
+            family_def d = family_of(kind::info, name, documentation, labelnames, const_labels);
             return add_family(self, std::move(d));
           },
           py::arg("name"), py::arg("documentation") = "", py::arg("labelnames") = py::tuple(),
@@ -1180,7 +1162,8 @@ PYBIND11_MODULE(_shmetrics, m) {
       .def_property_readonly("name", [](py_family& f) { return f.def.name; })
       .def_property_readonly("stored_name", [](py_family& f) { return f.stored_name(); })
       .def_property_readonly("documentation", [](py_family& f) { return f.def.help; })
-      .def_property_readonly("type", [](py_family& f) { return kind_word(f.def.k); })
+      .def_property_readonly("type",
+                             [](py_family& f) { return shmetrics::detail::type_word(f.def.k); })
       .def_property_readonly("labelnames",
                              [](py_family& f) {
                                py::tuple t(f.def.labelnames.size());
@@ -1239,8 +1222,8 @@ PYBIND11_MODULE(_shmetrics, m) {
              return n;
            })
       .def("__repr__", [](py_family& f) {
-        return "<shmetrics " + std::string(kind_word(f.def.k)) + " family " + f.def.name + "(" +
-               join(f.def.labelnames) + ")>";
+        return "<shmetrics " + std::string(shmetrics::detail::type_word(f.def.k)) + " family " +
+               f.def.name + "(" + join(f.def.labelnames) + ")>";
       });
 
   // Family.labels: a METH_FASTCALL method in front of _labels (pybind11's *args/**kwargs
@@ -1310,10 +1293,7 @@ PYBIND11_MODULE(_shmetrics, m) {
           d["name"] = f->name;
           d["key"] = f->key;
           d["source"] = f->source == shmetrics::family_source::omni ? "omni" : "vllm";
-          d["type"] = f->type == metric_type::counter     ? "counter"
-                      : f->type == metric_type::histogram ? "histogram"
-                      : f->type == metric_type::info      ? "info"
-                                                          : "gauge";
+          d["type"] = shmetrics::detail::type_word(f->type);
           d["help"] = f->help;
           d["labels"] = f->labels;
           d["buckets"] = f->buckets_1_2_5 ? shmetrics::buckets_1_2_5(max_model_len) : f->buckets;
