@@ -119,6 +119,7 @@ _HISTOGRAM_CHILD_METHODS = {'time': _child_time_observe}
 
 class MetricWrapperBase(Collector):
     _type = None
+    _child_methods = {}  # Python methods prometheus_client's children have (time(), ...)
     _reserved_labelnames = ()
     # Families of this class are values in the shmetrics segment (the registry collects
     # them from the merged view).
@@ -195,7 +196,9 @@ class MetricWrapperBase(Collector):
         raise NotImplementedError
 
     def _make_child(self, labelvalues):
-        return self._family.labels(*labelvalues)
+        child = self._family.labels(*labelvalues)
+        _patch_child_type(child, self._child_methods)
+        return child
 
     def labels(self, *labelvalues, **labelkwargs):
         """The child for the given label values (the native child: cache it)."""
@@ -276,20 +279,15 @@ class Counter(MetricWrapperBase):
     """A counter: `Counter('requests_total', 'doc')` or `Counter('requests', 'doc')` both
     serve `requests_total` (prometheus_client's naming)."""
     _type = 'counter'
+    _child_methods = _COUNTER_CHILD_METHODS
 
     def _native_family(self):
         return _native.family('counter', self._name, self._documentation, self._labelnames)
 
     def _bind(self, child):
-        _patch_child_type(child, _COUNTER_CHILD_METHODS)
         self._value = child
         # The native methods themselves: no Python frame on the hot path.
         self.inc = child.inc
-
-    def _make_child(self, labelvalues):
-        child = self._family.labels(*labelvalues)
-        _patch_child_type(child, _COUNTER_CHILD_METHODS)
-        return child
 
     def inc(self, amount=1, exemplar=None):
         """Increment counter by the given amount (a metric with labels: on its children)."""
@@ -362,6 +360,7 @@ class _PidGaugeChild:
 
 class Gauge(MetricWrapperBase):
     _type = 'gauge'
+    _child_methods = _GAUGE_CHILD_METHODS
     _MULTIPROC_MODES = frozenset(('all', 'liveall', 'min', 'livemin', 'max', 'livemax', 'sum', 'livesum',
                                   'mostrecent', 'livemostrecent'))
 
@@ -390,9 +389,7 @@ class Gauge(MetricWrapperBase):
     def _make_child(self, labelvalues):
         if self._pid_label:
             return _PidGaugeChild(self._family, labelvalues)
-        child = self._family.labels(*labelvalues)
-        _patch_child_type(child, _GAUGE_CHILD_METHODS)
-        return child
+        return super()._make_child(labelvalues)
 
     def _remove_native(self, labelvalues):
         if self._pid_label:
@@ -451,6 +448,7 @@ class Summary(MetricWrapperBase):
     """A summary (count and sum), recorded as a histogram with the single bucket +Inf:
     `_count` and `_sum` as prometheus_client serves them, plus `_bucket{le="+Inf"}`."""
     _type = 'summary'
+    _child_methods = _HISTOGRAM_CHILD_METHODS
     _reserved_labelnames = ['quantile']
 
     def _native_family(self):
@@ -464,14 +462,8 @@ class Summary(MetricWrapperBase):
                                   buckets=(sys.float_info.max,))
 
     def _bind(self, child):
-        _patch_child_type(child, _HISTOGRAM_CHILD_METHODS)
         self._value = child
         self.observe = child.observe
-
-    def _make_child(self, labelvalues):
-        child = self._family.labels(*labelvalues)
-        _patch_child_type(child, _HISTOGRAM_CHILD_METHODS)
-        return child
 
     def observe(self, amount):
         self._raise_if_not_observable()
@@ -482,6 +474,7 @@ class Summary(MetricWrapperBase):
 
 class Histogram(MetricWrapperBase):
     _type = 'histogram'
+    _child_methods = _HISTOGRAM_CHILD_METHODS
     _reserved_labelnames = ['le']
     DEFAULT_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
 
@@ -511,14 +504,8 @@ class Histogram(MetricWrapperBase):
                               buckets=tuple(self._upper_bounds[:-1]))
 
     def _bind(self, child):
-        _patch_child_type(child, _HISTOGRAM_CHILD_METHODS)
         self._value = child
         self.observe = child.observe
-
-    def _make_child(self, labelvalues):
-        child = self._family.labels(*labelvalues)
-        _patch_child_type(child, _HISTOGRAM_CHILD_METHODS)
-        return child
 
     def observe(self, amount, exemplar=None):
         """Observe the given amount."""
